@@ -1,0 +1,72 @@
+"""Shared fixtures: small synthetic MNIST-shaped IDX data the tests write themselves."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array in the IDX format (magic 0x0000 08 ndim, big-endian dims)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images of 10 learnable classes: a fixed blob per class plus noise."""
+    prototypes = np.random.default_rng(1234).random((10, 28, 28)) ** 4 * 255
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    noise = rng.normal(0, 30, (n, 28, 28))
+    images = np.clip(prototypes[labels] + noise, 0, 255).astype(np.uint8)
+    images[:, :2, :] = 0  # constant border rows, as in MNIST
+    return images, labels
+
+
+def write_mnist_idx(folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    train_images, train_labels = synthetic_digits(n_train, seed=1)
+    test_images, test_labels = synthetic_digits(n_test, seed=2)
+    arrays = {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
+    for key, array in arrays.items():
+        data = idx_bytes(array)
+        if gz:
+            (folder / f"{IDX_NAMES[key]}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / IDX_NAMES[key]).write_bytes(data)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A --data-dir with 300 training and 100 test synthetic digits (gzipped IDX)."""
+    return write_mnist_idx(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def real_mnist_dir() -> Path:
+    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"full MNIST not found at {REAL_MNIST} (only on the project's machines)")
+    return REAL_MNIST

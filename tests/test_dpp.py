@@ -1,0 +1,140 @@
+"""DPP kernels and the exact k-DPP samplers, checked against direct float64 references."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chi2
+
+import MNIST as M
+
+
+def direct_rbf(vectors: np.ndarray, beta: float, eps: float) -> np.ndarray:
+    """exp(-beta ||v_a - v_b||^2) + eps [a = b] by explicit differences. vectors: (M, N)."""
+    diffs = vectors[:, None, :] - vectors[None, :, :]
+    return np.exp(-beta * (diffs**2).sum(-1)) + eps * np.eye(len(vectors))
+
+
+def test_edge_kernels_match_direct_pairwise_distances() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))  # N = 40 images, 6 "pixels"
+    W1 = rng.normal(scale=0.3, size=(3, 6))
+    G = torch.from_numpy(X.T @ X)
+    got = M.edge_kernels(torch.from_numpy(W1), G, beta=0.3, eps=0.01).numpy()
+    for h in range(3):
+        weighted_columns = (X * W1[h]).T  # row i is w_hi * x_i, an N-long vector
+        np.testing.assert_allclose(got[h], direct_rbf(weighted_columns, 0.3, 0.01), rtol=1e-10, atol=1e-12)
+
+
+def test_node_kernel_matches_direct_pairwise_distances() -> None:
+    rng = np.random.default_rng(1)
+    Z = rng.normal(scale=0.5, size=(30, 5))  # N = 30 images, H = 5 nodes
+    got = M.node_kernel(torch.from_numpy(Z), beta=0.7, eps=0.01).numpy()
+    np.testing.assert_allclose(got, direct_rbf(Z.T, 0.7, 0.01), rtol=1e-10, atol=1e-12)
+
+
+def test_dpp_node_kernel_uses_preactivations_without_bias() -> None:
+    rng = np.random.default_rng(2)
+    X = torch.from_numpy(rng.normal(size=(20, 784)))
+    W1 = torch.from_numpy(rng.normal(scale=0.01, size=(8, 784)))
+    keep = M.dpp_node(W1, X, k=3, beta=0.3, seed=5)
+    assert keep.shape == (8,) and int(keep.sum()) == 3
+    assert torch.equal(keep, M.dpp_node(W1, X, k=3, beta=0.3, seed=5))
+
+
+def random_kernel(n: int, seed: int) -> np.ndarray:
+    A = np.random.default_rng(seed).normal(size=(n, n))
+    return A @ A.T / n + 0.1 * np.eye(n)
+
+
+def exact_k_dpp_law(L: np.ndarray, k: int) -> dict[tuple[int, ...], float]:
+    subsets = list(itertools.combinations(range(len(L)), k))
+    dets = np.array([np.linalg.det(L[np.ix_(s, s)]) for s in subsets])
+    return dict(zip(subsets, dets / dets.sum()))
+
+
+def chi_square_p_value(samples: np.ndarray, law: dict[tuple[int, ...], float]) -> float:
+    counts = dict.fromkeys(law, 0)
+    for row in samples:
+        counts[tuple(sorted(int(i) for i in row))] += 1
+    observed = np.array([counts[s] for s in law], dtype=float)
+    expected = np.array([law[s] for s in law]) * len(samples)
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    return float(chi2.sf(statistic, df=len(law) - 1))
+
+
+@pytest.mark.parametrize("k", [3, 5], ids=["direct", "complement"])
+def test_torch_sampler_follows_the_exact_k_dpp_law(k: int) -> None:
+    L = random_kernel(7, seed=3)
+    draws = 20_000
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(11).spawn(draws)]
+    batch = torch.from_numpy(L).expand(draws, 7, 7)
+    samples = M.sample_k_dpp(batch, k, rngs).numpy()
+    assert chi_square_p_value(samples, exact_k_dpp_law(L, k)) > 1e-4
+
+
+def test_dppy_backend_follows_the_exact_k_dpp_law() -> None:
+    L = random_kernel(7, seed=4)
+    seeds = np.random.SeedSequence(12).spawn(4000)
+    samples = M.sample_k_dpps(torch.from_numpy(L).expand(4000, 7, 7), 3, seeds, "dppy").numpy()
+    assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-4
+
+
+def test_sampler_is_seeded_and_returns_k_distinct_indices() -> None:
+    L = torch.from_numpy(random_kernel(30, seed=5)).expand(4, 30, 30)
+    seeds = np.random.SeedSequence(7).spawn(4)
+    first = M.sample_k_dpps(L, 10, seeds, "torch")
+    again = M.sample_k_dpps(L, 10, np.random.SeedSequence(7).spawn(4), "torch")
+    other = M.sample_k_dpps(L, 10, np.random.SeedSequence(8).spawn(4), "torch")
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    for row in first:
+        assert len(set(row.tolist())) == 10 and row.min() >= 0 and row.max() < 30
+
+
+def assert_valid_sample(sample: torch.Tensor, n: int, k: int) -> None:
+    assert sample.shape[-1] == k
+    for row in sample.reshape(-1, k):
+        assert len(set(row.tolist())) == k and 0 <= int(row.min()) and int(row.max()) < n
+
+
+@pytest.mark.parametrize("k", [1, 20])
+def test_sampler_handles_k_1_and_k_n_and_float32(k: int) -> None:
+    L = torch.from_numpy(random_kernel(20, seed=6)).float().unsqueeze(0)
+    assert_valid_sample(M.sample_k_dpp(L, k, [np.random.default_rng(0)]), 20, k)
+
+
+def test_sampler_handles_k_far_above_the_number_of_large_eigenvalues() -> None:
+    rng = np.random.default_rng(7)
+    F = rng.normal(size=(784, 50))
+    L = torch.from_numpy(F @ F.T + 0.01 * np.eye(784)).unsqueeze(0)
+    assert_valid_sample(M.sample_k_dpp(L, 387, [np.random.default_rng(1)]), 784, 387)
+
+
+def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
+    n = 60
+    identical = torch.full((n, n), 1.0, dtype=torch.float64) + 0.01 * torch.eye(n, dtype=torch.float64)
+    Q, _ = torch.linalg.qr(torch.from_numpy(np.random.default_rng(8).normal(size=(n, n))))
+    spread = Q @ torch.diag(torch.logspace(-12, 12, n, dtype=torch.float64)) @ Q.T
+    spread = (spread + spread.T) / 2
+    for L in (identical, spread, 1e-200 * identical, 1e200 * identical):
+        assert_valid_sample(M.sample_k_dpp(L.unsqueeze(0), 30, [np.random.default_rng(2)]), n, 30)
+
+
+def test_random_edge_keeps_k_per_node_and_is_seeded() -> None:
+    mask = M.random_edge(10, 784, 69, seed=3)
+    assert mask.shape == (10, 784) and (mask.sum(1) == 69).all()
+    assert torch.equal(mask, M.random_edge(10, 784, 69, seed=3))
+    assert not torch.equal(mask, M.random_edge(10, 784, 69, seed=4))
+
+
+def test_dpp_edge_mask_is_seeded_and_independent_of_chunking() -> None:
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(50, 784))
+    G = torch.from_numpy(X.T @ X)
+    W1 = torch.from_numpy(rng.normal(scale=0.02, size=(5, 784)))
+    mask = M.dpp_edge(W1, G, k=10, beta=0.3, seed=1, chunk_size=2)
+    assert (mask.sum(1) == 10).all()
+    assert torch.equal(mask, M.dpp_edge(W1, G, k=10, beta=0.3, seed=1, chunk_size=5))
