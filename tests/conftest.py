@@ -40,7 +40,9 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_mnist_idx(folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = True) -> Path:
+def write_mnist_idx(
+    folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = True
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     train_images, train_labels = synthetic_digits(n_train, seed=1)
     test_images, test_labels = synthetic_digits(n_test, seed=2)
@@ -68,5 +70,7 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_mnist_dir() -> Path:
     if not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"full MNIST not found at {REAL_MNIST} (only on the project's machines)")
+        pytest.skip(
+            f"full MNIST not found at {REAL_MNIST} (only on the project's machines)"
+        )
     return REAL_MNIST

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, write_mnist_idx
 
 import MNIST as M
-from conftest import ROOT, write_mnist_idx
 
 README_COMMANDS = [
     "--procedure training --epochs 40 --lr .07",
@@ -47,10 +47,14 @@ def accuracy(line: str) -> float:
     return float(re.search(r"\(([\d.]+)%\)", line).group(1))
 
 
-def test_readme_commands_run_as_written(in_workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_commands_run_as_written(
+    in_workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(shlex.split(README_COMMANDS[0])) == 0
     out = capsys.readouterr().out
-    assert out.count("Test set: Average loss:") == 40 and "Saved mnist_two_layer.pt" in out
+    assert (
+        out.count("Test set: Average loss:") == 40 and "Saved mnist_two_layer.pt" in out
+    )
     assert run(shlex.split(README_COMMANDS[1])) == 0
     assert "Saved mnist_two_layer_Dropout.pt" in capsys.readouterr().out
     _, meta = M.load_checkpoint(in_workdir / "mnist_two_layer_Dropout.pt")
@@ -58,14 +62,32 @@ def test_readme_commands_run_as_written(in_workdir: Path, capsys: pytest.Capture
     assert run(shlex.split(README_COMMANDS[2])) == 0
     out = capsys.readouterr().out
     assert "198500/397000 weights remain (50.00%)" in out
-    before = next(line for line in out.splitlines() if line.startswith("Before reweighting"))
-    after = next(line for line in out.splitlines() if line.startswith("After reweighting"))
-    assert accuracy(after) > 50.0  # the synthetic digits are easy; reweighting keeps it working
+    before = next(
+        line for line in out.splitlines() if line.startswith("Before reweighting")
+    )
+    after = next(
+        line for line in out.splitlines() if line.startswith("After reweighting")
+    )
+    assert (
+        accuracy(after) > 50.0
+    )  # the synthetic digits are easy; reweighting keeps it working
     assert accuracy(after) >= accuracy(before) - 5.0
 
 
-def test_training_is_reproducible_with_seed(in_workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--epochs", "2", "--lr", ".1", "--hidden-size", "16", "--no-save-model", "--seed", "3"]
+def test_training_is_reproducible_with_seed(
+    in_workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "--epochs",
+        "2",
+        "--lr",
+        ".1",
+        "--hidden-size",
+        "16",
+        "--no-save-model",
+        "--seed",
+        "3",
+    ]
     assert run(args) == 0
     first = capsys.readouterr().out
     assert run(args) == 0
@@ -84,11 +106,27 @@ def small_checkpoint(workdir: Path) -> Path:
 @pytest.mark.parametrize("choice", ["dpp_edge", "random_edge", "dpp_node"])
 @pytest.mark.parametrize("reweighting", [False, True])
 def test_pruning_is_reproducible(
-    choice: str, reweighting: bool, in_workdir: Path, small_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+    choice: str,
+    reweighting: bool,
+    in_workdir: Path,
+    small_checkpoint: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     k = "6" if choice == "dpp_node" else "30"
-    args = ["--procedure", "test", "--pruning_choice", choice, "--k", k, "--hidden-size", "12",
-            "--trained_weights", str(small_checkpoint), "--seed", "4"] + (["--reweighting"] * reweighting)
+    args = [
+        "--procedure",
+        "test",
+        "--pruning_choice",
+        choice,
+        "--k",
+        k,
+        "--hidden-size",
+        "12",
+        "--trained_weights",
+        str(small_checkpoint),
+        "--seed",
+        "4",
+    ] + (["--reweighting"] * reweighting)
     assert run(args) == 0
     first = capsys.readouterr().out
     assert run(args) == 0
@@ -98,9 +136,23 @@ def test_pruning_is_reproducible(
     assert ("After reweighting" in first) == reweighting
 
 
-def test_dppy_backend_runs(in_workdir: Path, small_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--procedure", "pruning", "--pruning_choice", "dpp_edge", "--k", "20", "--hidden-size", "12",
-            "--trained_weights", str(small_checkpoint), "--dpp-backend", "dppy"]
+def test_dppy_backend_runs(
+    in_workdir: Path, small_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "--procedure",
+        "pruning",
+        "--pruning_choice",
+        "dpp_edge",
+        "--k",
+        "20",
+        "--hidden-size",
+        "12",
+        "--trained_weights",
+        str(small_checkpoint),
+        "--dpp-backend",
+        "dppy",
+    ]
     assert run(args) == 0
     assert "Test set: Average loss" in capsys.readouterr().out
 
@@ -113,8 +165,12 @@ def write_bytes(folder: Path, name: str, payload: bytes) -> Path:
 
 @pytest.fixture(scope="module")
 def bad_files(workdir: Path, small_checkpoint: Path) -> dict[str, Path]:
-    corrupt_data = write_mnist_idx(workdir / "corrupt_data", n_train=20, n_test=10, gz=False)
-    (corrupt_data / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x01")
+    corrupt_data = write_mnist_idx(
+        workdir / "corrupt_data", n_train=20, n_test=10, gz=False
+    )
+    (corrupt_data / "t10k-labels-idx1-ubyte").write_bytes(
+        b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x01"
+    )
     return {
         "garbage": write_bytes(workdir, "garbage.pt", b"this is not a checkpoint"),
         "small": small_checkpoint,
@@ -124,29 +180,72 @@ def bad_files(workdir: Path, small_checkpoint: Path) -> dict[str, Path]:
 
 
 BAD_INPUTS = {
-    "unknown pruning choice": (["--pruning_choice", "dpp_everything"], "--pruning_choice"),
+    "unknown pruning choice": (
+        ["--pruning_choice", "dpp_everything"],
+        "--pruning_choice",
+    ),
     "unknown procedure": (["--procedure", "prune"], "--procedure"),
     "k below 1": (["--procedure", "test", "--k", "0"], "--k"),
     "k above 784 edges": (["--procedure", "test", "--k", "785"], "--k 785"),
-    "k above H nodes": (["--procedure", "test", "--pruning_choice", "dpp_node", "--k", "501"], "--k 501"),
+    "k above H nodes": (
+        ["--procedure", "test", "--pruning_choice", "dpp_node", "--k", "501"],
+        "--k 501",
+    ),
     "beta zero": (["--procedure", "test", "--beta", "0"], "--beta"),
     "beta negative": (["--procedure", "test", "--beta", "-1"], "--beta"),
     "beta nan": (["--procedure", "test", "--beta", "nan"], "--beta"),
     "dropconnect": (["--drop-option", "connect"], "--drop-option"),
-    "missing checkpoint": (["--procedure", "test", "--trained_weights", "nope.pt"], "nope.pt"),
-    "unreadable checkpoint": (["--procedure", "test", "--trained_weights", "{garbage}"], "garbage.pt"),
-    "checkpoint is a directory": (["--procedure", "test", "--trained_weights", "{corrupt_data}"], "directory"),
-    "hidden size mismatch": (["--procedure", "test", "--trained_weights", "{small}"], "--hidden-size 12"),
-    "data dir is a file": (["--procedure", "test", "--hidden-size", "12", "--trained_weights", "{small}",
-                            "--data-dir", "{a_file}"], "--data-dir"),
-    "corrupt data": (["--procedure", "test", "--hidden-size", "12", "--trained_weights", "{small}",
-                      "--data-dir", "{corrupt_data}"], "t10k-labels-idx1-ubyte"),
+    "missing checkpoint": (
+        ["--procedure", "test", "--trained_weights", "nope.pt"],
+        "nope.pt",
+    ),
+    "unreadable checkpoint": (
+        ["--procedure", "test", "--trained_weights", "{garbage}"],
+        "garbage.pt",
+    ),
+    "checkpoint is a directory": (
+        ["--procedure", "test", "--trained_weights", "{corrupt_data}"],
+        "directory",
+    ),
+    "hidden size mismatch": (
+        ["--procedure", "test", "--trained_weights", "{small}"],
+        "--hidden-size 12",
+    ),
+    "data dir is a file": (
+        [
+            "--procedure",
+            "test",
+            "--hidden-size",
+            "12",
+            "--trained_weights",
+            "{small}",
+            "--data-dir",
+            "{a_file}",
+        ],
+        "--data-dir",
+    ),
+    "corrupt data": (
+        [
+            "--procedure",
+            "test",
+            "--hidden-size",
+            "12",
+            "--trained_weights",
+            "{small}",
+            "--data-dir",
+            "{corrupt_data}",
+        ],
+        "t10k-labels-idx1-ubyte",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_gives_one_line_and_exit_2(
-    case: str, in_workdir: Path, bad_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    case: str,
+    in_workdir: Path,
+    bad_files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv, needle = BAD_INPUTS[case]
     argv = [a.format(**{k: str(v) for k, v in bad_files.items()}) for a in argv]
@@ -158,17 +257,40 @@ def test_bad_input_gives_one_line_and_exit_2(
     assert sorted(p.name for p in in_workdir.iterdir()) == before
 
 
-def test_bad_input_from_a_real_process_has_no_traceback(workdir: Path, bad_files: dict[str, Path]) -> None:
+def test_bad_input_from_a_real_process_has_no_traceback(
+    workdir: Path, bad_files: dict[str, Path]
+) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    for argv in (["--k", "x"], ["--procedure", "test", "--trained_weights", str(bad_files["garbage"])]):
-        proc = subprocess.run([sys.executable, str(ROOT / "MNIST.py"), *argv], cwd=workdir, env=env,
-                              capture_output=True, text=True, timeout=120)
+    for argv in (
+        ["--k", "x"],
+        ["--procedure", "test", "--trained_weights", str(bad_files["garbage"])],
+    ):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "MNIST.py"), *argv],
+            check=False,
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2
-        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert (
+            len(proc.stderr.strip().splitlines()) == 1
+            and "Traceback" not in proc.stderr
+        )
 
 
 def test_help_states_the_defaults() -> None:
     text = M.build_parser().format_help()
-    for fragment in ("(default: 1000)", "(default: 0.001)", "(default: 0.9)", "(default: 0.3)", "(default: 20)",
-                     "(default: dpp_edge)", "(default: training)", "(default: mnist_two_layer.pt)"):
+    for fragment in (
+        "(default: 1000)",
+        "(default: 0.001)",
+        "(default: 0.9)",
+        "(default: 0.3)",
+        "(default: 20)",
+        "(default: dpp_edge)",
+        "(default: training)",
+        "(default: mnist_two_layer.pt)",
+    ):
         assert fragment in " ".join(text.split())

@@ -26,7 +26,9 @@ def test_edge_kernels_match_direct_pairwise_distances() -> None:
     got = M.edge_kernels(torch.from_numpy(W1), G, beta=0.3, eps=0.01).numpy()
     for h in range(3):
         weighted_columns = (X * W1[h]).T  # row i is w_hi * x_i, an N-long vector
-        np.testing.assert_allclose(got[h], direct_rbf(weighted_columns, 0.3, 0.01), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            got[h], direct_rbf(weighted_columns, 0.3, 0.01), rtol=1e-10, atol=1e-12
+        )
 
 
 def test_node_kernel_matches_direct_pairwise_distances() -> None:
@@ -79,7 +81,9 @@ def test_torch_sampler_follows_the_exact_k_dpp_law(k: int) -> None:
 def test_dppy_backend_follows_the_exact_k_dpp_law() -> None:
     L = random_kernel(7, seed=4)
     seeds = np.random.SeedSequence(12).spawn(4000)
-    samples = M.sample_k_dpps(torch.from_numpy(L).expand(4000, 7, 7), 3, seeds, "dppy").numpy()
+    samples = M.sample_k_dpps(
+        torch.from_numpy(L).expand(4000, 7, 7), 3, seeds, "dppy"
+    ).numpy()
     assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-4
 
 
@@ -97,7 +101,9 @@ def test_sampler_is_seeded_and_returns_k_distinct_indices() -> None:
 def assert_valid_sample(sample: torch.Tensor, n: int, k: int) -> None:
     assert sample.shape[-1] == k
     for row in sample.reshape(-1, k):
-        assert len(set(row.tolist())) == k and 0 <= int(row.min()) and int(row.max()) < n
+        assert (
+            len(set(row.tolist())) == k and 0 <= int(row.min()) and int(row.max()) < n
+        )
 
 
 @pytest.mark.parametrize("k", [1, 20])
@@ -115,12 +121,18 @@ def test_sampler_handles_k_far_above_the_number_of_large_eigenvalues() -> None:
 
 def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
     n = 60
-    identical = torch.full((n, n), 1.0, dtype=torch.float64) + 0.01 * torch.eye(n, dtype=torch.float64)
-    Q, _ = torch.linalg.qr(torch.from_numpy(np.random.default_rng(8).normal(size=(n, n))))
+    identical = torch.full((n, n), 1.0, dtype=torch.float64) + 0.01 * torch.eye(
+        n, dtype=torch.float64
+    )
+    Q, _ = torch.linalg.qr(
+        torch.from_numpy(np.random.default_rng(8).normal(size=(n, n)))
+    )
     spread = Q @ torch.diag(torch.logspace(-12, 12, n, dtype=torch.float64)) @ Q.T
     spread = (spread + spread.T) / 2
     for L in (identical, spread, 1e-200 * identical, 1e200 * identical):
-        assert_valid_sample(M.sample_k_dpp(L.unsqueeze(0), 30, [np.random.default_rng(2)]), n, 30)
+        assert_valid_sample(
+            M.sample_k_dpp(L.unsqueeze(0), 30, [np.random.default_rng(2)]), n, 30
+        )
 
 
 def test_random_edge_keeps_k_per_node_and_is_seeded() -> None:

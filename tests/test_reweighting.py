@@ -30,7 +30,9 @@ def test_edge_reweighting_matches_lstsq_on_the_rows() -> None:
     mask = np.zeros((6, 30), dtype=bool)
     for h in range(6):
         mask[h, rng.choice(30, 12, replace=False)] = True
-    got = M.reweight_edges(torch.from_numpy(W1), torch.from_numpy(mask), torch.from_numpy(X.T @ X)).numpy()
+    got = M.reweight_edges(
+        torch.from_numpy(W1), torch.from_numpy(mask), torch.from_numpy(X.T @ X)
+    ).numpy()
     assert relative_error(got, lstsq_edge_reference(X, W1, mask)) < 1e-6
     assert (got[~mask] == 0).all()
 
@@ -59,18 +61,26 @@ def test_edge_reweighting_is_exact_when_nothing_is_pruned() -> None:
     torch.testing.assert_close(got, W1, rtol=0, atol=0)
 
 
-def test_edge_reweighting_reproduces_the_layer_when_pruned_inputs_are_redundant() -> None:
+def test_edge_reweighting_reproduces_the_layer_when_pruned_inputs_are_redundant() -> (
+    None
+):
     rng = np.random.default_rng(3)
     base = rng.normal(size=(120, 10))
-    X = np.hstack([base, base @ rng.normal(size=(10, 5))])  # last 5 columns are combinations
+    X = np.hstack(
+        [base, base @ rng.normal(size=(10, 5))]
+    )  # last 5 columns are combinations
     W1 = rng.normal(size=(2, 15))
     mask = np.zeros((2, 15), dtype=bool)
     mask[:, :10] = True
-    got = M.reweight_edges(torch.from_numpy(W1), torch.from_numpy(mask), torch.from_numpy(X.T @ X)).numpy()
+    got = M.reweight_edges(
+        torch.from_numpy(W1), torch.from_numpy(mask), torch.from_numpy(X.T @ X)
+    ).numpy()
     np.testing.assert_allclose(X @ got.T, X @ W1.T, rtol=1e-8, atol=1e-8)
 
 
-def node_setup(seed: int, H: int = 12, N: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def node_setup(
+    seed: int, H: int = 12, N: int = 300
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     A = 1 / (1 + np.exp(-rng.normal(size=(N, H))))
     return A, rng.normal(size=(10, H)), rng.normal(size=10), rng.permutation(H) < H // 2
@@ -81,7 +91,9 @@ def test_node_reweighting_matches_one_regression_per_pruned_node() -> None:
     new_W2, new_b2 = M.reweight_nodes(*map(torch.from_numpy, (A, keep, W2, b2)))
     ref_W2, ref_b2 = W2.copy(), b2.copy()
     ref_W2[:, ~keep] = 0.0
-    for p in np.flatnonzero(~keep):  # the original's approach: scikit-learn, one node at a time
+    for p in np.flatnonzero(
+        ~keep
+    ):  # the original's approach: scikit-learn, one node at a time
         fit = LinearRegression().fit(A[:, keep], A[:, p])
         ref_W2[:, keep] += np.outer(W2[:, p], fit.coef_)
         ref_b2 += W2[:, p] * fit.intercept_
@@ -100,6 +112,10 @@ def test_node_reweighting_keeps_logits_when_nothing_is_pruned() -> None:
 def test_node_reweighting_is_exact_for_linearly_dependent_nodes() -> None:
     A, W2, b2, keep = node_setup(6)
     kept = np.flatnonzero(keep)
-    A[:, ~keep] = 0.2 + A[:, kept[: (~keep).sum()]] * 0.5  # pruned = affine maps of kept nodes
+    A[:, ~keep] = (
+        0.2 + A[:, kept[: (~keep).sum()]] * 0.5
+    )  # pruned = affine maps of kept nodes
     new_W2, new_b2 = M.reweight_nodes(*map(torch.from_numpy, (A, keep, W2, b2)))
-    np.testing.assert_allclose(A @ new_W2.numpy().T + new_b2.numpy(), A @ W2.T + b2, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(
+        A @ new_W2.numpy().T + new_b2.numpy(), A @ W2.T + b2, rtol=1e-8, atol=1e-8
+    )
