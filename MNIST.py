@@ -34,8 +34,10 @@ import argparse
 import gzip
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 CHECKPOINT_FORMAT = "dpp-pruning-mlp"
 CHECKPOINT_VERSION = 1
 IDX_NAMES = {
@@ -833,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="MNIST.py",
         description="Train a two-layer MNIST MLP, or prune a trained one with DPP edge/node pruning.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument(
         "--batch-size",
@@ -949,6 +953,14 @@ def build_parser() -> argparse.ArgumentParser:
         "MNIST is downloaded there when missing",
     )
     parser.add_argument(
+        "--save-pruned",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --procedure test: save the pruned (and reweighted) network here; node "
+        "pruning saves a genuinely smaller MLP",
+    )
+    parser.add_argument(
         "--dpp-backend",
         choices=("torch", "dppy"),
         default="torch",
@@ -971,6 +983,8 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         )
     if args.procedure == "pruning":
         args.procedure = "test"
+    if args.save_pruned is not None and args.procedure != "test":
+        parser.error("--save-pruned only applies to --procedure test")
     if args.procedure == "test":
         ground = (
             INPUT_DIM if args.pruning_choice.endswith("_edge") else args.hidden_size
@@ -1062,6 +1076,130 @@ def load_model_for_pruning(path: Path, hidden_size: int) -> TwoLayerMLP:
     return model
 
 
+@dataclass
+class PruningInputs:
+    """What every pruning of one checkpoint needs, each piece computed at most once.
+
+    train_x: (N, 784) training images (the data of the kernels and of reweighting);
+    test_x: (M, 784), test_y: (M,).
+    """
+
+    model: TwoLayerMLP
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    batch_size: int
+    _gram: torch.Tensor | None = None
+    _activations: torch.Tensor | None = None
+
+    @property
+    def W1(self) -> torch.Tensor:
+        return self.model.w1.weight.detach()
+
+    def gram(self) -> torch.Tensor:
+        """G = X^T X over the training images, (784, 784) float64."""
+        if self._gram is None:
+            self._gram = gram_matrix(self.train_x)
+        return self._gram
+
+    @torch.no_grad()
+    def activations(self) -> torch.Tensor:
+        """Hidden activations of the unpruned model on the training images, (N, H)."""
+        if self._activations is None:
+            self.model.eval()
+            batches = minibatches(self.train_x, self.train_x, 8192)
+            self._activations = torch.cat([self.model.hidden(x) for x, _ in batches])
+        return self._activations
+
+    def evaluate(self, model: TwoLayerMLP) -> tuple[float, int]:
+        return evaluate(model, self.test_x, self.test_y, self.batch_size)
+
+
+def draw_mask(
+    choice: str,
+    inputs: PruningInputs,
+    k: int,
+    beta: float,
+    seed: int,
+    backend: str = "torch",
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one pruning method -> (edge mask (H, 784) bool, node keep (H,) bool)."""
+    W1 = inputs.W1
+    H = W1.shape[0]
+    node_keep = torch.ones(H, dtype=torch.bool, device=W1.device)
+    if choice == "dpp_edge":
+        edge_mask = dpp_edge(
+            W1, inputs.gram(), k, beta, seed, backend, progress=progress
+        )
+    elif choice == "random_edge":
+        edge_mask = random_edge(H, INPUT_DIM, k, seed).to(W1.device)
+    elif choice == "dpp_node":
+        node_keep = dpp_node(W1, inputs.train_x, k, beta, seed, backend)
+        edge_mask = node_keep.unsqueeze(-1).expand(H, INPUT_DIM).clone()
+    else:
+        raise ValueError(f"unknown pruning choice {choice!r}")
+    return edge_mask, node_keep
+
+
+def masked_model(
+    model: TwoLayerMLP, choice: str, edge_mask: torch.Tensor, node_keep: torch.Tensor
+) -> TwoLayerMLP:
+    """A copy of model with the mask applied (edge or node pruning, without reweighting)."""
+    pruned = TwoLayerMLP(model.hidden_size, model.dropout_p).to(model.w1.weight.device)
+    pruned.load_state_dict(model.state_dict())
+    if choice.endswith("_node"):
+        apply_node_mask(pruned, node_keep)
+    else:
+        apply_edge_mask(pruned, edge_mask)
+    return pruned
+
+
+@torch.no_grad()
+def reweighted_model(
+    pruned: TwoLayerMLP,
+    inputs: PruningInputs,
+    choice: str,
+    edge_mask: torch.Tensor,
+    node_keep: torch.Tensor,
+) -> TwoLayerMLP:
+    """A copy of the masked model with the least-squares reweighting of its kind applied."""
+    result = TwoLayerMLP(pruned.hidden_size, pruned.dropout_p).to(
+        pruned.w1.weight.device
+    )
+    result.load_state_dict(pruned.state_dict())
+    if choice.endswith("_node"):
+        W2, b2 = inputs.model.w2.weight, inputs.model.w2.bias
+        new_W2, new_b2 = reweight_nodes(inputs.activations(), node_keep, W2, b2)
+        result.w2.weight.copy_(new_W2)
+        result.w2.bias.copy_(new_b2)
+    else:
+        result.w1.weight.copy_(reweight_edges(inputs.W1, edge_mask, inputs.gram()))
+    return result
+
+
+@torch.no_grad()
+def export_pruned(
+    pruned: TwoLayerMLP, choice: str, node_keep: torch.Tensor
+) -> TwoLayerMLP:
+    """The pruned network as it should be stored: node pruning gives a smaller MLP.
+
+    A removed node p has zero incoming weights, so its activation is the constant
+    sigmoid(b1_p); its contribution W2[:, p] * sigmoid(b1_p) moves into the output bias and
+    the k-unit network computes the same logits as the masked H-unit one.
+    """
+    if not choice.endswith("_node"):
+        return pruned
+    keep = node_keep.to(pruned.w1.weight.device)
+    small = TwoLayerMLP(int(keep.sum()), pruned.dropout_p).to(pruned.w1.weight.device)
+    small.w1.weight.copy_(pruned.w1.weight[keep])
+    small.w1.bias.copy_(pruned.w1.bias[keep])
+    small.w2.weight.copy_(pruned.w2.weight[:, keep])
+    constant = torch.sigmoid(pruned.w1.bias[~keep])
+    small.w2.bias.copy_(pruned.w2.bias + pruned.w2.weight[:, ~keep] @ constant)
+    return small
+
+
 def run_pruning(
     args: argparse.Namespace,
     model: TwoLayerMLP,
@@ -1069,62 +1207,62 @@ def run_pruning(
     device: torch.device,
     progress: bool,
 ) -> None:
-    H = model.hidden_size
     model.to(device)
-    test_x, test_y = data.test_images.to(device), data.test_labels.to(device)
-    X = data.train_images.to(device)
-    loss, correct = evaluate(model, test_x, test_y, args.test_batch_size)
-    print(f"Unpruned: {result_line(loss, correct, len(test_y))}")
-
-    W1 = model.w1.weight.detach()
-    choice = args.pruning_choice
-    edge_mask = torch.ones(H, INPUT_DIM, dtype=torch.bool, device=device)
-    node_keep = torch.ones(H, dtype=torch.bool, device=device)
-    G = (
-        gram_matrix(X)
-        if choice == "dpp_edge" or (choice.endswith("_edge") and args.reweighting)
-        else None
+    inputs = PruningInputs(
+        model=model,
+        train_x=data.train_images.to(device),
+        test_x=data.test_images.to(device),
+        test_y=data.test_labels.to(device),
+        batch_size=args.test_batch_size,
     )
-    if choice == "dpp_edge":
-        edge_mask = dpp_edge(
-            W1, G, args.k, args.beta, args.seed, args.dpp_backend, progress=progress
-        )
-    elif choice == "random_edge":
-        edge_mask = random_edge(H, INPUT_DIM, args.k, args.seed).to(device)
-    elif choice == "dpp_node":
-        node_keep = dpp_node(W1, X, args.k, args.beta, args.seed, args.dpp_backend)
-        edge_mask = node_keep.unsqueeze(-1).expand(H, INPUT_DIM).clone()
+    num_test = len(inputs.test_y)
+    loss, correct = inputs.evaluate(model)
+    print(f"Unpruned: {result_line(loss, correct, num_test)}")
 
-    pruned = TwoLayerMLP(H, model.dropout_p).to(device)
-    pruned.load_state_dict(model.state_dict())
-    if choice.endswith("_node"):
-        apply_node_mask(pruned, node_keep)
-    else:
-        apply_edge_mask(pruned, edge_mask)
+    choice = args.pruning_choice
+    edge_mask, node_keep = draw_mask(
+        choice, inputs, args.k, args.beta, args.seed, args.dpp_backend, progress
+    )
+    pruned = masked_model(model, choice, edge_mask, node_keep)
     remaining, total = count_remaining_weights(edge_mask, node_keep)
     print(
         f"Pruned with {choice} (k={args.k}, beta={args.beta}, seed={args.seed}): "
         f"{remaining}/{total} weights remain ({100.0 * remaining / total:.2f}%)"
     )
-    loss, correct = evaluate(pruned, test_x, test_y, args.test_batch_size)
+    loss, correct = inputs.evaluate(pruned)
     if args.reweighting:
-        print(f"Before reweighting: {result_line(loss, correct, len(test_y))}")
-        with torch.no_grad():
-            if choice.endswith("_node"):
-                activations = torch.cat(
-                    [model.hidden(x) for x, _ in minibatches(X, X, 8192)]
-                )
-                new_W2, new_b2 = reweight_nodes(
-                    activations, node_keep, model.w2.weight, model.w2.bias
-                )
-                pruned.w2.weight.copy_(new_W2)
-                pruned.w2.bias.copy_(new_b2)
-            else:
-                pruned.w1.weight.copy_(reweight_edges(W1, edge_mask, G))
-        loss, correct = evaluate(pruned, test_x, test_y, args.test_batch_size)
-        print(f"After reweighting: {result_line(loss, correct, len(test_y))}")
+        print(f"Before reweighting: {result_line(loss, correct, num_test)}")
+        pruned = reweighted_model(pruned, inputs, choice, edge_mask, node_keep)
+        loss, correct = inputs.evaluate(pruned)
+        print(f"After reweighting: {result_line(loss, correct, num_test)}")
     else:
-        print(result_line(loss, correct, len(test_y)))
+        print(result_line(loss, correct, num_test))
+
+    if args.save_pruned is not None:
+        record = {
+            "method": choice,
+            "k": args.k,
+            "beta": args.beta,
+            "seed": args.seed,
+            "reweighting": args.reweighting,
+            "source": str(args.trained_weights),
+            "test_accuracy": correct / num_test,
+            "remaining_weights": remaining,
+            "total_weights": total,
+        }
+        extra: dict[str, object] = {"pruning": record}
+        if choice.endswith("_node"):
+            extra["kept_nodes"] = torch.nonzero(node_keep).squeeze(-1).cpu()
+        else:
+            extra["w1_mask"] = edge_mask.cpu()
+        save_checkpoint(
+            args.save_pruned, export_pruned(pruned, choice, node_keep), extra
+        )
+        size_kib = args.save_pruned.stat().st_size / 1024
+        print(
+            f"Saved pruned model to {args.save_pruned}: {remaining}/{total} weights "
+            f"({100.0 * remaining / total:.2f}% kept), {size_kib:.1f} KiB"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1141,6 +1279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Data: {data.describe()}; device: {device}")
             run_training(args, data, device, progress)
         else:
+            check_writable(args.save_pruned)
             model = load_model_for_pruning(args.trained_weights, args.hidden_size)
             data = load_data(args.data_dir)
             print(f"Data: {data.describe()}; device: {device}")
@@ -1148,8 +1287,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            f"{parser.prog}: interrupted; no output file was changed", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so that a killed run removes its temporary files."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 if __name__ == "__main__":
+    interrupt_on_sigterm()
     sys.exit(main())
