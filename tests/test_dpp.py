@@ -23,7 +23,7 @@ def test_edge_kernels_match_direct_pairwise_distances() -> None:
     X = rng.normal(size=(40, 6))  # N = 40 images, 6 "pixels"
     W1 = rng.normal(scale=0.3, size=(3, 6))
     G = torch.from_numpy(X.T @ X)
-    got = M.edge_kernels(torch.from_numpy(W1), G, beta=0.3, eps=0.01).numpy()
+    got = M.edge_kernels(torch.from_numpy(W1), G, beta=0.3).numpy()
     for h in range(3):
         weighted_columns = (X * W1[h]).T  # row i is w_hi * x_i, an N-long vector
         np.testing.assert_allclose(
@@ -34,8 +34,41 @@ def test_edge_kernels_match_direct_pairwise_distances() -> None:
 def test_node_kernel_matches_direct_pairwise_distances() -> None:
     rng = np.random.default_rng(1)
     Z = rng.normal(scale=0.5, size=(30, 5))  # N = 30 images, H = 5 nodes
-    got = M.node_kernel(torch.from_numpy(Z), beta=0.7, eps=0.01).numpy()
+    got = M.node_kernel(torch.from_numpy(Z), beta=0.7).numpy()
     np.testing.assert_allclose(got, direct_rbf(Z.T, 0.7, 0.01), rtol=1e-10, atol=1e-12)
+
+
+def test_beta_auto_is_the_median_heuristic_per_kernel() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 6))
+    W1 = rng.normal(size=(2, 6))
+    got = M.edge_kernels(
+        torch.from_numpy(W1), torch.from_numpy(X.T @ X), beta="auto"
+    ).numpy()
+    for h in range(2):
+        columns = (X * W1[h]).T
+        distances = ((columns[:, None, :] - columns[None, :, :]) ** 2).sum(-1)
+        upper = distances[np.triu_indices(6, k=1)]
+        beta = (
+            1.0 / np.sort(upper)[(len(upper) - 1) // 2]
+        )  # torch's median is the lower one
+        np.testing.assert_allclose(
+            got[h], direct_rbf(columns, beta, 0.01), rtol=1e-10, atol=1e-12
+        )
+
+
+def test_kernel_stats_flag_a_numerically_diagonal_kernel() -> None:
+    far = torch.from_numpy(np.random.default_rng(4).normal(scale=100.0, size=(50, 8)))
+    for beta, diagonal in ((0.3, True), ("auto", False)):
+        stats = M.KernelStats()
+        D = M.node_squared_distances(far)
+        beta_used = M.resolve_beta(D, beta)
+        L = M.rbf_kernel(D, beta_used)
+        stats.update(L, torch.linalg.eigvalsh(L), beta_used)
+        assert stats.numerically_diagonal == diagonal
+        if diagonal:
+            assert stats.offdiag_max == 0.0 and abs(stats.effective_rank_sum - 8) < 1e-9
+        assert "effective rank" in stats.line("node")
 
 
 def test_dpp_node_kernel_uses_preactivations_without_bias() -> None:
