@@ -591,9 +591,15 @@ def sample_k_dpp_dppy(
     ):
         dpp = FiniteDPP("likelihood", L_eig_dec=(values, vectors))
         random_state = np.random.RandomState(np.random.MT19937(seed))
-        samples.append(
-            sorted(dpp.sample_exact_k_dpp(size=k, random_state=random_state))
-        )
+        try:
+            with np.errstate(all="ignore"):
+                sample = dpp.sample_exact_k_dpp(size=k, random_state=random_state)
+        except ValueError as e:  # dppy's polynomials over/underflow on wide spectra
+            raise UsageError(
+                f"--dpp-backend dppy failed on a kernel ({e}); its eigenvalues span "
+                f"{values.max() / values.min():.1e}: use --dpp-backend torch"
+            ) from None
+        samples.append(sorted(sample))
     return torch.tensor(samples, dtype=torch.int64, device=eigvals.device)
 
 

@@ -43,9 +43,11 @@ import resource
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -357,6 +359,17 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds used by the whole machine since boot, by this process's threads)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf(
+        "SC_CLK_TCK"
+    )  # minus idle, iowait
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, own.ru_utime + own.ru_stime
+
+
 def run_child(stage: str, side: str, cfg: Config) -> Result:
     """Runs in a fresh process: load inputs, reset the peak, run, report time and memory."""
     work = Path(cfg.workdir)
@@ -370,19 +383,47 @@ def run_child(stage: str, side: str, cfg: Config) -> Result:
     gc.collect()
     peak_reset = reset_peak_rss()
     base = current_rss_kib()
+    (busy0, own0), start = cpu_seconds(), time.perf_counter()
     result = RUNNERS[stage, side](inputs, cfg)
+    (busy1, own1), wall = cpu_seconds(), time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
         **result,
         "base_mib": base / 1024,
         "peak_mib": (peak - base) / 1024,
         "peak_reset": peak_reset,
+        "wall": wall,
+        "own_cpu": own1 - own0,
+        "other_cores": max(0.0, (busy1 - busy0) - (own1 - own0)) / wall,
     }
 
 
+def child_main(conn: Connection, stage: str, side: str, cfg: Config) -> None:
+    try:
+        conn.send(("ok", run_child(stage, side, cfg)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+        raise
+
+
 def in_fresh_process(stage: str, side: str, cfg: Config) -> Result:
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(run_child, (stage, side, cfg))
+    """run_child in a new interpreter ('spawn'), so its memory starts from nothing."""
+    ctx = mp.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=child_main, args=(sender, stage, side, cfg))
+    process.start()
+    sender.close()
+    try:
+        status, payload = receiver.recv()
+    except EOFError:
+        status, payload = (
+            "error",
+            f"the child died (exit code {process.join() or process.exitcode})",
+        )
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"{stage} / {side} failed:\n{payload}")
+    return payload
 
 
 # ----------------------------------------------------------------------------------------------

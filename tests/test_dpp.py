@@ -152,6 +152,14 @@ def test_sampler_handles_k_far_above_the_number_of_large_eigenvalues() -> None:
     assert_valid_sample(M.sample_k_dpp(L, 387, [np.random.default_rng(1)]), 784, 387)
 
 
+def test_dppy_backend_failure_is_one_clear_error() -> None:
+    rng = np.random.default_rng(7)
+    F = rng.normal(size=(784, 50))
+    L = torch.from_numpy(F @ F.T + 0.01 * np.eye(784)).unsqueeze(0)
+    with pytest.raises(M.UsageError, match="--dpp-backend torch"):
+        M.sample_k_dpps(L, 387, np.random.SeedSequence(0).spawn(1), "dppy")
+
+
 def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
     n = 60
     identical = torch.full((n, n), 1.0, dtype=torch.float64) + 0.01 * torch.eye(
