@@ -846,7 +846,11 @@ def pinv_solve(A: torch.Tensor, b: torch.Tensor, rtol: float = 1e-10) -> torch.T
 
 
 def reweight_edges(
-    W1: torch.Tensor, mask: torch.Tensor, G: torch.Tensor, chunk_size: int = 64
+    W1: torch.Tensor,
+    mask: torch.Tensor,
+    G: torch.Tensor,
+    chunk_size: int = 64,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Least-squares correction of every hidden node's kept incoming weights.
 
@@ -863,17 +867,21 @@ def reweight_edges(
     )  # (H, 784): row h is (G w_R)^T, so entry j in S is (G_SR w_R)_j
     result = torch.where(mask, W, torch.zeros_like(W))
     counts = mask.sum(1)
+    batches = []  # nodes with the same number of kept edges, chunk_size at a time
     for count in counts.unique().tolist():
-        if count == 0:
-            continue
         nodes = torch.nonzero(counts == count).squeeze(-1)
-        for start in range(0, len(nodes), chunk_size):
-            rows = nodes[start : start + chunk_size]
-            kept = torch.nonzero(mask[rows])[:, 1].reshape(len(rows), count)  # (B, k)
-            G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]  # (B, k, k)
-            rhs = rhs_all[rows.unsqueeze(-1), kept]  # (B, k)
-            delta = pinv_solve(G_SS, rhs)
-            result[rows.unsqueeze(-1), kept] += delta
+        if count > 0:
+            batches += [
+                (count, nodes[i : i + chunk_size])
+                for i in range(0, len(nodes), chunk_size)
+            ]
+    for count, rows in tqdm(
+        batches, desc="reweighting", unit="chunk", disable=not progress, leave=False
+    ):
+        kept = torch.nonzero(mask[rows])[:, 1].reshape(len(rows), count)  # (B, k)
+        G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]  # (B, k, k)
+        rhs = rhs_all[rows.unsqueeze(-1), kept]  # (B, k)
+        result[rows.unsqueeze(-1), kept] += pinv_solve(G_SS, rhs)
     return result.to(W1.dtype)
 
 
@@ -1669,6 +1677,7 @@ def reweighted_model(
     choice: str,
     edge_mask: torch.Tensor,
     node_keep: torch.Tensor,
+    progress: bool = False,
 ) -> TwoLayerMLP:
     """A copy of the masked model with the least-squares reweighting of its kind applied."""
     result = TwoLayerMLP(pruned.hidden_size, pruned.dropout_p).to(
@@ -1681,7 +1690,8 @@ def reweighted_model(
         result.w2.weight.copy_(new_W2)
         result.w2.bias.copy_(new_b2)
     else:
-        result.w1.weight.copy_(reweight_edges(inputs.W1, edge_mask, inputs.gram()))
+        new_W1 = reweight_edges(inputs.W1, edge_mask, inputs.gram(), progress=progress)
+        result.w1.weight.copy_(new_W1)
     return result
 
 
@@ -1782,7 +1792,9 @@ def run_pruning(
         accuracies[False].append(100.0 * correct / num_test)
         if args.reweighting:
             print(f"{prefix}Before reweighting: {result_line(loss, correct, num_test)}")
-            pruned = reweighted_model(pruned, inputs, choice, edge_mask, node_keep)
+            pruned = reweighted_model(
+                pruned, inputs, choice, edge_mask, node_keep, progress
+            )
             loss, correct = inputs.evaluate(pruned)
             accuracies[True].append(100.0 * correct / num_test)
             print(f"{prefix}After reweighting: {result_line(loss, correct, num_test)}")

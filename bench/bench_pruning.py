@@ -1,33 +1,39 @@
 """Benchmark: the original paper code's algorithms against this project's MNIST.py.
 
-Each stage runs twice on the same data and the same trained weights:
+Each stage runs twice, on the same data and the same trained weights:
 
 * original - a re-implementation of what the paper's code did: per hidden node, pairwise
   distances between N-long weighted columns (scikit-learn), dppy's exact k-DPP sampler,
-  scikit-learn LinearRegression for reweighting, and torchvision's per-image PIL pipeline;
-* ours     - the functions of MNIST.py (Gram matrix, batched torch k-DPP sampler,
+  one scikit-learn LinearRegression per node for reweighting, torchvision's per-image
+  PIL pipeline for training;
+* ours     - the functions of MNIST.py (one Gram matrix, the batched torch k-DPP sampler,
   normal-equation reweighting, training on preloaded tensors).
 
-Stages: dpp_edge (k = 387), dpp_edge_rw (dpp_edge + edge reweighting), dpp_node_rw
-(dpp_node k = 250 + node reweighting), train_epoch (one SGD epoch, batch 1000).
+Stages: dpp_edge (k = 387 of 784 edges per node), dpp_edge_rw (the same plus edge
+reweighting), dpp_node_rw (k = 250 of H = 500 nodes plus node reweighting), train_epoch
+(one SGD epoch, batch 1000, lr 0.07, momentum 0.9, dataset order; both sides start from
+the same initialisation and must give the same per-batch losses).
 
-Every (stage, side) runs in a fresh 'spawn' child process. The child loads its inputs
-(data, weights), resets the kernel's peak-RSS counter (Linux /proc/self/clear_refs), notes
-its current RSS, runs the stage, and reports getrusage(RUSAGE_SELF).ru_maxrss minus that
-baseline: the extra resident memory the stage needed at its peak. Linux only (/proc).
+Memory: every (stage, side) runs in a fresh 'spawn' child process, which loads its inputs
+(libraries, data, weights), resets the kernel's peak-RSS counter (/proc/self/clear_refs),
+notes its RSS, runs the stage and reports getrusage(RUSAGE_SELF).ru_maxrss minus that
+RSS: the extra resident memory the stage needed at its peak. The child also reports how
+much CPU other processes used meanwhile, as timings on a busy machine are meaningless.
+Linux only (/proc).
 
-The original side is slow (tens of seconds per hidden node for dpp_edge), so by default it
-runs on --original-nodes evenly spaced hidden nodes (or pruned nodes, for node reweighting)
-and the time is scaled linearly to all of them; the output marks every scaled number.
+The original side is slow (seconds per hidden node), so by default it runs on
+--original-nodes evenly spaced hidden nodes (pruned nodes, for node reweighting) and its
+time is scaled linearly to all of them; every scaled number says so.
 
-Run from the repository root (about 10 minutes with the defaults on 2 cores):
+Run from the repository root (about 5 minutes with the defaults on 2 idle cores):
 
     python3 bench/bench_pruning.py
     python3 bench/bench_pruning.py --stages dpp_node_rw train_epoch --original-nodes 0
-    python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt --data-dir ../shared/data/mnist
+    python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt
 
-Full MNIST is read from --data-dir (default ../shared/data/mnist); without it, random data
-of MNIST's shape is used and a notice is printed.
+MNIST is read from --data-dir (default ../shared/data/mnist); without it the benchmark
+uses random data of MNIST's shape and says so. Without --checkpoint it first trains the
+model for --train-epochs epochs with MNIST.py (seeded), so that the kernels are realistic.
 """
 
 from __future__ import annotations
@@ -67,14 +73,15 @@ import MNIST as M
 
 STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch")
 BATCH_SIZE, LR, MOMENTUM = 1000, 0.07, 0.9
+BUSY_CORES = 0.25  # other processes using more than this during a run: flagged
 Result = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything a child process needs (picklable)."""
+    """What a child process needs; the arrays are in files under workdir."""
 
-    workdir: str  # holds X.npy, raw.npy, y.npy, model.pt written by the parent
+    workdir: str  # X.npy, raw.npy, y.npy, model.pt, written by the parent
     k_edge: int
     k_node: int
     beta: float
@@ -85,7 +92,7 @@ class Config:
 @dataclass
 class Inputs:
     X: np.ndarray | None  # (N, 784) float32, normalised
-    raw: np.ndarray | None  # (N, 28, 28) uint8, for the per-image pipeline
+    raw: np.ndarray | None  # (N, 28, 28) uint8, only for the per-image pipeline
     y: np.ndarray  # (N,) int64
     model: M.TwoLayerMLP
 
@@ -95,15 +102,8 @@ class Inputs:
 # ----------------------------------------------------------------------------------------------
 
 
-def subset(items: list[int], n: int) -> list[int]:
-    """n evenly spaced entries of items (all of them when n is 0 or too large)."""
-    if n == 0 or n >= len(items):
-        return items
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
-
-
 def original_edge_kernel(X64: np.ndarray, w: np.ndarray, beta: float) -> np.ndarray:
-    """Kernel over one node's 784 edges from the N-long weighted columns w_i * x_i."""
+    """Kernel over one node's 784 edges from its N-long weighted columns w_i * x_i."""
     V = X64 * w  # (N, 784)
     D = euclidean_distances(V.T, squared=True)
     return np.exp(-beta * D) + M.KERNEL_EPS * np.eye(len(w))
@@ -115,83 +115,74 @@ def original_node_kernel(Z: np.ndarray, beta: float) -> np.ndarray:
     return np.exp(-beta * D) + M.KERNEL_EPS * np.eye(Z.shape[1])
 
 
-def dppy_k_sample(
-    L: np.ndarray, k: int, seed: np.random.SeedSequence
-) -> tuple[list[int] | None, str | None]:
-    """dppy's exact k-DPP sample, or (None, error message) when dppy fails."""
+def dppy_sample(L: np.ndarray, k: int, seed: np.random.SeedSequence) -> list[int] | str:
+    """dppy's exact k-DPP sample, or dppy's error message when it fails."""
+    dpp = FiniteDPP("likelihood", L=L)
     rng = np.random.RandomState(np.random.MT19937(seed))
     try:
-        return sorted(
-            FiniteDPP("likelihood", L=L).sample_exact_k_dpp(size=k, random_state=rng)
-        ), None
+        return sorted(dpp.sample_exact_k_dpp(size=k, random_state=rng))
     except Exception as e:  # noqa: BLE001 - dppy's failures are what we count
-        return None, f"{type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e}"
 
 
-def scaled_time(
-    fixed: float, times: list[float], done: int, total: int
-) -> tuple[float, str]:
-    """fixed + total * mean per-item time; a note saying whether it was scaled."""
-    if done >= total:
-        return fixed + sum(times), f"measured on all {total}"
-    return fixed + total * float(
-        np.mean(times)
-    ), f"SCALED linearly from {done} of {total}"
+def subset(items: list[int], n: int) -> list[int]:
+    """n evenly spaced entries of items (all of them when n is 0 or too large)."""
+    if n == 0 or n >= len(items):
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def scale(fixed: float, times: list[float], total: int, what: str) -> Result:
+    """Time for all `total` items from the ones measured: fixed + total * mean."""
+    per_item = float(np.mean(times))
+    seconds = fixed + (sum(times) if len(times) == total else total * per_item)
+    scaled = None if len(times) == total else f"{len(times)} of {total} {what}"
+    return {"seconds": seconds, "scaled": scaled, "per_item": per_item}
 
 
 def original_edges(inp: Inputs, cfg: Config, reweight: bool) -> Result:
     assert inp.X is not None
     W1 = inp.model.w1.weight.detach().double().numpy()
-    H = len(W1)
-    seeds = np.random.SeedSequence(cfg.seed).spawn(H)
-    nodes = subset(list(range(H)), cfg.original_nodes)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(len(W1))
     start = time.perf_counter()
     X64 = inp.X.astype(np.float64)
     fixed = time.perf_counter() - start
     ok_times, failed_times, failures = [], [], Counter()
-    for h in nodes:
-        t = time.perf_counter()
-        S, error = dppy_k_sample(
+    for h in subset(list(range(len(W1))), cfg.original_nodes):
+        start = time.perf_counter()
+        kept = dppy_sample(
             original_edge_kernel(X64, W1[h], cfg.beta), cfg.k_edge, seeds[h]
         )
-        if error is None and reweight:  # least squares of X_S v onto the node's X w
-            fit = LinearRegression(fit_intercept=False).fit(X64[:, S], X64 @ W1[h])
-            new_w = np.zeros_like(W1[h])
-            new_w[S] = fit.coef_
-        if error is None:
-            ok_times.append(time.perf_counter() - t)
-        else:
-            failed_times.append(time.perf_counter() - t)
-            failures[error] += 1
-    seconds, note = scaled_time(fixed, ok_times or failed_times, len(nodes), H)
-    return {
-        "seconds": seconds,
-        "note": f"{note} hidden nodes ({float(np.mean(ok_times or failed_times)):.2f} s per node"
-        + (", mean of the nodes dppy sampled" if failures and ok_times else "")
-        + ")",
-        "failures": (sum(failures.values()), len(nodes), dict(failures)),
-    }
+        if isinstance(kept, str):
+            failures[kept] += 1
+            failed_times.append(time.perf_counter() - start)
+            continue
+        if reweight:  # kept weights v: least squares of X_S v onto the node's X w
+            fit = LinearRegression(fit_intercept=False).fit(X64[:, kept], X64 @ W1[h])
+            W1[h] = 0.0
+            W1[h, kept] = fit.coef_
+        ok_times.append(time.perf_counter() - start)
+    # nodes where dppy failed did less work: scale from the successful ones when any
+    result = scale(fixed, ok_times or failed_times, len(W1), "hidden nodes")
+    result["detail"] = f"{result['per_item']:.2f} s per node"
+    result["failures"] = (len(ok_times) + len(failed_times), failures)
+    return result
 
 
 def original_node_rw(inp: Inputs, cfg: Config) -> Result:
     assert inp.X is not None
-    W1 = inp.model.w1.weight.detach().double().numpy()
-    b1 = inp.model.w1.bias.detach().double().numpy()
-    W2 = inp.model.w2.weight.detach().double().numpy()
-    b2 = inp.model.w2.bias.detach().double().numpy()
+    W1, b1, W2, b2 = (p.detach().double().numpy() for p in inp.model.parameters())
     H = len(W1)
     start = time.perf_counter()
     Z = inp.X.astype(np.float64) @ W1.T  # (N, H) pre-activations, no bias
-    kept, error = dppy_k_sample(
-        original_node_kernel(Z, cfg.beta), cfg.k_node, np.random.SeedSequence(cfg.seed)
-    )
-    if kept is None:  # the original would stop here; keep going with a uniform draw
+    L = original_node_kernel(Z, cfg.beta)
+    kept = dppy_sample(L, cfg.k_node, np.random.SeedSequence(cfg.seed))
+    failures = Counter([kept] if isinstance(kept, str) else [])
+    if isinstance(kept, str):  # the original would stop here; go on with a uniform draw
         kept = sorted(
-            np.random.default_rng(cfg.seed)
-            .choice(H, cfg.k_node, replace=False)
-            .tolist()
+            np.random.default_rng(cfg.seed).choice(H, cfg.k_node, replace=False)
         )
-    A = 1.0 / (1.0 + np.exp(-(Z + b1)))  # activations of the unpruned net
+    A = 1.0 / (1.0 + np.exp(-(Z + b1)))  # (N, H) activations of the unpruned net
     A_kept = A[:, kept]
     pruned = sorted(set(range(H)) - set(kept))
     new_W2, new_b2 = W2.copy(), b2.copy()
@@ -199,18 +190,18 @@ def original_node_rw(inp: Inputs, cfg: Config) -> Result:
     fixed = time.perf_counter() - start
     times = []
     for p in subset(pruned, cfg.original_nodes):  # one regression per pruned node
-        t = time.perf_counter()
+        start = time.perf_counter()
         fit = LinearRegression().fit(A_kept, A[:, p])
         new_W2[:, kept] += np.outer(W2[:, p], fit.coef_)
         new_b2 += W2[:, p] * fit.intercept_
-        times.append(time.perf_counter() - t)
-    seconds, note = scaled_time(fixed, times, len(times), len(pruned))
-    return {
-        "seconds": seconds,
-        "note": f"kernel + sampling + activations {fixed:.2f} s, regressions {note} pruned nodes "
-        f"({float(np.mean(times)):.2f} s each)",
-        "failures": (int(error is not None), 1, {error: 1} if error else {}),
-    }
+        times.append(time.perf_counter() - start)
+    result = scale(fixed, times, len(pruned), "pruned-node regressions")
+    result["detail"] = (
+        f"kernel + sampling + activations {fixed:.2f} s, "
+        f"{result['per_item']:.2f} s per pruned-node regression"
+    )
+    result["failures"] = (1, failures)
+    return result
 
 
 class PilMNIST(torch.utils.data.Dataset):
@@ -248,11 +239,7 @@ def original_train(inp: Inputs, cfg: Config) -> Result:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    return {
-        "seconds": time.perf_counter() - start,
-        "note": "measured",
-        "losses": losses,
-    }
+    return {"seconds": time.perf_counter() - start, "losses": losses}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,51 +247,48 @@ def original_train(inp: Inputs, cfg: Config) -> Result:
 # ----------------------------------------------------------------------------------------------
 
 
-def timed(parts: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
-    start = time.perf_counter()
-    value = fn()
-    parts[name] = time.perf_counter() - start
-    return value
+class Stopwatch:
+    """Times named parts of a run: value = watch(name, fn, *args)."""
 
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
 
-def ours_result(parts: dict[str, float]) -> Result:
-    detail = ", ".join(f"{name} {s:.2f} s" for name, s in parts.items())
-    return {"seconds": sum(parts.values()), "note": f"measured ({detail})"}
+    def __call__(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter()
+        value = fn(*args)
+        self.parts[name] = time.perf_counter() - start
+        return value
+
+    def result(self) -> Result:
+        detail = ", ".join(f"{name} {s:.2f} s" for name, s in self.parts.items())
+        return {"seconds": sum(self.parts.values()), "detail": detail}
 
 
 def ours_edges(inp: Inputs, cfg: Config, reweight: bool) -> Result:
     X, W1 = torch.from_numpy(inp.X), inp.model.w1.weight.detach()
-    parts: dict[str, float] = {}
-    G = timed(parts, "gram_matrix", lambda: M.gram_matrix(X))
-    mask = timed(
-        parts, "dpp_edge", lambda: M.dpp_edge(W1, G, cfg.k_edge, cfg.beta, cfg.seed)
-    )
+    watch = Stopwatch()
+    G = watch("gram_matrix", M.gram_matrix, X)
+    mask = watch("dpp_edge", M.dpp_edge, W1, G, cfg.k_edge, cfg.beta, cfg.seed)
     if reweight:
-        timed(parts, "reweight_edges", lambda: M.reweight_edges(W1, mask, G))
+        watch("reweight_edges", M.reweight_edges, W1, mask, G)
     assert bool((mask.sum(1) == cfg.k_edge).all())
-    return ours_result(parts)
+    return watch.result()
+
+
+def hidden_activations(model: M.TwoLayerMLP, X: torch.Tensor) -> torch.Tensor:
+    """As MNIST.run_pruning computes them: sigmoid(X W1^T + b1) in chunks, float32."""
+    return torch.cat([model.hidden(x) for x, _ in M.minibatches(X, X, 8192)])
 
 
 def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
     X, model = torch.from_numpy(inp.X), inp.model
-    parts: dict[str, float] = {}
+    W1, W2, b2 = model.w1.weight, model.w2.weight, model.w2.bias
+    watch = Stopwatch()
     with torch.no_grad():
-        keep = timed(
-            parts,
-            "dpp_node",
-            lambda: M.dpp_node(model.w1.weight, X, cfg.k_node, cfg.beta, cfg.seed),
-        )
-        A = timed(
-            parts,
-            "activations",
-            lambda: torch.cat([model.hidden(x) for x, _ in M.minibatches(X, X, 8192)]),
-        )
-        timed(
-            parts,
-            "reweight_nodes",
-            lambda: M.reweight_nodes(A, keep, model.w2.weight, model.w2.bias),
-        )
-    return ours_result(parts)
+        keep = watch("dpp_node", M.dpp_node, W1, X, cfg.k_node, cfg.beta, cfg.seed)
+        A = watch("activations", hidden_activations, model, X)
+        watch("reweight_nodes", M.reweight_nodes, A, keep, W2, b2)
+    return watch.result()
 
 
 def ours_train(inp: Inputs, cfg: Config) -> Result:
@@ -312,36 +296,35 @@ def ours_train(inp: Inputs, cfg: Config) -> Result:
     torch.manual_seed(cfg.seed)
     model = M.TwoLayerMLP(inp.model.hidden_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    logits: list[
-        torch.Tensor
-    ] = []  # recorded to recompute the per-batch losses afterwards
+    logits: list[torch.Tensor] = []  # to recompute the per-batch losses afterwards
     model.register_forward_hook(lambda _m, _i, out: logits.append(out.detach()))
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # train_epoch's log line
         M.train_epoch(model, optimizer, X, y, BATCH_SIZE, 1, log_interval=10**9)
     seconds = time.perf_counter() - start
-    losses = [
-        F.cross_entropy(out, yb).item() for out, yb in zip(logits, y.split(BATCH_SIZE))
-    ]
-    return {"seconds": seconds, "note": "measured", "losses": losses}
+    batches = zip(logits, y.split(BATCH_SIZE), strict=True)
+    return {
+        "seconds": seconds,
+        "losses": [F.cross_entropy(o, t).item() for o, t in batches],
+    }
 
 
 RUNNERS: dict[tuple[str, str], Callable[[Inputs, Config], Result]] = {
-    ("dpp_edge", "original"): lambda inp, cfg: original_edges(inp, cfg, reweight=False),
     ("dpp_edge", "ours"): lambda inp, cfg: ours_edges(inp, cfg, reweight=False),
+    ("dpp_edge", "original"): lambda inp, cfg: original_edges(inp, cfg, reweight=False),
+    ("dpp_edge_rw", "ours"): lambda inp, cfg: ours_edges(inp, cfg, reweight=True),
     ("dpp_edge_rw", "original"): lambda inp, cfg: original_edges(
         inp, cfg, reweight=True
     ),
-    ("dpp_edge_rw", "ours"): lambda inp, cfg: ours_edges(inp, cfg, reweight=True),
-    ("dpp_node_rw", "original"): original_node_rw,
     ("dpp_node_rw", "ours"): ours_node_rw,
-    ("train_epoch", "original"): original_train,
+    ("dpp_node_rw", "original"): original_node_rw,
     ("train_epoch", "ours"): ours_train,
+    ("train_epoch", "original"): original_train,
 }
 
 
 # ----------------------------------------------------------------------------------------------
-# Child processes and memory
+# Child processes: time, memory, background load
 # ----------------------------------------------------------------------------------------------
 
 
@@ -360,18 +343,16 @@ def reset_peak_rss() -> bool:
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds used by the whole machine since boot, by this process's threads)."""
+    """(CPU seconds the whole machine has used since boot, this process's threads)."""
     with open("/proc/stat") as f:
         ticks = [int(v) for v in f.readline().split()[1:]]
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf(
-        "SC_CLK_TCK"
-    )  # minus idle, iowait
+    machine_busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, own.ru_utime + own.ru_stime
+    return machine_busy, own.ru_utime + own.ru_stime
 
 
 def run_child(stage: str, side: str, cfg: Config) -> Result:
-    """Runs in a fresh process: load inputs, reset the peak, run, report time and memory."""
+    """In a fresh process: load inputs, reset the peak, run the stage, measure."""
     work = Path(cfg.workdir)
     per_image = (stage, side) == ("train_epoch", "original")
     inputs = Inputs(
@@ -382,15 +363,14 @@ def run_child(stage: str, side: str, cfg: Config) -> Result:
     )
     gc.collect()
     peak_reset = reset_peak_rss()
-    base = current_rss_kib()
+    base_kib = current_rss_kib()
     (busy0, own0), start = cpu_seconds(), time.perf_counter()
     result = RUNNERS[stage, side](inputs, cfg)
     (busy1, own1), wall = cpu_seconds(), time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {
-        **result,
-        "base_mib": base / 1024,
-        "peak_mib": (peak - base) / 1024,
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return result | {
+        "base_mib": base_kib / 1024,
+        "peak_mib": (peak_kib - base_kib) / 1024,
         "peak_reset": peak_reset,
         "wall": wall,
         "own_cpu": own1 - own0,
@@ -407,7 +387,6 @@ def child_main(conn: Connection, stage: str, side: str, cfg: Config) -> None:
 
 
 def in_fresh_process(stage: str, side: str, cfg: Config) -> Result:
-    """run_child in a new interpreter ('spawn'), so its memory starts from nothing."""
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=child_main, args=(sender, stage, side, cfg))
@@ -416,30 +395,29 @@ def in_fresh_process(stage: str, side: str, cfg: Config) -> Result:
     try:
         status, payload = receiver.recv()
     except EOFError:
-        status, payload = (
-            "error",
-            f"the child died (exit code {process.join() or process.exitcode})",
-        )
+        status, payload = "error", "the child process died without a result"
     process.join()
     if status != "ok":
-        raise RuntimeError(f"{stage} / {side} failed:\n{payload}")
+        raise RuntimeError(
+            f"{stage} / {side} (exit code {process.exitcode}):\n{payload}"
+        )
     return payload
 
 
 # ----------------------------------------------------------------------------------------------
-# Parent: data, weights, report
+# Parent: data, weights, checks, report
 # ----------------------------------------------------------------------------------------------
 
 
 def prepare_data(data_dir: Path, seed: int) -> tuple[dict[str, np.ndarray], str]:
-    """Raw uint8 MNIST from data_dir, else random uint8 images of MNIST's shape."""
+    """uint8 MNIST from data_dir, else random uint8 images of MNIST's shape."""
     files = M.find_idx_files(data_dir) if data_dir.is_dir() else None
     if files is not None:
         return {
             key: M.read_idx(path) for key, path in files.items()
-        }, f"full MNIST from {data_dir}"
+        }, f"MNIST ({data_dir})"
     print(
-        f"NOTICE: no MNIST IDX files in {data_dir}; using RANDOM data of MNIST's shape (60000 x 784)"
+        f"NOTICE: no MNIST IDX files in {data_dir}: using RANDOM data of MNIST's shape"
     )
     rng = np.random.default_rng(seed)
     return {
@@ -461,23 +439,49 @@ def prepare_model(
     with contextlib.redirect_stdout(io.StringIO()):
         for epoch in range(1, args.train_epochs + 1):
             M.train_epoch(model, optimizer, X, y, BATCH_SIZE, epoch, log_interval=10**9)
-    return model, f"trained here: {args.train_epochs} epochs, lr {LR}, seed {args.seed}"
+    return (
+        model,
+        f"trained here for {args.train_epochs} epochs (lr {LR}, seed {args.seed})",
+    )
+
+
+def same_math_checks(X: torch.Tensor, model: M.TwoLayerMLP, cfg: Config) -> str:
+    """Both sides' kernels (and one node's edge reweighting) on the same inputs."""
+    X64, W1 = X.double().numpy(), model.w1.weight.detach()
+    w = W1[0].double().numpy()
+    G = M.gram_matrix(X)
+    edge = np.abs(
+        original_edge_kernel(X64, w, cfg.beta)
+        - M.edge_kernels(W1[:1], G, cfg.beta)[0].numpy()
+    )
+    Z = X64 @ W1.double().numpy().T
+    node = np.abs(
+        original_node_kernel(Z, cfg.beta)
+        - M.node_kernel(torch.from_numpy(Z), cfg.beta).numpy()
+    )
+    mask = M.random_edge(1, M.INPUT_DIM, cfg.k_edge, cfg.seed)[0].numpy()
+    ours = M.reweight_edges(W1[:1], torch.from_numpy(mask[None]), G)[0].double().numpy()
+    fit = LinearRegression(fit_intercept=False).fit(X64[:, mask], X64 @ w)
+    # compare what the layer computes (X v), not v: X_S has collinear constant columns
+    out_diff = np.abs(X64[:, mask] @ (fit.coef_ - ours[mask])).max()
+    return (
+        f"max |original - ours|: edge kernel of node 0 {edge.max():.1e}, node kernel "
+        f"{node.max():.1e}, node 0's reweighted pre-activations {out_diff:.1e} "
+        f"(of max {np.abs(X64 @ w).max():.1f})"
+    )
 
 
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in f
-                if line.startswith("model name")
-            ),
-            cpu,
+        names = (
+            line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
         )
+        cpu = next(names, cpu)
     return (
-        f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, Python {platform.python_version()}"
+        f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}"
     )
 
 
@@ -490,35 +494,86 @@ def stage_label(stage: str, cfg: Config, H: int) -> str:
     }[stage]
 
 
+def side_lines(side: str, r: Result) -> str:
+    time_note = f"SCALED linearly from {r['scaled']}" if r.get("scaled") else "measured"
+    if "detail" in r:
+        time_note += f": {r['detail']}"
+    busy = r["other_cores"] > BUSY_CORES
+    return (
+        f"  {side:8s} {r['seconds']:8.2f} s  {time_note}\n"
+        f"  {'':8s} peak RSS +{r['peak_mib']:.0f} MiB (over {r['base_mib']:.0f} MiB after "
+        f"loading); wall {r['wall']:.1f} s, own CPU {r['own_cpu']:.1f} s, other processes "
+        f"{r['other_cores']:.2f} cores"
+        + (" <- BUSY MACHINE, timing unreliable" if busy else "")
+    )
+
+
+def stage_report(stage: str, res: dict[str, Result]) -> str:
+    lines = [side_lines(side, r) for side, r in res.items()]
+    if "failures" in res["original"]:
+        tried, failures = res["original"]["failures"]
+        lines.append(
+            f"  dppy failures: {sum(failures.values())} of {tried} k-DPP samples"
+        )
+        lines += [f"    {n} x {message}" for message, n in failures.items()]
+    if stage == "train_epoch":
+        a, b = np.array(res["ours"]["losses"]), np.array(res["original"]["losses"])
+        diff = (
+            f"{np.abs(a - b).max():.3g}" if len(a) == len(b) else "n/a (lengths differ)"
+        )
+        lines.append(
+            f"  per-batch losses ({len(a)} vs {len(b)} batches): max |ours - original| = "
+            f"{diff} (first {a[0]:.6f}, last {a[-1]:.6f})"
+        )
+    ratio = res["original"]["seconds"] / res["ours"]["seconds"]
+    lines.append(f"  original / ours = {ratio:.1f}x")
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[tuple[str, dict[str, Result]]]) -> str:
+    header = (
+        "stage",
+        "ours (s)",
+        "original (s)",
+        "original / ours",
+        "ours peak RSS (MiB)",
+        "original peak RSS (MiB)",
+    )
+    lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|---:|---:|"]
+    for label, res in rows:
+        ours, orig = res["ours"], res["original"]
+        scaled = f" (scaled from {orig['scaled']})" if orig.get("scaled") else ""
+        lines.append(
+            f"| {label} | {ours['seconds']:.2f} | {orig['seconds']:.1f}{scaled} "
+            f"| {orig['seconds'] / ours['seconds']:.0f}x "
+            f"| +{ours['peak_mib']:.0f} | +{orig['peak_mib']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description="Time and memory of the original pruning code vs MNIST.py.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist"
+        "--data-dir", type=Path, default=REPO_ROOT.parent / "shared/data/mnist"
     )
     p.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="weights to prune (else train here)",
+        "--checkpoint", type=Path, help="weights to prune (else trained here)"
     )
-    p.add_argument(
-        "--train-epochs", type=int, default=2, help="epochs of the model trained here"
-    )
-    p.add_argument(
-        "--hidden-size", type=int, default=500, help="H of the model trained here"
-    )
+    p.add_argument("--train-epochs", type=int, default=2, help="if trained here")
+    p.add_argument("--hidden-size", type=int, default=500, help="H, if trained here")
     p.add_argument("--k-edge", type=int, default=387, help="edges kept per hidden node")
     p.add_argument("--k-node", type=int, default=250, help="hidden nodes kept")
-    p.add_argument("--beta", type=float, default=0.3)
+    p.add_argument("--beta", type=float, default=0.3, help="RBF kernel beta")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--original-nodes",
         type=int,
         default=10,
-        help="nodes the original side runs on (0 = all)",
+        help="hidden nodes (dpp_edge) or pruned nodes (node reweighting) the original "
+        "side runs on, scaled up to all; 0 = all",
     )
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     return p.parse_args()
@@ -532,24 +587,15 @@ def main() -> int:
     y = torch.as_tensor(raw["train_labels"], dtype=torch.int64)
     model, how = prepare_model(args, X, y)
     H = model.hidden_size
-    if not (
-        1 <= args.k_edge <= M.INPUT_DIM
-        and 1 <= args.k_node <= H
-        and args.original_nodes >= 0
-    ):
-        sys.exit(
-            f"error: need 1 <= --k-edge <= {M.INPUT_DIM}, 1 <= --k-node <= {H}, --original-nodes >= 0"
-        )
-    _, correct = M.evaluate(
-        model,
-        M.normalise(raw["test_images"]),
-        torch.as_tensor(raw["test_labels"], dtype=torch.int64),
-        1000,
-    )
+    if not (1 <= args.k_edge <= M.INPUT_DIM and 1 <= args.k_node <= H):
+        sys.exit(f"error: need 1 <= --k-edge <= {M.INPUT_DIM} and 1 <= --k-node <= {H}")
+    test_x = M.normalise(raw["test_images"])
+    test_y = torch.as_tensor(raw["test_labels"], dtype=torch.int64)
+    _, correct = M.evaluate(model, test_x, test_y, 1000)
     print(
-        f"Data: {data_name}, {len(y)} training images. Weights: H={H}, {how}; test accuracy {100 * correct / len(raw['test_labels']):.2f}%"
+        f"Data: {data_name}, {len(y)} training images. Weights: H={H}, {how}, "
+        f"test accuracy {100 * correct / len(test_y):.2f}%"
     )
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_pruning_") as workdir:
         np.save(Path(workdir) / "X.npy", X.numpy())
@@ -559,69 +605,36 @@ def main() -> int:
         cfg = Config(
             workdir, args.k_edge, args.k_node, args.beta, args.seed, args.original_nodes
         )
+        print(f"Same math: {same_math_checks(X, model, cfg)}")
         print(
-            f"beta={cfg.beta}, seed={cfg.seed}, original side on {args.original_nodes or 'all'} nodes\n"
+            f"beta {cfg.beta}, seed {cfg.seed}, original side on "
+            f"{args.original_nodes or 'all'} nodes\n",
+            flush=True,
         )
         for stage in args.stages:
             label = stage_label(stage, cfg, H)
             print(f"== {label}", flush=True)
-            res = {}
-            for side in ("ours", "original"):
-                res[side] = r = in_fresh_process(stage, side, cfg)
-                print(
-                    f"  {side:8s} {r['seconds']:9.2f} s  {r['note']}\n"
-                    f"  {'':8s} peak RSS +{r['peak_mib']:.0f} MiB over a baseline of {r['base_mib']:.0f} MiB",
-                    flush=True,
-                )
-            if "failures" in res["original"]:
-                failed, tried, messages = res["original"]["failures"]
-                print(
-                    f"  dppy failures: {failed} of {tried} k-DPP samples"
-                    + "".join(f"\n    {n} x {m}" for m, n in messages.items())
-                )
-            if stage == "train_epoch":
-                a, b = (
-                    np.array(res["ours"]["losses"]),
-                    np.array(res["original"]["losses"]),
-                )
-                same = len(a) == len(b)
-                print(
-                    f"  per-batch losses: {len(a)} vs {len(b)} batches, max |ours - original| = "
-                    + (
-                        f"{np.abs(a - b).max():.3g}"
-                        if same
-                        else "n/a (different lengths)"
-                    )
-                    + f" (first {a[0]:.6f}, last {a[-1]:.6f})"
-                )
-            ratio = res["original"]["seconds"] / res["ours"]["seconds"]
-            print(f"  original / ours = {ratio:.1f}x\n", flush=True)
-            rows.append((label, res, ratio))
-
+            res = {
+                side: in_fresh_process(stage, side, cfg)
+                for side in ("ours", "original")
+            }
+            print(stage_report(stage, res) + "\n", flush=True)
+            rows.append((label, res))
+    all_reset = all(r["peak_reset"] for _, res in rows for r in res.values())
     print(
-        "Memory: peak RSS increase of the child process over its RSS after loading its inputs "
-        "(libraries, data, weights), via getrusage ru_maxrss after resetting the peak counter"
+        "Peak RSS = the stage's peak resident memory above what its child process held "
+        "after loading its inputs (libraries, data, weights), from getrusage's ru_maxrss "
+        "after resetting the peak counter"
         + (
             ""
-            if all(r["peak_reset"] for _, res, _ in rows for r in res.values())
-            else " (RESET FAILED in some child: those values may include the loading peak)"
+            if all_reset
+            else " (the reset FAILED: values may include the loading peak)"
         )
-        + ". For scaled original runs the peak is that of the nodes actually run (it does not grow with H).\n"
+        + ". Scaled original runs: time scaled linearly to all nodes; memory is the peak of "
+        "the nodes actually run (it does not grow with the number of nodes).\n"
     )
-    print(
-        "| stage | ours (s) | original (s) | original / ours | ours peak RSS (MiB) | original peak RSS (MiB) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, res, ratio in rows:
-        o, t = res["ours"], res["original"]
-        mark = " *" if "SCALED" in t["note"] else ""
-        print(
-            f"| {label} | {o['seconds']:.2f} | {t['seconds']:.1f}{mark} | {ratio:.0f}x | +{o['peak_mib']:.0f} | +{t['peak_mib']:.0f} |"
-        )
-    print(
-        f"\n\\* scaled linearly from {args.original_nodes} measured (hidden or pruned) nodes to all of them."
-    )
-    print(f"Data: {data_name}. Machine: {machine()}.")
+    print(markdown_table(rows))
+    print(f"\nData: {data_name}, weights {how}. Machine: {machine()}.")
     return 0
 
 
