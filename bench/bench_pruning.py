@@ -16,8 +16,10 @@ the same initialisation and must give the same per-batch losses).
 
 Memory: every (stage, side) runs in a fresh 'spawn' child process, which loads its inputs
 (libraries, data, weights), resets the kernel's peak-RSS counter (/proc/self/clear_refs),
-notes its RSS, runs the stage and reports getrusage(RUSAGE_SELF).ru_maxrss minus that
-RSS: the extra resident memory the stage needed at its peak. The child also reports how
+notes its RSS (VmRSS), runs the stage and reports its peak RSS (VmHWM) minus that RSS: the
+extra resident memory the stage needed at its peak. (getrusage's ru_maxrss is not used: on
+Linux it also keeps the RSS the process had before exec, i.e. that of the parent it was
+forked from, which the reset does not clear.) The child also reports how
 much CPU other processes used meanwhile, as timings on a busy machine are meaningless.
 Linux only (/proc).
 
@@ -328,9 +330,10 @@ RUNNERS: dict[tuple[str, str], Callable[[Inputs, Config], Result]] = {
 # ----------------------------------------------------------------------------------------------
 
 
-def current_rss_kib() -> int:
+def status_kib(field: str) -> int:
+    """A memory field of /proc/self/status: VmRSS (now) or VmHWM (peak), in KiB."""
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def reset_peak_rss() -> bool:
@@ -363,11 +366,11 @@ def run_child(stage: str, side: str, cfg: Config) -> Result:
     )
     gc.collect()
     peak_reset = reset_peak_rss()
-    base_kib = current_rss_kib()
+    base_kib = status_kib("VmRSS")
     (busy0, own0), start = cpu_seconds(), time.perf_counter()
     result = RUNNERS[stage, side](inputs, cfg)
     (busy1, own1), wall = cpu_seconds(), time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_kib = status_kib("VmHWM")
     return result | {
         "base_mib": base_kib / 1024,
         "peak_mib": (peak_kib - base_kib) / 1024,
@@ -623,8 +626,8 @@ def main() -> int:
     all_reset = all(r["peak_reset"] for _, res in rows for r in res.values())
     print(
         "Peak RSS = the stage's peak resident memory above what its child process held "
-        "after loading its inputs (libraries, data, weights), from getrusage's ru_maxrss "
-        "after resetting the peak counter"
+        "after loading its inputs (libraries, data, weights), from /proc/self/status "
+        "VmHWM after resetting the peak counter"
         + (
             ""
             if all_reset
