@@ -863,9 +863,8 @@ def reweight_edges(
     """
     W = W1.to(torch.float64)
     pruned_w = torch.where(mask, torch.zeros_like(W), W)  # w_R in place, zeros on S
-    rhs_all = (
-        pruned_w @ G
-    )  # (H, 784): row h is (G w_R)^T, so entry j in S is (G_SR w_R)_j
+    # (H, 784): row h is (G w_R)^T, so its entry j in S is (G_SR w_R)_j
+    rhs_all = pruned_w @ G
     result = torch.where(mask, W, torch.zeros_like(W))
     counts = mask.sum(1)
     batches = []  # nodes with the same number of kept edges, chunk_size at a time
