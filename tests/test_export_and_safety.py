@@ -237,6 +237,7 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "lr not a number": (["--lr", "fast"], "--lr"),
     "momentum negative": (["--momentum", "-1"], "--momentum"),
     "seed not an int": (["--seed", "1.5"], "--seed"),
+    "seed negative": (["--seed", "-1"], "--seed"),
     "log interval zero": (["--log-interval", "0"], "--log-interval"),
     "probability one": (
         ["--drop-option", "out", "--probability", "1"],
