@@ -1158,7 +1158,9 @@ def save_sweep_figure(
     summary = summarize_sweep(rows)
     methods = list(dict.fromkeys(method for method, _ in summary))
     colors = {method: f"C{i}" for i, method in enumerate(methods)}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    fig, axes = plt.subplots(
+        1, 2, figsize=(12, 4.8)
+    )  # own y-scales: reweighting is close to 100
     for ax, reweighting in zip(axes, (False, True)):
         for method in methods:
             points = summary.get((method, reweighting), [])
@@ -1186,7 +1188,8 @@ def save_sweep_figure(
         )
         ax.set_xlabel("weights kept (%)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
+    for ax in axes:
+        ax.set_ylabel("test accuracy (%)")
     axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     try:

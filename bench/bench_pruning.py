@@ -119,9 +119,9 @@ def original_node_kernel(Z: np.ndarray, beta: float) -> np.ndarray:
 
 def dppy_sample(L: np.ndarray, k: int, seed: np.random.SeedSequence) -> list[int] | str:
     """dppy's exact k-DPP sample, or dppy's error message when it fails."""
-    dpp = FiniteDPP("likelihood", L=L)
     rng = np.random.RandomState(np.random.MT19937(seed))
     try:
+        dpp = FiniteDPP("likelihood", L=L)
         return sorted(dpp.sample_exact_k_dpp(size=k, random_state=rng))
     except Exception as e:  # noqa: BLE001 - dppy's failures are what we count
         return f"{type(e).__name__}: {e}"
@@ -136,7 +136,7 @@ def subset(items: list[int], n: int) -> list[int]:
 
 def scale(fixed: float, times: list[float], total: int, what: str) -> Result:
     """Time for all `total` items from the ones measured: fixed + total * mean."""
-    per_item = float(np.mean(times))
+    per_item = float(np.mean(times)) if times else 0.0
     seconds = fixed + (sum(times) if len(times) == total else total * per_item)
     scaled = None if len(times) == total else f"{len(times)} of {total} {what}"
     return {"seconds": seconds, "scaled": scaled, "per_item": per_item}
