@@ -101,7 +101,9 @@ def normalise(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     images = torch.tensor(np.asarray(pixels), dtype=torch.float32).reshape(
         len(pixels), -1
     )
-    return (images / 255.0 - MNIST_MEAN) / MNIST_STD
+    return (
+        images.div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+    )  # in place: one copy in memory
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -644,7 +646,7 @@ def edge_spectra_chunks(
     W1: torch.Tensor,
     G: torch.Tensor,
     beta: float | str,
-    chunk_size: int = 16,
+    chunk_size: int = 8,
     stats: KernelStats | None = None,
     progress: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
@@ -694,7 +696,7 @@ def dpp_edge(
     beta: float | str,
     seed: int,
     backend: str = "torch",
-    chunk_size: int = 16,
+    chunk_size: int = 8,
     progress: bool = False,
     stats: KernelStats | None = None,
     spectra: EdgeSpectra | None = None,
