@@ -1252,64 +1252,35 @@ def level_list(text: str) -> list[float]:
     return sorted(set(levels))
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def checked_number(
+    convert: Callable[[str], float], valid: Callable[[float], bool], expected: str
+) -> Callable[[str], float]:
+    """An argparse type: convert the text, then insist on valid(value); errors say `expected`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {expected}, got {text!r}"
+            ) from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
+        return value
+
+    parse.__name__ = expected  # argparse names the type in some messages
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 0, got {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number, got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number >= 0, got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a probability in [0, 1), got {text!r}"
-        ) from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
+positive_int = checked_number(int, lambda v: v >= 1, "an integer >= 1")
+nonnegative_int = checked_number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = checked_number(
+    float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"
+)
+nonnegative_float = checked_number(
+    float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"
+)
+probability = checked_number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, write_mnist_idx
+from conftest import write_mnist_idx
 
 import MNIST as M
 
@@ -157,128 +154,7 @@ def test_dppy_backend_runs(
     assert "Test set: Average loss" in capsys.readouterr().out
 
 
-def write_bytes(folder: Path, name: str, payload: bytes) -> Path:
-    path = folder / name
-    path.write_bytes(payload)
-    return path
-
-
-@pytest.fixture(scope="module")
-def bad_files(workdir: Path, small_checkpoint: Path) -> dict[str, Path]:
-    corrupt_data = write_mnist_idx(
-        workdir / "corrupt_data", n_train=20, n_test=10, gz=False
-    )
-    (corrupt_data / "t10k-labels-idx1-ubyte").write_bytes(
-        b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + b"\x01"
-    )
-    return {
-        "garbage": write_bytes(workdir, "garbage.pt", b"this is not a checkpoint"),
-        "small": small_checkpoint,
-        "a_file": write_bytes(workdir, "a_file", b""),
-        "corrupt_data": corrupt_data,
-    }
-
-
-BAD_INPUTS = {
-    "unknown pruning choice": (
-        ["--pruning_choice", "dpp_everything"],
-        "--pruning_choice",
-    ),
-    "unknown procedure": (["--procedure", "prune"], "--procedure"),
-    "k below 1": (["--procedure", "test", "--k", "0"], "--k"),
-    "k above 784 edges": (["--procedure", "test", "--k", "785"], "--k 785"),
-    "k above H nodes": (
-        ["--procedure", "test", "--pruning_choice", "dpp_node", "--k", "501"],
-        "--k 501",
-    ),
-    "beta zero": (["--procedure", "test", "--beta", "0"], "--beta"),
-    "beta negative": (["--procedure", "test", "--beta", "-1"], "--beta"),
-    "beta nan": (["--procedure", "test", "--beta", "nan"], "--beta"),
-    "dropconnect": (["--drop-option", "connect"], "--drop-option"),
-    "missing checkpoint": (
-        ["--procedure", "test", "--trained_weights", "nope.pt"],
-        "nope.pt",
-    ),
-    "unreadable checkpoint": (
-        ["--procedure", "test", "--trained_weights", "{garbage}"],
-        "garbage.pt",
-    ),
-    "checkpoint is a directory": (
-        ["--procedure", "test", "--trained_weights", "{corrupt_data}"],
-        "directory",
-    ),
-    "hidden size mismatch": (
-        ["--procedure", "test", "--trained_weights", "{small}"],
-        "--hidden-size 12",
-    ),
-    "data dir is a file": (
-        [
-            "--procedure",
-            "test",
-            "--hidden-size",
-            "12",
-            "--trained_weights",
-            "{small}",
-            "--data-dir",
-            "{a_file}",
-        ],
-        "--data-dir",
-    ),
-    "corrupt data": (
-        [
-            "--procedure",
-            "test",
-            "--hidden-size",
-            "12",
-            "--trained_weights",
-            "{small}",
-            "--data-dir",
-            "{corrupt_data}",
-        ],
-        "t10k-labels-idx1-ubyte",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_gives_one_line_and_exit_2(
-    case: str,
-    in_workdir: Path,
-    bad_files: dict[str, Path],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    argv, needle = BAD_INPUTS[case]
-    argv = [a.format(**{k: str(v) for k, v in bad_files.items()}) for a in argv]
-    before = sorted(p.name for p in in_workdir.iterdir())
-    assert run(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in captured.err
-    assert sorted(p.name for p in in_workdir.iterdir()) == before
-
-
-def test_bad_input_from_a_real_process_has_no_traceback(
-    workdir: Path, bad_files: dict[str, Path]
-) -> None:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    for argv in (
-        ["--k", "x"],
-        ["--procedure", "test", "--trained_weights", str(bad_files["garbage"])],
-    ):
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "MNIST.py"), *argv],
-            check=False,
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 2
-        assert (
-            len(proc.stderr.strip().splitlines()) == 1
-            and "Traceback" not in proc.stderr
-        )
+# Bad input of every kind is checked, as real processes, in test_export_and_safety.py.
 
 
 def test_help_states_the_defaults() -> None:
