@@ -1576,6 +1576,18 @@ class PruningInputs:
     _gram: torch.Tensor | None = None
     _activations: torch.Tensor | None = None
 
+    @classmethod
+    def on_device(
+        cls, model: TwoLayerMLP, data: Dataset, device: torch.device, batch_size: int
+    ) -> PruningInputs:
+        return cls(
+            model=model.to(device),
+            train_x=data.train_images.to(device),
+            test_x=data.test_images.to(device),
+            test_y=data.test_labels.to(device),
+            batch_size=batch_size,
+        )
+
     @property
     def W1(self) -> torch.Tensor:
         return self.model.w1.weight.detach()
@@ -1729,14 +1741,7 @@ def run_pruning(
     device: torch.device,
     progress: bool,
 ) -> None:
-    model.to(device)
-    inputs = PruningInputs(
-        model=model,
-        train_x=data.train_images.to(device),
-        test_x=data.test_images.to(device),
-        test_y=data.test_labels.to(device),
-        batch_size=args.test_batch_size,
-    )
+    inputs = PruningInputs.on_device(model, data, device, args.test_batch_size)
     num_test = len(inputs.test_y)
     loss, correct = inputs.evaluate(model)
     print(f"Unpruned: {result_line(loss, correct, num_test)}")
@@ -1863,14 +1868,7 @@ def run_sweep(
         for mask in range(1 if method in DETERMINISTIC_CHOICES else args.num_masks)
         if (method, level, mask) not in done
     ]
-    model.to(device)
-    inputs = PruningInputs(
-        model=model,
-        train_x=data.train_images.to(device),
-        test_x=data.test_images.to(device),
-        test_y=data.test_labels.to(device),
-        batch_size=args.test_batch_size,
-    )
+    inputs = PruningInputs.on_device(model, data, device, args.test_batch_size)
     num_test = len(inputs.test_y)
     _, correct = inputs.evaluate(model)
     unpruned_accuracy = correct / num_test
