@@ -1417,14 +1417,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods",
         type=method_list,
-        default=list(PRUNING_CHOICES),
-        help="comma-separated pruning methods of a sweep (default: all six)",
+        default=",".join(PRUNING_CHOICES),
+        help="comma-separated pruning methods of a sweep",
     )
     parser.add_argument(
         "--levels",
         type=level_list,
-        default=level_list(DEFAULT_LEVELS),
-        help=f"comma-separated percents of weights kept, for sweep and budget (default: {DEFAULT_LEVELS})",
+        default=DEFAULT_LEVELS,
+        help="comma-separated percents of weights kept, for sweep and budget",
     )
     parser.add_argument(
         "--out-dir",

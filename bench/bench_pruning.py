@@ -28,7 +28,7 @@ The original side is slow (seconds per hidden node), so by default it runs on
 --original-nodes evenly spaced hidden nodes (pruned nodes, for node reweighting) and its
 time is scaled linearly to all of them; every scaled number says so.
 
-Run from the repository root (about 5 minutes with the defaults on 2 idle cores):
+Run from the repository root (about 7 minutes with the defaults on 2 cores):
 
     python3 bench/bench_pruning.py
     python3 bench/bench_pruning.py --stages dpp_node_rw train_epoch --original-nodes 0
