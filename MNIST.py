@@ -54,6 +54,8 @@ INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
+# eigenvalues of a Gram matrix below this times its largest count as zero (linear dependencies)
+NULL_RTOL = 1e-10
 # a kernel whose off-diagonal entries all lie below this counts as numerically diagonal
 DIAGONAL_TOLERANCE = 1e-10
 EXIT_USAGE = 2
@@ -835,7 +837,9 @@ def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
     return "\n".join(lines)
 
 
-def pinv_solve(A: torch.Tensor, b: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
+def pinv_solve(
+    A: torch.Tensor, b: torch.Tensor, rtol: float = NULL_RTOL
+) -> torch.Tensor:
     """Minimum-norm solution of A x = b for symmetric PSD A (batched), via eigendecomposition.
 
     Eigenvalues below rtol * max eigenvalue count as zero, as in a pseudo-inverse.
@@ -848,19 +852,48 @@ def pinv_solve(A: torch.Tensor, b: torch.Tensor, rtol: float = 1e-10) -> torch.T
     return (eigvecs @ coeffs.unsqueeze(-1)).squeeze(-1)
 
 
+def null_space(G: torch.Tensor, rtol: float = NULL_RTOL) -> torch.Tensor:
+    """Orthonormal basis of the null space of G = X^T X (eigenvalues <= rtol * the largest),
+    i.e. of the linear dependencies between the columns of X. G: (D, D) -> Z: (D, d)."""
+    eigvals, eigvecs = torch.linalg.eigh(G)
+    return eigvecs[:, eigvals <= rtol * eigvals[-1].clamp(min=0.0)]
+
+
+def kept_null_space(
+    Z: torch.Tensor, kept: torch.Tensor, rtol: float = NULL_RTOL
+) -> torch.Tensor:
+    """Orthonormal bases of the null spaces of the blocks G_SS, from that of G.
+
+    v is in the null space of G_SS = X_S^T X_S exactly when [v; 0] (zero on the other columns R)
+    is in that of G, i.e. v = Z_S c with Z_R c = 0. As Z has orthonormal columns,
+    Z_R^T Z_R = I - Z_S^T Z_S, so those c are the eigenvectors of Z_S^T Z_S with eigenvalue 1,
+    and Z_S c is then a unit vector. Z: (D, d), kept: (B, k) indices of S -> (B, k, r), r the
+    largest null space in the batch, zero columns padding the smaller ones.
+    """
+    Z_S = Z[kept]  # (B, k, d)
+    overlap, C = torch.linalg.eigh(Z_S.transpose(-1, -2) @ Z_S)  # ascending
+    null = overlap >= 1.0 - rtol
+    r = int(
+        null.sum(-1).max()
+    )  # the widest null space in the batch: the last r columns
+    return (Z_S @ C[..., -r:]) * null[..., -r:].unsqueeze(-2) if r else Z_S[..., :0]
+
+
 def reweight_edges(
     W1: torch.Tensor,
     mask: torch.Tensor,
     G: torch.Tensor,
-    chunk_size: int = 64,
+    chunk_size: int = 16,
     progress: bool = False,
 ) -> torch.Tensor:
     """Least-squares correction of every hidden node's kept incoming weights.
 
     For node h with kept edges S and pruned edges R, delta is the minimum-norm minimiser of
     ||X_S (w_S + delta) - X w||^2 over the training images, i.e. of ||X_S delta - X_R w_R||^2;
-    its normal equations use only G = X^T X: G_SS delta = G_SR w_R (pseudo-inverse for the
-    singular G_SS that constant border pixels cause).
+    its normal equations use only G = X^T X: G_SS delta = G_SR w_R. Constant border pixels
+    (identical columns of X) make G_SS singular; with Q an orthonormal basis of its null space
+    (kept_null_space), G_SS + s Q Q^T is positive definite and, as the right-hand side lies in
+    the range of G_SS, its Cholesky solve is exactly the minimum-norm solution G_SS^+ G_SR w_R.
     W1: (H, 784), mask: (H, 784) bool, G: (784, 784) float64 -> new W1 (H, 784), zero off mask.
     """
     W = W1.to(torch.float64)
@@ -868,6 +901,7 @@ def reweight_edges(
     # (H, 784): row h is (G w_R)^T, so its entry j in S is (G_SR w_R)_j
     rhs_all = pruned_w @ G
     result = torch.where(mask, W, torch.zeros_like(W))
+    Z = null_space(G)
     counts = mask.sum(1)
     batches = []  # nodes with the same number of kept edges, chunk_size at a time
     for count in counts.unique().tolist():
@@ -883,7 +917,22 @@ def reweight_edges(
         kept = torch.nonzero(mask[rows])[:, 1].reshape(len(rows), count)  # (B, k)
         G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]  # (B, k, k)
         rhs = rhs_all[rows.unsqueeze(-1), kept]  # (B, k)
-        result[rows.unsqueeze(-1), kept] += pinv_solve(G_SS, rhs)
+        Q = kept_null_space(Z, kept)
+        if Q.shape[-1]:
+            scale = G_SS.diagonal(dim1=-2, dim2=-1).mean(-1)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            G_SS.baddbmm_(Q * scale.view(-1, 1, 1), Q.transpose(-1, -2))
+        factor, info = torch.linalg.cholesky_ex(G_SS)
+        half = torch.linalg.solve_triangular(factor, rhs.unsqueeze(-1), upper=False)
+        delta = torch.linalg.solve_triangular(
+            factor.transpose(-1, -2), half, upper=True
+        ).squeeze(-1)
+        failed = torch.nonzero(info).squeeze(-1)
+        if len(
+            failed
+        ):  # numerically indefinite: the eigendecomposition's pseudo-inverse
+            delta[failed] = pinv_solve(G_SS[failed], rhs[failed])
+        result[rows.unsqueeze(-1), kept] += delta
     return result.to(W1.dtype)
 
 

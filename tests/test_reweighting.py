@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.linear_model import LinearRegression
@@ -119,3 +123,20 @@ def test_node_reweighting_is_exact_for_linearly_dependent_nodes() -> None:
     np.testing.assert_allclose(
         A @ new_W2.numpy().T + new_b2.numpy(), A @ W2.T + b2, rtol=1e-8, atol=1e-8
     )
+
+
+def test_edge_reweighting_matches_lstsq_on_real_mnist(real_mnist_dir: Path) -> None:
+    """Full MNIST (67 constant pixels: G_SS singular) and DPP masks of a briefly trained layer."""
+    data = M.load_data(real_mnist_dir)
+    X, y = data.train_images, data.train_labels
+    torch.manual_seed(0)
+    model = M.TwoLayerMLP()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.07, momentum=0.9)
+    with contextlib.redirect_stdout(io.StringIO()):
+        M.train_epoch(model, optimizer, X, y, 1000, 1, log_interval=10**9)
+    W1 = model.w1.weight.detach()[:4].double()
+    G = M.gram_matrix(X)
+    mask = M.dpp_edge(W1, G, k=387, beta=0.3, seed=0)
+    got = M.reweight_edges(W1, mask, G).numpy()
+    expected = lstsq_edge_reference(X.double().numpy(), W1.numpy(), mask.numpy())
+    assert relative_error(got, expected) < 1e-6
