@@ -34,6 +34,7 @@ import argparse
 import csv
 import gzip
 import io
+import itertools
 import math
 import os
 import signal
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,11 @@ INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
+# the k-DPP sampler's proposal drops the couplings of items whose normalised couplings
+# |L_ij| / sqrt(L_ii L_jj) all lie below this (sample_k_dpp; any value keeps the law exact)
+COUPLING_THRESHOLD = 0.1
+# proposals per kernel before the sampler uses the kernel itself as proposal (never rejected)
+MAX_PROPOSALS = 16
 # eigenvalues of a Gram matrix below this times its largest count as zero (linear dependencies)
 NULL_RTOL = 1e-10
 # a kernel whose off-diagonal entries all lie below this counts as numerically diagonal
@@ -347,9 +354,10 @@ def squared_distances_from_gram(
 ) -> torch.Tensor:
     """D_ij = n_i + n_j - 2 c_ij, clamped at 0 with an exact zero diagonal (batched).
 
-    norms2: (..., M) squared norms n_i; cross: (..., M, M) inner products c_ij -> (..., M, M).
+    norms2: (..., M) squared norms n_i; cross: (..., M, M) inner products c_ij, overwritten
+    by the result (no second M x M buffer) -> (..., M, M).
     """
-    D = norms2.unsqueeze(-1) + norms2.unsqueeze(-2) - 2.0 * cross
+    D = cross.mul_(-2.0).add_(norms2.unsqueeze(-1)).add_(norms2.unsqueeze(-2))
     D.clamp_(min=0.0).diagonal(dim1=-2, dim2=-1).zero_()
     return D
 
@@ -371,22 +379,24 @@ def resolve_beta(D: torch.Tensor, beta: float | str) -> torch.Tensor:
 def rbf_kernel(
     D: torch.Tensor, beta: torch.Tensor, eps: float = KERNEL_EPS
 ) -> torch.Tensor:
-    """L = exp(-beta D) + eps I. D: (B, M, M) squared distances, beta: (B,) -> (B, M, M)."""
-    L = torch.exp(-beta.view(-1, 1, 1) * D)
+    """L = exp(-beta D) + eps I, computed in place of D. D: (B, M, M), beta: (B,) -> (B, M, M)."""
+    L = D.mul_(-beta.view(-1, 1, 1)).exp_()
     L.diagonal(dim1=-2, dim2=-1).add_(eps)
     return L
 
 
-def edge_squared_distances(W1: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+def edge_squared_distances(
+    W1: torch.Tensor, G: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """||w_hi x_i - w_hj x_j||^2 for every hidden node h, from G = X^T X alone.
 
     ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, x_i the i-th column of X.
-    W1: (B, 784) rows of the first layer, G: (784, 784) float64 -> (B, 784, 784) float64.
+    W1: (B, 784) rows of the first layer, G: (784, 784) float64 -> (B, 784, 784) float64,
+    written to out when given (a buffer reused chunk after chunk).
     """
     W = W1.to(torch.float64)
-    return squared_distances_from_gram(
-        W.square() * G.diagonal(), W.unsqueeze(-1) * W.unsqueeze(-2) * G
-    )
+    cross = torch.mul(G, W.unsqueeze(-1), out=out).mul_(W.unsqueeze(-2))
+    return squared_distances_from_gram(W.square() * G.diagonal(), cross)
 
 
 def edge_kernels(W1: torch.Tensor, G: torch.Tensor, beta: float | str) -> torch.Tensor:
@@ -412,9 +422,26 @@ def node_kernel(Z: torch.Tensor, beta: float | str) -> torch.Tensor:
     return rbf_kernel(D, resolve_beta(D, beta))[0]
 
 
+def offdiagonal_sum_and_max(L: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per-kernel sums (B,) and the overall largest of the off-diagonal entries of a batch of
+    kernels (B, M, M), M > 1, computed with the diagonal masked in place (no M x M copy)."""
+    diagonal = L.diagonal(dim1=-2, dim2=-1)
+    saved = diagonal.clone()
+    diagonal.zero_()
+    sums = L.sum((-2, -1))
+    diagonal.fill_(-math.inf)
+    largest = float(L.max())
+    diagonal.copy_(saved)
+    return sums, largest
+
+
 @dataclass
 class KernelStats:
-    """Running one-line summary of a family of DPP kernels (all edge kernels, or the node one)."""
+    """Running one-line summary of a family of DPP kernels (all edge kernels, or the node one).
+
+    The effective rank is the participation ratio (sum lambda)^2 / sum lambda^2 of the
+    eigenvalues, = tr(L)^2 / ||L||_F^2: M for a multiple of I, 1 for rank one.
+    """
 
     count: int = 0
     offdiag_mean_sum: float = 0.0
@@ -422,20 +449,17 @@ class KernelStats:
     effective_rank_sum: float = 0.0
     beta_sum: float = 0.0
 
-    def update(
-        self, L: torch.Tensor, eigvals: torch.Tensor, beta: torch.Tensor
-    ) -> None:
-        """L: (B, M, M), eigvals: (B, M), beta: (B,)."""
+    def update(self, L: torch.Tensor, beta: torch.Tensor) -> None:
+        """L: (B, M, M), beta: (B,)."""
         M = L.shape[-1]
-        offdiag = L - torch.diag_embed(L.diagonal(dim1=-2, dim2=-1))
-        p = eigvals / eigvals.sum(-1, keepdim=True)
-        entropy = -(p * p.clamp(min=1e-300).log()).sum(-1)
+        trace = L.diagonal(dim1=-2, dim2=-1).sum(-1)
         self.count += len(L)
-        self.offdiag_mean_sum += float(offdiag.sum((-2, -1)).sum()) / max(
-            M * (M - 1), 1
-        )
-        self.offdiag_max = max(self.offdiag_max, float(offdiag.max()))
-        self.effective_rank_sum += float(entropy.exp().sum())
+        if M > 1:
+            sums, largest = offdiagonal_sum_and_max(L)
+            self.offdiag_mean_sum += float(sums.sum()) / (M * (M - 1))
+            self.offdiag_max = max(self.offdiag_max, largest)
+        frobenius2 = torch.linalg.matrix_norm(L).square()
+        self.effective_rank_sum += float((trace.square() / frobenius2).sum())
         self.beta_sum += float(beta.sum())
 
     @property
@@ -451,83 +475,297 @@ class KernelStats:
         )
 
 
-def log_elementary_symmetric(log_eigvals: torch.Tensor, k: int) -> torch.Tensor:
-    """log e_l(lambda_1..lambda_n) for n = 0..N and l = 0..k, in the log domain.
+def draw_uniforms(
+    rngs: Sequence[np.random.Generator], shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
+    """One float64 array of the given shape from each generator, stacked: (len(rngs), *shape)."""
+    draws = np.stack([rng.random(shape) for rng in rngs])
+    return torch.from_numpy(draws).to(device)
 
-    The recurrence e_l^n = e_l^{n-1} + lambda_n e_{l-1}^{n-1} is run with logaddexp, so no
-    k and no spread of the spectrum overflows or underflows.
-    log_eigvals: (B, N) -> (B, N + 1, k + 1), -inf where e_l^n = 0 (l > n).
+
+def poisson_tilt(eigvals: torch.Tensor, k: int, iterations: int = 50) -> torch.Tensor:
+    """log alpha with sum_j alpha l_j / (1 + alpha l_j) = k, by bisection, per row.
+
+    eigvals: (B, N) > 0, 0 < k < N -> (B,).
     """
-    B, N = log_eigvals.shape
-    E = torch.full(
-        (B, N + 1, k + 1), -math.inf, dtype=torch.float64, device=log_eigvals.device
-    )
-    E[:, :, 0] = 0.0
-    for n in range(1, N + 1):
-        E[:, n, 1:] = torch.logaddexp(
-            E[:, n - 1, 1:], log_eigvals[:, n - 1 : n] + E[:, n - 1, :-1]
-        )
-    return E
+    log_eigvals = eigvals.log()
+    low = -log_eigvals.max(-1).values - 40.0  # every probability < 1e-17: sum < k
+    high = -log_eigvals.min(-1).values + 40.0  # every probability > 1 - 1e-17: sum > k
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        too_few = torch.sigmoid(middle.unsqueeze(-1) + log_eigvals).sum(-1) < k
+        low = torch.where(too_few, middle, low)
+        high = torch.where(too_few, high, middle)
+    return (low + high) / 2
 
 
 def select_eigenvectors(
-    eigvals: torch.Tensor, k: int, uniforms: torch.Tensor
+    eigvals: torch.Tensor,
+    k: int,
+    rngs: Sequence[np.random.Generator],
+    trials: int = 32,
 ) -> torch.Tensor:
-    """First phase of the k-DPP sampler (Kulesza & Taskar 2012, Algorithm 8).
+    """First phase of the spectral k-DPP sampler: a set J of k eigenvectors with
+    P(J) proportional to prod_{j in J} lambda_j (Kulesza & Taskar 2012, Algorithm 8).
 
-    Walking n = N..1, eigenvector n joins with probability lambda_n e_{l-1}^{n-1} / e_l^n, l the
-    number still to pick. eigvals: (B, N) > 0; uniforms: (N, B) in [0, 1) -> (B, N) bool, k per row.
+    Drawn as independent Bernoulli(p_j), p_j = alpha lambda_j / (1 + alpha lambda_j), until
+    exactly k succeed: given |J| = k, P(J) is proportional to prod_J p_j / (1 - p_j) =
+    alpha^k prod_J lambda_j, the law above, for any alpha. alpha (poisson_tilt) only sets the
+    cost: it makes k the expected number of successes, and then also the most likely one
+    (Darroch 1964), so a trial succeeds with probability at least 1 / (N + 1), about
+    0.4 / sd with sd^2 = sum p_j (1 - p_j) <= N / 4. No elementary symmetric polynomial is
+    formed, so nothing overflows or underflows whatever k and the spectrum. Trials are drawn
+    `trials` at a time.
+    eigvals: (B, N) > 0; rngs: one per row -> (B, N) bool with k True per row.
     """
     B, N = eigvals.shape
-    log_eigvals = eigvals.log()
-    log_E = log_elementary_symmetric(log_eigvals, k)
-    remaining = torch.full((B,), k, dtype=torch.int64, device=eigvals.device)
-    selected = torch.zeros(B, N, dtype=torch.bool, device=eigvals.device)
-    rows = torch.arange(B, device=eigvals.device)
-    for n in range(N, 0, -1):
-        active = remaining > 0
-        if not active.any():
-            break
-        l_idx = remaining.clamp(min=1)
-        log_p = (
-            log_eigvals[:, n - 1]
-            + log_E[rows, n - 1, l_idx - 1]
-            - log_E[rows, n, l_idx]
+    if k == N:
+        return torch.ones(B, N, dtype=torch.bool, device=eigvals.device)
+    p = torch.sigmoid(poisson_tilt(eigvals, k).unsqueeze(-1) + eigvals.log())
+    selected = torch.empty(B, N, dtype=torch.bool, device=eigvals.device)
+    pending = torch.arange(B, device=eigvals.device)
+    while len(pending):
+        draws = draw_uniforms(
+            [rngs[b] for b in pending.tolist()], (trials, N), p.device
         )
-        # when only n items are left for n picks the probability is exactly 1
-        take = active & ((uniforms[n - 1] < log_p.exp()) | (remaining >= n))
-        selected[:, n - 1] = take
-        remaining -= take.long()
+        hits = draws < p[pending].unsqueeze(1)  # (B', trials, N)
+        exact = hits.sum(-1) == k
+        found = exact.any(-1)
+        first = exact.to(torch.int8).argmax(-1)  # the first trial with k successes
+        rows = torch.nonzero(found).squeeze(-1)
+        selected[pending[rows]] = hits[rows, first[rows]]
+        pending = pending[~found]
     return selected
 
 
-def sample_projection_dpp(V: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+def sample_projection_dpp(
+    V: torch.Tensor, rank: torch.Tensor, uniforms: torch.Tensor
+) -> torch.Tensor:
     """Exact sample of the projection DPP with kernel K = V V^T (sequential chain rule).
 
     Item j is drawn with probability proportional to K_jj minus what the items already drawn
     explain (a Schur complement), kept up to date by an incremental Cholesky factor C of
-    K[:, chosen]. V: (B, N, r) orthonormal columns; uniforms: (r, B) -> (B, r) int64, distinct.
+    K[:, drawn]; a projection DPP of rank r draws r items (Kulesza & Taskar 2012, Algorithm 1).
+    V: (B, m, r), the first rank[b] columns orthonormal and zero after them; uniforms: (B, r)
+    -> (B, m) bool with rank[b] True.
     """
-    B, N, r = V.shape
-    K = V @ V.transpose(-1, -2)  # (B, N, N)
-    residual = K.diagonal(dim1=-2, dim2=-1).clone()  # (B, N): K_jj - K_jS K_SS^-1 K_Sj
-    C = torch.zeros(B, r, N, dtype=V.dtype, device=V.device)
-    chosen = torch.zeros(B, r, dtype=torch.int64, device=V.device)
-    rows = torch.arange(B, device=V.device)
+    B, m, r = V.shape
+    K = V @ V.transpose(-1, -2)  # (B, m, m)
+    residual = K.diagonal(dim1=-2, dim2=-1).clone()  # K_jj - K_jS K_SS^-1 K_Sj
+    C = torch.zeros(B, r, m, dtype=V.dtype, device=V.device)
+    picks = torch.empty(B, r, dtype=torch.int64, device=V.device)
+    K_rows = K.view(B * m, m)
+    row_offsets = torch.arange(B, device=V.device) * m
+    # a row past its rank draws on from residuals of rounding size: harmless, as the rows do
+    # not mix and its extra picks are dropped below
     for i in range(r):
-        weights = residual.clamp(min=0.0)
-        cdf = weights.cumsum(-1)
-        target = (uniforms[i] * cdf[:, -1]).unsqueeze(-1)
-        j = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=N - 1)
-        chosen[:, i] = j
-        column = K[rows, j]  # (B, N)
+        cdf = residual.clamp(min=0.0).cumsum(-1)
+        target = uniforms[:, i : i + 1] * cdf[:, -1:]
+        j = torch.searchsorted(cdf, target, right=True).clamp_(max=m - 1)  # (B, 1)
+        c = K_rows.index_select(0, row_offsets + j.squeeze(-1))  # K[j, :]
         if i:
-            column = column - (C[rows, :i, j].unsqueeze(1) @ C[:, :i, :]).squeeze(1)
-        c = column / weights[rows, j].sqrt().unsqueeze(-1)
+            C_j = C[:, :i, :].gather(2, j.view(B, 1, 1).expand(B, i, 1))  # (B, i, 1)
+            c.sub_((C_j.transpose(-1, -2) @ C[:, :i, :]).squeeze(1))
+        c.mul_(residual.gather(1, j).rsqrt())
         C[:, i, :] = c
-        residual -= c.square()
-        residual[rows, j] = 0.0
-    return chosen
+        residual.addcmul_(c, c, value=-1.0).scatter_(1, j, 0.0)
+        picks[:, i] = j.squeeze(-1)
+    beyond_rank = torch.arange(r, device=V.device) >= rank.unsqueeze(-1)
+    drawn = torch.zeros(B, m + 1, dtype=torch.bool, device=V.device)
+    return drawn.scatter_(1, picks.masked_fill_(beyond_rank, m), True)[:, :m]
+
+
+def weakly_coupled(L: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Items whose normalised couplings |L_ij| / sqrt(L_ii L_jj) to all others are <= threshold.
+
+    L: (B, n, n) -> (B, n) bool.
+    """
+    scale = L.diagonal(dim1=-2, dim2=-1).clamp(min=torch.finfo(L.dtype).tiny).rsqrt()
+    weak = torch.empty(L.shape[:2], dtype=torch.bool, device=L.device)
+    for b in range(len(L)):  # one n x n temporary at a time
+        coupling = torch.mul(L[b], scale[b].unsqueeze(-1)).mul_(scale[b])
+        coupling.diagonal().zero_()
+        largest = torch.maximum(coupling.amax(-1), -coupling.amin(-1))
+        weak[b] = largest <= threshold
+    return weak
+
+
+def eigh_each(
+    matrices: Sequence[torch.Tensor],
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """torch.linalg.eigh of each symmetric matrix. On the CPU the calls run side by side, one
+    single-threaded call per core: for matrices of a few hundred rows that is about 1.6 times
+    faster than one multi-threaded call after another, and it does not depend on the core count.
+    """
+    threads = torch.get_num_threads()
+    if not matrices or matrices[0].device.type != "cpu" or threads == 1:
+        return [torch.linalg.eigh(A) for A in matrices]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(torch.linalg.eigh, matrices))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class BlockSpectrum:
+    """Eigendecompositions of a batch of block-diagonal proposal kernels: each is its kernel
+    with the couplings of some items ("singletons") removed, i.e. one dense block plus 1 x 1
+    blocks.
+
+    order: (B, n) the block's items in ascending order, then the singletons; size: (B,) items in
+    the block; eigvals: (B, n) > 0, the block's eigenvalues, then the singletons' diagonal
+    entries; eigvecs: (B, m, m) the block's eigenvectors in columns, zero-padded to the largest
+    block m. Eigenvalue j < size belongs to eigenvector j, eigenvalue j >= size to item order[j].
+    """
+
+    order: torch.Tensor
+    size: torch.Tensor
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+
+    @classmethod
+    def of(cls, L: torch.Tensor, singleton: torch.Tensor) -> BlockSpectrum:
+        """L: (B, n, n) float64, singleton: (B, n) bool."""
+        order = torch.argsort(singleton.to(torch.int8), dim=1, stable=True)
+        size = (~singleton).sum(1)
+        m = int(size.max())
+        eigvals = L.diagonal(dim1=-2, dim2=-1).gather(1, order)
+        eigvecs = torch.zeros(len(L), m, m, dtype=L.dtype, device=L.device)
+        blocks = [
+            L[b].index_select(0, order[b, :s]).index_select(1, order[b, :s])
+            for b, s in enumerate(size.tolist())
+        ]
+        for b, (values, vectors) in enumerate(eigh_each(blocks)):
+            s = len(values)
+            eigvals[b, :s] = values
+            eigvecs[b, :s, :s] = vectors
+        eigvals.clamp_(min=torch.finfo(L.dtype).tiny)
+        return cls(order, size, eigvals, eigvecs)
+
+    def __getitem__(self, rows: torch.Tensor) -> BlockSpectrum:
+        return BlockSpectrum(
+            self.order[rows], self.size[rows], self.eigvals[rows], self.eigvecs[rows]
+        )
+
+
+def sample_k_dpp_blocks(
+    spectrum: BlockSpectrum, k: int, rngs: Sequence[np.random.Generator]
+) -> torch.Tensor:
+    """Exact k-DPP samples of the block-diagonal kernels of a BlockSpectrum.
+
+    The spectral sampler: k eigenvectors by select_eigenvectors, then the projection DPP
+    they span. A singleton's eigenvector is its item; the block's selected eigenvectors V give
+    the projection kernel V V^T over the block's items, sampled by sample_projection_dpp.
+    -> (B, n) bool, k True per row (but for a rounding error of probability ~1e-16: check).
+    """
+    B, n = spectrum.eigvals.shape
+    m = spectrum.eigvecs.shape[-1]
+    selected = select_eigenvectors(spectrum.eigvals, k, rngs)
+    in_block = torch.arange(n, device=selected.device) < spectrum.size.unsqueeze(-1)
+    picked = selected & ~in_block  # singletons whose eigenvector was selected
+    # the projection DPP of the selected block eigenvectors V, or, when they are more than
+    # half the block, its complement: that of the others, which has the same law
+    in_projection = (selected & in_block)[:, :m]
+    complement = 2 * in_projection.sum(1) > spectrum.size
+    in_projection[complement] ^= in_block[complement, :m]
+    rank = in_projection.sum(1)
+    r = int(rank.max())
+    # each kernel draws as many uniforms as its projection has rank, whatever the batch
+    item_uniforms = torch.zeros(B, r, dtype=torch.float64, device=selected.device)
+    for b, (rng, rank_b) in enumerate(zip(rngs, rank.tolist())):
+        item_uniforms[b, :rank_b] = torch.from_numpy(rng.random(rank_b))
+    if r:
+        columns = torch.argsort((~in_projection).to(torch.int8), dim=1, stable=True)
+        V = spectrum.eigvecs.gather(2, columns[:, :r].unsqueeze(1).expand(B, m, r))
+        V *= (torch.arange(r, device=V.device) < rank.unsqueeze(-1)).unsqueeze(1)
+        drawn = sample_projection_dpp(V, rank, item_uniforms)
+    else:
+        drawn = torch.zeros(B, m, dtype=torch.bool, device=selected.device)
+    drawn[complement] ^= in_block[complement, :m]
+    picked[:, :m] |= drawn
+    chosen = torch.zeros_like(picked)
+    return chosen.scatter_(1, spectrum.order, picked)
+
+
+def fischer_log_ratio(
+    L: torch.Tensor, rows: torch.Tensor, singleton: torch.Tensor, chosen: torch.Tensor
+) -> torch.Tensor:
+    """log det(L_S) - log det(Lb_S) <= 0 for the chosen subsets S, Lb the proposal kernel.
+
+    With S's block items first, the leading part of the Cholesky factor R of L_S is that of
+    their block, so log det(Lb_S) = log det(R_block)^2 + sum of the singletons' log L_ii and
+    the ratio is the sum over S's singletons of 2 log R_ii - log L_ii. Fischer's inequality
+    (the determinant of a PSD matrix is at most the product of its diagonal blocks') makes it
+    at most 0. L: (B0, n, n), rows: (B,) into L; singleton, chosen: (B, n) bool -> (B,).
+    """
+    B = len(rows)
+    k = int(chosen[0].sum())
+    items = torch.nonzero(chosen)[:, 1].reshape(B, k)
+    is_single = singleton.gather(1, items)
+    items = items.gather(1, torch.argsort(is_single.to(torch.int8), dim=1, stable=True))
+    is_single = is_single.sort(dim=1, stable=True).values
+    L_S = L[rows.view(-1, 1, 1), items.unsqueeze(-1), items.unsqueeze(-2)]
+    factor, info = torch.linalg.cholesky_ex(L_S)
+    terms = (
+        2.0 * factor.diagonal(dim1=-2, dim2=-1).log()
+        - L_S.diagonal(dim1=-2, dim2=-1).log()
+    )
+    ratio = (terms * is_single).sum(-1).clamp(max=0.0)
+    return torch.where(info == 0, ratio, torch.full_like(ratio, -math.inf))
+
+
+def sample_k_dpp(
+    L: torch.Tensor,
+    k: int,
+    rngs: Sequence[np.random.Generator],
+    threshold: float = COUPLING_THRESHOLD,
+) -> torch.Tensor:
+    """Exact k-DPP samples, one per kernel: P(S) proportional to det(L_S) over |S| = k.
+
+    Rejection sampling from a block-diagonal proposal: items whose normalised couplings all lie
+    below threshold lose them (become 1 x 1 blocks), so only the block of the others needs an
+    eigendecomposition. A proposal S, drawn exactly from the proposal's k-DPP, is accepted with
+    probability det(L_S) / det(Lb_S) <= 1 (fischer_log_ratio), which makes accepted draws
+    exact k-DPP(L) samples for any threshold; the threshold only sets the cost (a smaller block
+    against more rejections). After MAX_PROPOSALS rejections a kernel is sampled with itself
+    as the proposal (one dense block, never rejected), which keeps the law exact.
+    L: (B, n, n) symmetric PSD; rngs: one per kernel -> (B, k) int64, sorted rows.
+    """
+    L = L.to(torch.float64)
+    B, n, _ = L.shape
+    device = L.device
+    if not 1 <= k <= n:
+        raise ValueError(f"k = {k} must lie in 1..{n}")
+    if k == n:
+        return torch.arange(n, device=device).repeat(B, 1)
+    singleton = weakly_coupled(L, threshold)
+    spectrum = BlockSpectrum.of(L, singleton)
+    samples = torch.empty(B, k, dtype=torch.int64, device=device)
+    pending = torch.arange(B, device=device)
+    for proposal in itertools.count():
+        if proposal == MAX_PROPOSALS:
+            singleton = torch.zeros_like(singleton)
+            spectrum = BlockSpectrum.of(L[pending], singleton)
+        pending_rngs = [rngs[b] for b in pending.tolist()]
+        chosen = sample_k_dpp_blocks(spectrum, k, pending_rngs)
+        accept_uniforms = draw_uniforms(pending_rngs, (), device)
+        accepted = chosen.sum(1) == k
+        tested = torch.nonzero(accepted & singleton.any(1)).squeeze(-1)
+        if len(tested):
+            log_ratio = fischer_log_ratio(
+                L, pending[tested], singleton[tested], chosen[tested]
+            )
+            accepted[tested] = accept_uniforms[tested] < log_ratio.exp()
+        done = torch.nonzero(accepted).squeeze(-1)
+        samples[pending[done]] = torch.nonzero(chosen[done])[:, 1].reshape(len(done), k)
+        rejected = ~accepted
+        pending, singleton = pending[rejected], singleton[rejected]
+        spectrum = spectrum[rejected]
+        if not len(pending):
+            return samples
+    raise AssertionError("unreachable")
 
 
 def eigendecompose(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -539,54 +777,13 @@ def eigendecompose(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return eigvals.clamp(min=torch.finfo(torch.float64).tiny), eigvecs
 
 
-def sample_k_dpp_spectral(
-    eigvals: torch.Tensor,
-    eigvecs: torch.Tensor,
-    k: int,
-    rngs: Sequence[np.random.Generator],
-) -> torch.Tensor:
-    """Exact k-DPP samples from eigendecomposed kernels: P(S) proportional to det(L_S), |S| = k.
-
-    For k > N/2 the projection phase runs on the N - k unselected eigenvectors and returns the
-    complement, which has the same law (I - V_S V_S^T is the complementary projection).
-    eigvals: (B, N) > 0, eigvecs: (B, N, N); rngs: one per kernel -> (B, k) int64, sorted rows.
-    """
-    B, N = eigvals.shape
-    device = eigvals.device
-    uniforms = torch.from_numpy(np.stack([g.random(N + k) for g in rngs], axis=1)).to(
-        device
-    )
-    selected = select_eigenvectors(eigvals, k, uniforms[:N])
-    use_complement = k > N - k
-    basis = ~selected if use_complement else selected
-    rank = N - k if use_complement else k
-    items = torch.zeros(B, N, dtype=torch.bool, device=device)
-    if rank > 0:
-        cols = torch.argsort((~basis).to(torch.int8), dim=1, stable=True)[:, :rank]
-        V = eigvecs.gather(2, cols.unsqueeze(1).expand(B, N, rank))
-        drawn = sample_projection_dpp(V, uniforms[N : N + rank])
-        items[torch.arange(B, device=device).unsqueeze(-1), drawn] = True
-    if use_complement:
-        items = ~items
-    return torch.nonzero(items)[:, 1].reshape(B, k)
-
-
-def sample_k_dpp(
-    L: torch.Tensor, k: int, rngs: Sequence[np.random.Generator]
-) -> torch.Tensor:
-    """Exact k-DPP samples, one per kernel. L: (B, N, N) symmetric PSD -> (B, k) int64."""
-    return sample_k_dpp_spectral(*eigendecompose(L), k, rngs)
-
-
 def sample_k_dpp_dppy(
-    eigvals: torch.Tensor,
-    eigvecs: torch.Tensor,
-    k: int,
-    seeds: Sequence[np.random.SeedSequence],
+    L: torch.Tensor, k: int, seeds: Sequence[np.random.SeedSequence]
 ) -> torch.Tensor:
-    """The same draw through dppy's exact k-DPP sampler (reference backend). -> (B, k) int64."""
+    """The same law through dppy's exact k-DPP sampler (reference backend). -> (B, k) int64."""
     from dppy.finite_dpps import FiniteDPP
 
+    eigvals, eigvecs = eigendecompose(L)
     samples = []
     for values, vectors, seed in zip(
         eigvals.cpu().numpy(), eigvecs.cpu().numpy(), seeds
@@ -602,93 +799,22 @@ def sample_k_dpp_dppy(
                 f"{values.max() / values.min():.1e}: use --dpp-backend torch"
             ) from None
         samples.append(sorted(sample))
-    return torch.tensor(samples, dtype=torch.int64, device=eigvals.device)
-
-
-def sample_k_dpps_spectral(
-    eigvals: torch.Tensor,
-    eigvecs: torch.Tensor,
-    k: int,
-    seeds: Sequence[np.random.SeedSequence],
-    backend: str,
-) -> torch.Tensor:
-    """Dispatch to the torch sampler or dppy, one seed per kernel -> (B, k) int64."""
-    if backend == "dppy":
-        return sample_k_dpp_dppy(eigvals, eigvecs, k, seeds)
-    return sample_k_dpp_spectral(
-        eigvals, eigvecs, k, [np.random.default_rng(s) for s in seeds]
-    )
+    return torch.tensor(samples, dtype=torch.int64, device=L.device)
 
 
 def sample_k_dpps(
     L: torch.Tensor, k: int, seeds: Sequence[np.random.SeedSequence], backend: str
 ) -> torch.Tensor:
-    """sample_k_dpps_spectral on kernels L: (B, N, N) -> (B, k) int64."""
-    return sample_k_dpps_spectral(*eigendecompose(L), k, seeds, backend)
+    """Exact k-DPP samples of kernels L: (B, N, N) by the chosen backend, one seed per kernel
+    -> (B, k) int64."""
+    if backend == "dppy":
+        return sample_k_dpp_dppy(L, k, seeds)
+    return sample_k_dpp(L, k, [np.random.default_rng(s) for s in seeds])
 
 
 # ----------------------------------------------------------------------------------------------
 # Pruning and reweighting
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EdgeSpectra:
-    """Eigendecompositions of all H edge kernels, kept for repeated draws (sweeps, many masks).
-
-    eigvals: (H, 784), eigvecs: (H, 784, 784) float64 (about 2.5 GB for H = 500).
-    """
-
-    eigvals: torch.Tensor
-    eigvecs: torch.Tensor
-    stats: KernelStats
-
-
-def edge_spectra_chunks(
-    W1: torch.Tensor,
-    G: torch.Tensor,
-    beta: float | str,
-    chunk_size: int = 8,
-    stats: KernelStats | None = None,
-    progress: bool = False,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Yield (first node, eigvals, eigvecs) chunk by chunk; only one chunk of kernels is alive.
-
-    W1: (H, 784), G = X^T X: (784, 784) -> per chunk eigvals (B, 784), eigvecs (B, 784, 784).
-    """
-    H = W1.shape[0]
-    for start in tqdm(
-        range(0, H, chunk_size),
-        desc="edge kernels",
-        unit="chunk",
-        disable=not progress,
-        leave=False,
-    ):
-        D = edge_squared_distances(W1[start : start + chunk_size], G)
-        beta_used = resolve_beta(D, beta)
-        L = rbf_kernel(D, beta_used)
-        del D
-        eigvals, eigvecs = eigendecompose(L)
-        if stats is not None:
-            stats.update(L, eigvals, beta_used)
-        del L
-        yield start, eigvals, eigvecs
-
-
-def edge_spectra(
-    W1: torch.Tensor, G: torch.Tensor, beta: float | str, progress: bool = False
-) -> EdgeSpectra:
-    """All edge kernels' eigendecompositions at once (for many draws from the same kernels)."""
-    H, D = W1.shape
-    stats = KernelStats()
-    eigvals = torch.empty(H, D, dtype=torch.float64, device=W1.device)
-    eigvecs = torch.empty(H, D, D, dtype=torch.float64, device=W1.device)
-    for start, values, vectors in edge_spectra_chunks(
-        W1, G, beta, stats=stats, progress=progress
-    ):
-        eigvals[start : start + len(values)] = values
-        eigvecs[start : start + len(values)] = vectors
-    return EdgeSpectra(eigvals, eigvecs, stats)
 
 
 def dpp_edge(
@@ -698,35 +824,37 @@ def dpp_edge(
     beta: float | str,
     seed: int,
     backend: str = "torch",
-    chunk_size: int = 8,
+    chunk_size: int = 16,
     progress: bool = False,
     stats: KernelStats | None = None,
-    spectra: EdgeSpectra | None = None,
 ) -> torch.Tensor:
     """Keep k incoming edges per hidden node, drawn from that node's edge k-DPP.
 
-    Kernels are built, eigendecomposed and sampled chunk by chunk, so at most chunk_size of
-    them are in memory, unless precomputed spectra are given. Node h draws from its own random
-    stream, so the mask does not depend on chunk_size. stats, if given, collects a summary.
+    Kernels are built and sampled chunk_size nodes at a time and never stored. Node h draws
+    from its own random stream, so the mask does not depend on chunk_size. stats, if given,
+    collects a summary of the kernels.
     W1: (H, 784); G = X^T X: (784, 784) -> mask (H, 784) bool with k True per row.
     """
     H, D = W1.shape
     seeds = np.random.SeedSequence(seed).spawn(H)
     mask = torch.zeros(H, D, dtype=torch.bool, device=W1.device)
-    if spectra is None:
-        chunks = edge_spectra_chunks(W1, G, beta, chunk_size, stats, progress)
-    else:
-        chunks = (
-            (
-                start,
-                spectra.eigvals[start : start + chunk_size],
-                spectra.eigvecs[start : start + chunk_size],
-            )
-            for start in range(0, H, chunk_size)
-        )
-    for start, eigvals, eigvecs in chunks:
-        stop = start + len(eigvals)
-        kept = sample_k_dpps_spectral(eigvals, eigvecs, k, seeds[start:stop], backend)
+    buffer = torch.empty(
+        min(chunk_size, H), D, D, dtype=torch.float64, device=W1.device
+    )
+    for start in tqdm(
+        range(0, H, chunk_size),
+        desc="dpp_edge",
+        unit="chunk",
+        disable=not progress,
+        leave=False,
+    ):
+        stop = min(start + chunk_size, H)
+        distances = edge_squared_distances(W1[start:stop], G, buffer[: stop - start])
+        beta_used = resolve_beta(distances, beta)
+        L = rbf_kernel(distances, beta_used)
+        if stats is not None:
+            stats.update(L, beta_used)
+        kept = sample_k_dpps(L, k, seeds[start:stop], backend)
         mask[torch.arange(start, stop, device=W1.device).unsqueeze(-1), kept] = True
     return mask
 
@@ -748,12 +876,9 @@ def dpp_node(
     D = node_squared_distances(Z)
     beta_used = resolve_beta(D, beta)
     L = rbf_kernel(D, beta_used)
-    eigvals, eigvecs = eigendecompose(L)
     if stats is not None:
-        stats.update(L, eigvals, beta_used)
-    kept = sample_k_dpps_spectral(
-        eigvals, eigvecs, k, [np.random.SeedSequence(seed)], backend
-    )[0]
+        stats.update(L, beta_used)
+    kept = sample_k_dpps(L, k, [np.random.SeedSequence(seed)], backend)[0]
     keep = torch.zeros(W1.shape[0], dtype=torch.bool, device=W1.device)
     keep[kept] = True
     return keep
@@ -1669,7 +1794,6 @@ def draw_mask(
     backend: str = "torch",
     progress: bool = False,
     stats: KernelStats | None = None,
-    spectra: EdgeSpectra | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one pruning method -> (edge mask (H, 784) bool, node keep (H,) bool)."""
     W1 = inputs.W1
@@ -1685,7 +1809,6 @@ def draw_mask(
             backend,
             progress=progress,
             stats=stats,
-            spectra=spectra,
         )
     elif choice == "random_edge":
         edge_mask = random_edge(H, INPUT_DIM, k, seed).to(W1.device)
@@ -1801,10 +1924,6 @@ def run_pruning(
         print(f"{choice} is deterministic: its one mask is evaluated once")
         num_masks = 1
     stats = KernelStats() if choice.startswith("dpp_") else None
-    spectra = None
-    if choice == "dpp_edge" and num_masks > 1:  # eigendecompose once, draw many masks
-        spectra = edge_spectra(inputs.W1, inputs.gram(), args.beta, progress)
-        stats = spectra.stats
     accuracies: dict[bool, list[float]] = {False: [], True: []}
     for index in range(num_masks):
         seed = args.seed + index
@@ -1819,8 +1938,7 @@ def run_pruning(
             seed,
             args.dpp_backend,
             progress,
-            stats,
-            spectra,
+            stats if index == 0 else None,
         )
         if index == 0 and stats is not None:
             report_kernels(choice.removeprefix("dpp_"), stats)
@@ -1925,28 +2043,22 @@ def run_sweep(
         f"Sweep of {source} (unpruned {100 * unpruned_accuracy:.2f}%): {len(done)} masks done "
         f"earlier in {csv_path}, {len(tasks)} to run"
     )
-    spectra: EdgeSpectra | None = None
-    node_stats: KernelStats | None = None
+    reported: set[str] = set()  # DPP kernel families summarised so far
     for method, level, mask in tqdm(
         tasks, desc="sweep", unit="mask", disable=not progress
     ):
-        if method != "dpp_edge":
-            spectra = (
-                None  # free the ~2.5 GB of edge eigenvectors once dpp_edge is done
-            )
-        elif spectra is None:
-            spectra = edge_spectra(inputs.W1, inputs.gram(), args.beta, progress)
-            report_kernels("edge", spectra.stats)
+        family = method.removeprefix("dpp_")
         stats = None
-        if method == "dpp_node" and node_stats is None:
-            stats = node_stats = KernelStats()
+        if method.startswith("dpp_") and family not in reported:
+            stats = KernelStats()
         k = level_to_k(method, level, H)
         seed = args.seed + mask
         edge_mask, node_keep = draw_mask(
-            method, inputs, k, args.beta, seed, args.dpp_backend, False, stats, spectra
+            method, inputs, k, args.beta, seed, args.dpp_backend, False, stats
         )
         if stats is not None:
-            report_kernels("node", stats)
+            report_kernels(family, stats)
+            reported.add(family)
         pruned = masked_model(model, method, edge_mask, node_keep)
         remaining, total = count_remaining_weights(edge_mask, node_keep)
         accuracy = {}

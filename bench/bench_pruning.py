@@ -6,8 +6,9 @@ Each stage runs twice, on the same data and the same trained weights:
   distances between N-long weighted columns (scikit-learn), dppy's exact k-DPP sampler,
   one scikit-learn LinearRegression per node for reweighting, torchvision's per-image
   PIL pipeline for training;
-* ours     - the functions of MNIST.py (one Gram matrix, the batched torch k-DPP sampler,
-  normal-equation reweighting, training on preloaded tensors).
+* ours     - the functions of MNIST.py (one Gram matrix, the exact k-DPP sampler with its
+  block-diagonal proposals, normal-equation reweighting by Cholesky, training on preloaded
+  tensors).
 
 Stages: dpp_edge (k = 387 of 784 edges per node), dpp_edge_rw (the same plus edge
 reweighting), dpp_node_rw (k = 250 of H = 500 nodes plus node reweighting), train_epoch
@@ -28,7 +29,7 @@ The original side is slow (seconds per hidden node), so by default it runs on
 --original-nodes evenly spaced hidden nodes (pruned nodes, for node reweighting) and its
 time is scaled linearly to all of them; every scaled number says so.
 
-Run from the repository root (about 7 minutes with the defaults on 2 cores):
+Run from the repository root (about 4 minutes with the defaults on 2 cores):
 
     python3 bench/bench_pruning.py
     python3 bench/bench_pruning.py --stages dpp_node_rw train_epoch --original-nodes 0

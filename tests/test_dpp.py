@@ -64,8 +64,11 @@ def test_kernel_stats_flag_a_numerically_diagonal_kernel() -> None:
         D = M.node_squared_distances(far)
         beta_used = M.resolve_beta(D, beta)
         L = M.rbf_kernel(D, beta_used)
-        stats.update(L, torch.linalg.eigvalsh(L), beta_used)
+        stats.update(L, beta_used)
         assert stats.numerically_diagonal == diagonal
+        eigvals = torch.linalg.eigvalsh(L[0])
+        participation = float(eigvals.sum() ** 2 / eigvals.square().sum())
+        assert abs(stats.effective_rank_sum - participation) < 1e-9
         if diagonal:
             assert stats.offdiag_max == 0.0 and abs(stats.effective_rank_sum - 8) < 1e-9
         assert "effective rank" in stats.line("node")
@@ -109,6 +112,98 @@ def test_torch_sampler_follows_the_exact_k_dpp_law(k: int) -> None:
     batch = torch.from_numpy(L).expand(draws, 7, 7)
     samples = M.sample_k_dpp(batch, k, rngs).numpy()
     assert chi_square_p_value(samples, exact_k_dpp_law(L, k)) > 1e-4
+
+
+def weakly_coupled_kernel(seed: int) -> np.ndarray:
+    """7 items: 0-3 strongly coupled, 4-6 with every normalised coupling in (0.3, 0.4)."""
+    rng = np.random.default_rng(seed)
+    F = rng.normal(size=(7, 7))
+    F[4:] = np.eye(7)[4:] * 1.5 + 0.3 * rng.normal(size=(3, 7))
+    F[:4, 4:] *= 0.2
+    return F @ F.T
+
+
+def rngs_for(draws: int, seed: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(draws)]
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_rejection_from_the_block_proposal_gives_the_exact_law(k: int) -> None:
+    """With threshold 0.5 items 4-6 lose their couplings in the proposal, whose law is then
+    far from the k-DPP's (the first check shows the chi-square test can tell); the Fischer
+    acceptance step must restore the exact law."""
+    L = weakly_coupled_kernel(0)
+    draws = 12_000
+    batch = torch.from_numpy(L).expand(draws, 7, 7)
+    singleton = M.weakly_coupled(batch, 0.5)
+    assert singleton[0].tolist() == [False] * 4 + [True] * 3
+    law = exact_k_dpp_law(L, k)
+    proposals = M.sample_k_dpp_blocks(
+        M.BlockSpectrum.of(batch, singleton), k, rngs_for(draws, 5)
+    )
+    proposed = torch.nonzero(proposals)[:, 1].reshape(-1, k).numpy()
+    assert chi_square_p_value(proposed, law) < 1e-5
+    samples = M.sample_k_dpp(batch, k, rngs_for(draws, 11), threshold=0.5).numpy()
+    assert chi_square_p_value(samples, law) > 1e-4
+
+
+def test_fallback_to_the_dense_proposal_keeps_the_law() -> None:
+    """threshold 1 makes every item a singleton: the diagonal proposal is rejected so often
+    that many kernels reach MAX_PROPOSALS and are sampled densely; the law stays exact."""
+    L = 0.1 * random_kernel(7, seed=9) + 0.9  # normalised couplings near 0.9
+    calls = []
+    original = M.BlockSpectrum.of
+
+    def counting(kernels: torch.Tensor, singleton: torch.Tensor) -> M.BlockSpectrum:
+        calls.append(bool(singleton.any()))
+        return original(kernels, singleton)
+
+    M.BlockSpectrum.of = counting
+    try:
+        samples = M.sample_k_dpp(
+            torch.from_numpy(L).expand(4000, 7, 7), 3, rngs_for(4000, 3), threshold=1.0
+        ).numpy()
+    finally:
+        M.BlockSpectrum.of = original
+    assert calls == [True, False]  # the diagonal proposal, then the dense fallback
+    assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-4
+
+
+def test_eigenvector_selection_follows_the_product_law() -> None:
+    """P(J) proportional to prod_J lambda_j over |J| = k, for a spectrum spanning 1e-6..1e3."""
+    eigvals = np.array([1e-6, 0.01, 0.5, 1.0, 3.0, 1e3])
+    subsets = list(itertools.combinations(range(6), 3))
+    weights = np.array([np.prod(eigvals[list(s)]) for s in subsets])
+    law = dict(zip(subsets, weights / weights.sum()))
+    law = {s: p for s, p in law.items() if p > 1e-9}  # the rest is never drawn
+    selected = M.select_eigenvectors(
+        torch.from_numpy(eigvals).expand(20_000, 6), 3, rngs_for(20_000, 4)
+    )
+    assert (selected.sum(1) == 3).all()
+    chosen = torch.nonzero(selected)[:, 1].reshape(-1, 3).numpy()
+    assert all(tuple(row) in law for row in chosen)
+    assert chi_square_p_value(chosen, law) > 1e-4
+
+
+def test_projection_sampler_follows_det_k_s_with_padded_ranks() -> None:
+    """Rows of one batch with ranks 2 and 3 (zero-padded columns): P(S) = det(K_S), |S| = r."""
+    Q, _ = np.linalg.qr(np.random.default_rng(10).normal(size=(6, 3)))
+    V = np.zeros((2, 6, 3))
+    V[0, :, :2], V[1] = Q[:, :2], Q
+    draws = 10_000
+    batch = torch.from_numpy(V).repeat(draws, 1, 1)
+    rank = torch.tensor([2, 3]).repeat(draws)
+    uniforms = torch.from_numpy(np.random.default_rng(6).random((2 * draws, 3)))
+    drawn = M.sample_projection_dpp(batch, rank, uniforms)
+    for row, r in ((0, 2), (1, 3)):
+        K = V[row] @ V[row].T
+        subsets = list(itertools.combinations(range(6), r))
+        law = {s: np.linalg.det(K[np.ix_(s, s)]) for s in subsets}
+        assert abs(sum(law.values()) - 1.0) < 1e-9
+        rows = drawn[row::2]
+        assert (rows.sum(1) == r).all()
+        chosen = torch.nonzero(rows)[:, 1].reshape(-1, r).numpy()
+        assert chi_square_p_value(chosen, law) > 1e-4
 
 
 def test_dppy_backend_follows_the_exact_k_dpp_law() -> None:
