@@ -596,7 +596,8 @@ def side_by_side(work: Callable[[int], None], count: int, device: torch.device) 
     """work(0), ..., work(count - 1). On the CPU the calls run side by side, one single-threaded
     call per core: for the eigendecompositions of matrices of a few hundred rows that is about
     1.6 times faster than one multi-threaded call after another, and the results do not depend
-    on the core count. work must only write to its own slots of shared tensors."""
+    on the core count. Meanwhile torch runs single-threaded; work must only write to its own
+    slots of shared tensors."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1 or count < 2:
         for index in range(count):

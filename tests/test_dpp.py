@@ -147,7 +147,9 @@ def test_rejection_from_the_block_proposal_gives_the_exact_law(k: int) -> None:
     assert chi_square_p_value(samples, law) > 1e-4
 
 
-def test_fallback_to_the_dense_proposal_keeps_the_law() -> None:
+def test_fallback_to_the_dense_proposal_keeps_the_law(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """threshold 1 makes every item a singleton: the diagonal proposal is rejected so often
     that many kernels reach MAX_PROPOSALS and are sampled densely; the law stays exact."""
     L = 0.1 * random_kernel(7, seed=9) + 0.9  # normalised couplings near 0.9
@@ -158,13 +160,10 @@ def test_fallback_to_the_dense_proposal_keeps_the_law() -> None:
         calls.append(bool(singleton.any()))
         return original(kernels, singleton)
 
-    M.BlockSpectrum.of = counting
-    try:
-        samples = M.sample_k_dpp(
-            torch.from_numpy(L).expand(4000, 7, 7), 3, rngs_for(4000, 3), threshold=1.0
-        ).numpy()
-    finally:
-        M.BlockSpectrum.of = original
+    monkeypatch.setattr(M.BlockSpectrum, "of", counting)
+    samples = M.sample_k_dpp(
+        torch.from_numpy(L).expand(4000, 7, 7), 3, rngs_for(4000, 3), threshold=1.0
+    ).numpy()
     assert calls == [True, False]  # the diagonal proposal, then the dense fallback
     assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-4
 
