@@ -1003,9 +1003,8 @@ def kept_null_space(
     Z_S = Z[kept]  # (B, k, d)
     overlap, C = torch.linalg.eigh(Z_S.transpose(-1, -2) @ Z_S)  # ascending
     null = overlap >= 1.0 - rtol
-    r = int(
-        null.sum(-1).max()
-    )  # the widest null space in the batch: the last r columns
+    # the widest null space in the batch: the last r columns
+    r = int(null.sum(-1).max())
     return (Z_S @ C[..., -r:]) * null[..., -r:].unsqueeze(-2) if r else Z_S[..., :0]
 
 
@@ -1020,8 +1019,8 @@ def reweight_edges(
 
     For node h with kept edges S and pruned edges R, delta is the minimum-norm minimiser of
     ||X_S (w_S + delta) - X w||^2 over the training images, i.e. of ||X_S delta - X_R w_R||^2;
-    its normal equations use only G = X^T X: G_SS delta = G_SR w_R. Constant border pixels
-    (identical columns of X) make G_SS singular; with Q an orthonormal basis of its null space
+    its normal equations use only G = X^T X: G_SS delta = G_SR w_R. Pixels that are 0 in every
+    image (identical columns of X) make G_SS singular; with Q an orthonormal basis of its null space
     (kept_null_space), G_SS + s Q Q^T is positive definite and, as the right-hand side lies in
     the range of G_SS, its Cholesky solve is exactly the minimum-norm solution G_SS^+ G_SR w_R.
     W1: (H, 784), mask: (H, 784) bool, G: (784, 784) float64 -> new W1 (H, 784), zero off mask.
@@ -1057,10 +1056,9 @@ def reweight_edges(
         delta = torch.linalg.solve_triangular(
             factor.transpose(-1, -2), half, upper=True
         ).squeeze(-1)
+        # numerically indefinite: the eigendecomposition's pseudo-inverse instead
         failed = torch.nonzero(info).squeeze(-1)
-        if len(
-            failed
-        ):  # numerically indefinite: the eigendecomposition's pseudo-inverse
+        if len(failed):
             delta[failed] = pinv_solve(G_SS[failed], rhs[failed])
         result[rows.unsqueeze(-1), kept] += delta
     return result.to(W1.dtype)
