@@ -575,23 +575,6 @@ def sample_projection_dpp(
     return drawn.scatter_(1, picks.masked_fill_(beyond_rank, m), True)[:, :m]
 
 
-def weakly_coupled(L: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Items whose normalised couplings |L_ij| / sqrt(L_ii L_jj) to all others are <= threshold.
-
-    L: (B, n, n) -> (B, n) bool.
-    """
-    scale = L.diagonal(dim1=-2, dim2=-1).clamp(min=torch.finfo(L.dtype).tiny).rsqrt()
-    weak = torch.empty(L.shape[:2], dtype=torch.bool, device=L.device)
-
-    def find(b: int) -> None:  # one n x n temporary per kernel
-        coupling = torch.mul(L[b], scale[b].unsqueeze(-1)).mul_(scale[b])
-        coupling.diagonal().zero_()
-        weak[b] = torch.maximum(coupling.amax(-1), -coupling.amin(-1)) <= threshold
-
-    side_by_side(find, len(L), L.device)
-    return weak
-
-
 def side_by_side(work: Callable[[int], None], count: int, device: torch.device) -> None:
     """work(0), ..., work(count - 1). On the CPU the calls run side by side, one single-threaded
     call per core: for the eigendecompositions of matrices of a few hundred rows that is about
@@ -609,6 +592,23 @@ def side_by_side(work: Callable[[int], None], count: int, device: torch.device) 
             list(pool.map(work, range(count)))
     finally:
         torch.set_num_threads(threads)
+
+
+def weakly_coupled(L: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Items whose normalised couplings |L_ij| / sqrt(L_ii L_jj) to all others are <= threshold.
+
+    L: (B, n, n) -> (B, n) bool.
+    """
+    scale = L.diagonal(dim1=-2, dim2=-1).clamp(min=torch.finfo(L.dtype).tiny).rsqrt()
+    weak = torch.empty(L.shape[:2], dtype=torch.bool, device=L.device)
+
+    def find(b: int) -> None:  # one n x n temporary per kernel
+        coupling = torch.mul(L[b], scale[b].unsqueeze(-1)).mul_(scale[b])
+        coupling.diagonal().zero_()
+        weak[b] = torch.maximum(coupling.amax(-1), -coupling.amin(-1)) <= threshold
+
+    side_by_side(find, len(L), L.device)
+    return weak
 
 
 @dataclass
