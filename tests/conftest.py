@@ -1,24 +1,25 @@
-"""Shared fixtures: small synthetic MNIST-shaped IDX data the tests write themselves."""
+"""Shared fixtures: small synthetic MNIST-shaped IDX data the tests write themselves, one
+working directory for the CLI, and full MNIST where this machine has it."""
 
 from __future__ import annotations
 
 import gzip
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import MNIST as M
+
 REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-IDX_NAMES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
+SMALL_HIDDEN = 12  # hidden units of the workdir's small.pt
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -55,16 +56,49 @@ def write_mnist_idx(
     for key, array in arrays.items():
         data = idx_bytes(array)
         if gz:
-            (folder / f"{IDX_NAMES[key]}.gz").write_bytes(gzip.compress(data))
+            (folder / f"{M.IDX_NAMES[key]}.gz").write_bytes(gzip.compress(data))
         else:
-            (folder / IDX_NAMES[key]).write_bytes(data)
+            (folder / M.IDX_NAMES[key]).write_bytes(data)
     return folder
 
 
 @pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A --data-dir with 300 training and 100 test synthetic digits (gzipped IDX)."""
-    return write_mnist_idx(tmp_path_factory.mktemp("tiny") / "data")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI's working directory: ./data holds small IDX files (the default --data-dir)
+    and small.pt an untrained 784-12-10 network. Tests write files of their own names."""
+    folder = tmp_path_factory.mktemp("work")
+    write_mnist_idx(folder / "data")
+    torch.manual_seed(0)
+    M.save_checkpoint(folder / "small.pt", M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
+    return folder
+
+
+@dataclass
+class Run:
+    """Exit code and captured output of one main([...]) call."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Run]:
+    """cli("--flag", "value", ...) runs MNIST.main in workdir and returns a Run."""
+    monkeypatch.chdir(workdir)
+
+    def run(*argv: str) -> Run:
+        capsys.readouterr()
+        try:
+            code = M.main(list(argv))
+        except SystemExit as exit_:  # argparse's own errors and --help
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

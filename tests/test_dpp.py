@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import cdist
 from scipy.stats import chi2
 
 import MNIST as M
@@ -23,28 +24,35 @@ def test_edge_kernels_match_direct_pairwise_distances() -> None:
     X = rng.normal(size=(40, 6))  # N = 40 images, 6 "pixels"
     W1 = rng.normal(scale=0.3, size=(3, 6))
     G = torch.from_numpy(X.T @ X)
-    got = M.edge_kernels(torch.from_numpy(W1), G, beta=0.3).numpy()
+    got, beta = M.edge_kernels(torch.from_numpy(W1), G, beta=0.3)
+    assert beta.tolist() == [0.3] * 3
     for h in range(3):
         weighted_columns = (X * W1[h]).T  # row i is w_hi * x_i, an N-long vector
         np.testing.assert_allclose(
-            got[h], direct_rbf(weighted_columns, 0.3, 0.01), rtol=1e-10, atol=1e-12
+            got[h].numpy(),
+            direct_rbf(weighted_columns, 0.3, 0.01),
+            rtol=1e-10,
+            atol=1e-12,
         )
 
 
 def test_node_kernel_matches_direct_pairwise_distances() -> None:
     rng = np.random.default_rng(1)
     Z = rng.normal(scale=0.5, size=(30, 5))  # N = 30 images, H = 5 nodes
-    got = M.node_kernel(torch.from_numpy(Z), beta=0.7).numpy()
-    np.testing.assert_allclose(got, direct_rbf(Z.T, 0.7, 0.01), rtol=1e-10, atol=1e-12)
+    got, beta = M.node_kernel(torch.from_numpy(Z), beta=0.7)
+    assert got.shape == (1, 5, 5) and beta.tolist() == [0.7]
+    np.testing.assert_allclose(
+        got[0].numpy(), direct_rbf(Z.T, 0.7, 0.01), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_beta_auto_is_the_median_heuristic_per_kernel() -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(30, 6))
     W1 = rng.normal(size=(2, 6))
-    got = M.edge_kernels(
+    got, _ = M.edge_kernels(
         torch.from_numpy(W1), torch.from_numpy(X.T @ X), beta="auto"
-    ).numpy()
+    )
     for h in range(2):
         columns = (X * W1[h]).T
         distances = ((columns[:, None, :] - columns[None, :, :]) ** 2).sum(-1)
@@ -53,7 +61,7 @@ def test_beta_auto_is_the_median_heuristic_per_kernel() -> None:
             1.0 / np.sort(upper)[(len(upper) - 1) // 2]
         )  # torch's median is the lower one
         np.testing.assert_allclose(
-            got[h], direct_rbf(columns, beta, 0.01), rtol=1e-10, atol=1e-12
+            got[h].numpy(), direct_rbf(columns, beta, 0.01), rtol=1e-10, atol=1e-12
         )
 
 
@@ -61,9 +69,7 @@ def test_kernel_stats_flag_a_numerically_diagonal_kernel() -> None:
     far = torch.from_numpy(np.random.default_rng(4).normal(scale=100.0, size=(50, 8)))
     for beta, diagonal in ((0.3, True), ("auto", False)):
         stats = M.KernelStats()
-        D = M.node_squared_distances(far)
-        beta_used = M.resolve_beta(D, beta)
-        L = M.rbf_kernel(D, beta_used)
+        L, beta_used = M.node_kernel(far, beta)
         stats.update(L, beta_used)
         assert stats.numerically_diagonal == diagonal
         eigvals = torch.linalg.eigvalsh(L[0])
@@ -74,13 +80,63 @@ def test_kernel_stats_flag_a_numerically_diagonal_kernel() -> None:
         assert "effective rank" in stats.line("node")
 
 
-def test_dpp_node_kernel_uses_preactivations_without_bias() -> None:
-    rng = np.random.default_rng(2)
-    X = torch.from_numpy(rng.normal(size=(20, 784)))
-    W1 = torch.from_numpy(rng.normal(scale=0.01, size=(8, 784)))
-    keep = M.dpp_node(W1, X, k=3, beta=0.3, seed=5)
-    assert keep.shape == (8,) and int(keep.sum()) == 3
-    assert torch.equal(keep, M.dpp_node(W1, X, k=3, beta=0.3, seed=5))
+def kernels_sampled_by(
+    method: str, inputs: M.PruningInputs, monkeypatch: pytest.MonkeyPatch
+) -> torch.Tensor:
+    """Every kernel that METHODS[method] hands to the sampler, stacked: (B, n, n)."""
+    seen = []
+    sample = M.sample_k_dpps
+
+    def spy(L: torch.Tensor, *args: object) -> torch.Tensor:
+        seen.append(L.clone())
+        return sample(L, *args)
+
+    monkeypatch.setattr(M, "sample_k_dpps", spy)
+    M.draw_mask(M.METHODS[method], inputs, 3, 0.3, seed=1)
+    return torch.cat(seen)
+
+
+def small_inputs(hidden: int, images: int, seed: int, scale: float) -> M.PruningInputs:
+    rng = np.random.default_rng(seed)
+    model = M.TwoLayerMLP(hidden)
+    with torch.no_grad():
+        model.w1.weight.copy_(
+            torch.from_numpy(rng.normal(scale=scale, size=(hidden, 784)))
+        )
+        model.w1.bias.copy_(torch.from_numpy(rng.normal(size=hidden)))
+    X = torch.from_numpy(rng.normal(size=(images, 784)).astype(np.float32))
+    return M.PruningInputs(model, X, X[:5], torch.zeros(5, dtype=torch.long))
+
+
+def test_dpp_edge_samples_the_edge_kernels_of_its_checkpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What runs is what is checked: the kernels dpp_edge samples, against exp(-0.3 d) + 0.01 I
+    with d the squared distances between the weighted columns w_hi x_i, computed directly."""
+    inputs = small_inputs(hidden=2, images=40, seed=2, scale=0.02)
+    got = kernels_sampled_by("dpp_edge", inputs, monkeypatch)
+    X, W1 = inputs.train_x.double().numpy(), inputs.W1.double().numpy()
+    assert got.shape == (2, 784, 784)
+    for h in range(2):
+        distances = cdist((X * W1[h]).T, (X * W1[h]).T, "sqeuclidean")
+        expected = np.exp(-0.3 * distances) + 0.01 * np.eye(784)
+        np.testing.assert_allclose(got[h].numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_dpp_node_samples_the_kernel_of_the_preactivations_without_bias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inputs = small_inputs(hidden=8, images=30, seed=3, scale=0.005)
+    got = kernels_sampled_by("dpp_node", inputs, monkeypatch)
+    Z = inputs.train_x.double().numpy() @ inputs.W1.double().numpy().T  # no bias
+    assert got.shape == (1, 8, 8)
+    off_diagonal = got[0].numpy()[~np.eye(8, dtype=bool)]
+    assert (
+        0.01 < off_diagonal.min() and off_diagonal.max() < 0.99
+    )  # a kernel worth testing
+    np.testing.assert_allclose(
+        got[0].numpy(), direct_rbf(Z.T, 0.3, 0.01), rtol=1e-10, atol=1e-12
+    )
 
 
 def random_kernel(n: int, seed: int) -> np.ndarray:
@@ -270,18 +326,13 @@ def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
         )
 
 
-def test_random_edge_keeps_k_per_node_and_is_seeded() -> None:
-    mask = M.random_edge(10, 784, 69, seed=3)
-    assert mask.shape == (10, 784) and (mask.sum(1) == 69).all()
-    assert torch.equal(mask, M.random_edge(10, 784, 69, seed=3))
-    assert not torch.equal(mask, M.random_edge(10, 784, 69, seed=4))
-
-
 def test_dpp_edge_mask_is_seeded_and_independent_of_chunking() -> None:
     rng = np.random.default_rng(9)
     X = rng.normal(size=(50, 784))
     G = torch.from_numpy(X.T @ X)
     W1 = torch.from_numpy(rng.normal(scale=0.02, size=(5, 784)))
-    mask = M.dpp_edge(W1, G, k=10, beta=0.3, seed=1, chunk_size=2)
+    mask = M.dpp_edge_mask(W1, G, k=10, beta=0.3, seed=1, chunk_size=2)
     assert (mask.sum(1) == 10).all()
-    assert torch.equal(mask, M.dpp_edge(W1, G, k=10, beta=0.3, seed=1, chunk_size=5))
+    assert torch.equal(
+        mask, M.dpp_edge_mask(W1, G, k=10, beta=0.3, seed=1, chunk_size=5)
+    )

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from sklearn.linear_model import LinearRegression
 
@@ -54,6 +55,38 @@ def test_edge_reweighting_with_singular_gram_block() -> None:
     assert np.linalg.matrix_rank((X.T @ X)[np.ix_(mask[0], mask[0])]) < mask[0].sum()
     got = M.reweight_edges(torch.from_numpy(W1), torch.from_numpy(mask), G).numpy()
     assert relative_error(got, lstsq_edge_reference(X, W1, mask)) < 1e-6
+
+
+def test_edge_reweighting_falls_back_to_the_pseudo_inverse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the Cholesky factorisation of G_SS + s QQ^T reports failure (numerically
+    indefinite), the eigendecomposition's pseudo-inverse gives the same minimum-norm solution."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(150, 25))
+    X[:, :6] = 0.37  # identical columns: G_SS singular, as with MNIST's blank pixels
+    W1 = rng.normal(size=(4, 25))
+    mask = np.zeros((4, 25), dtype=bool)
+    mask[:, :3] = mask[:, 8:18] = True
+    factorise = torch.linalg.cholesky_ex
+    failures = []
+
+    def failing_for_the_first_node(
+        A: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        factor, info = factorise(A)
+        info[0] = 1
+        failures.append(len(A))
+        return factor, info
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing_for_the_first_node)
+    got = M.reweight_edges(
+        torch.from_numpy(W1), torch.from_numpy(mask), torch.from_numpy(X.T @ X)
+    )
+    assert failures == [
+        4
+    ]  # one batch of four nodes, the first one solved by the fallback
+    assert relative_error(got.numpy(), lstsq_edge_reference(X, W1, mask)) < 1e-6
 
 
 def test_edge_reweighting_is_exact_when_nothing_is_pruned() -> None:
@@ -136,7 +169,7 @@ def test_edge_reweighting_matches_lstsq_on_real_mnist(real_mnist_dir: Path) -> N
         M.train_epoch(model, optimizer, X, y, 1000, 1, log_interval=10**9)
     W1 = model.w1.weight.detach()[:4].double()
     G = M.gram_matrix(X)
-    mask = M.dpp_edge(W1, G, k=387, beta=0.3, seed=0)
+    mask = M.dpp_edge_mask(W1, G, k=387, beta=0.3, seed=0)
     got = M.reweight_edges(W1, mask, G).numpy()
     expected = lstsq_edge_reference(X.double().numpy(), W1.numpy(), mask.numpy())
     assert relative_error(got, expected) < 1e-6
