@@ -13,7 +13,15 @@ Each stage runs twice, on the same data and the same trained weights:
 Stages: dpp_edge (k = 387 of 784 edges per node), dpp_edge_rw (the same plus edge
 reweighting), dpp_node_rw (k = 250 of H = 500 nodes plus node reweighting), train_epoch
 (one SGD epoch, batch 1000, lr 0.07, momentum 0.9, dataset order; both sides start from
-the same initialisation and must give the same per-batch losses).
+the same initialisation and must give the same per-batch losses), and sweep.
+
+The sweep stage compares this project with itself: the default sweep grid (--sweep-methods x
+--sweep-levels x --sweep-masks, every mask without and with reweighting) drawn per mask, the
+way MNIST.py did before it drew from one kernel build (original side: every dpp_edge mask
+builds all 500 edge kernels, every dpp_node mask its kernel from the N x H pre-activations,
+node reweighting solves least squares on the N rows, edge reweighting finds G's null space
+again), against MNIST.run_cells (ours). Both must give the same masks and masked accuracies,
+and reweighted accuracies within 0.05 points; the suite runs this check on small data.
 
 Memory: every (stage, side) runs in a fresh 'spawn' child process, which loads its inputs
 (libraries, data, weights), resets the kernel's peak-RSS counter (/proc/self/clear_refs),
@@ -62,7 +70,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import gc
+import hashlib
 import io
 import multiprocessing as mp
 import os
@@ -93,7 +103,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 import MNIST as M
 
-STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch")
+STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch", "sweep")
 BATCH_SIZE, LR, MOMENTUM = 1000, 0.07, 0.9
 BUSY_CORES = 0.25  # other processes using more than this during a run: flagged
 Result = dict[str, Any]
@@ -103,12 +113,15 @@ Result = dict[str, Any]
 class Config:
     """What a child process needs; the arrays are in files under workdir."""
 
-    workdir: str  # X.npy, raw.npy, y.npy, model.pt, written by the parent
+    workdir: str  # X.npy, raw.npy, y.npy, X_test.npy, y_test.npy, model.pt
     k_edge: int
     k_node: int
     beta: float
     seed: int
     original_nodes: int  # 0 = all
+    sweep_methods: tuple[str, ...] = tuple(M.METHODS)
+    sweep_levels: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    sweep_masks: int = 3
 
 
 @dataclass
@@ -117,6 +130,8 @@ class Inputs:
     raw: np.ndarray | None  # (N, 28, 28) uint8, only for the per-image pipeline
     y: np.ndarray  # (N,) int64
     model: M.TwoLayerMLP
+    test_x: np.ndarray  # (M, 784) float32, normalised
+    test_y: np.ndarray  # (M,) int64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,9 +305,11 @@ def ours_edges(inp: Inputs, cfg: Config, reweight: bool) -> Result:
     X, W1 = torch.from_numpy(inp.X), inp.model.w1.weight.detach()
     watch = Stopwatch()
     G = watch("gram_matrix", M.gram_matrix, X)
-    mask = watch("dpp_edge", M.dpp_edge_mask, W1, G, cfg.k_edge, cfg.beta, cfg.seed)
+    draws = [(cfg.k_edge, cfg.seed)]
+    mask = watch("dpp_edge", M.dpp_edge_masks, W1, G, draws, cfg.beta)[0]
     if reweight:
-        watch("reweight_edges", M.reweight_edges, W1, mask, G)
+        systems = watch("null space", M.GramSystems.of, G)
+        watch("reweight_edges", M.reweight_edges, W1, mask, systems)
     assert bool((mask.sum(1) == cfg.k_edge).all())
     return watch.result()
 
@@ -303,8 +320,8 @@ def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
     W2, b2 = model.w2.weight.detach(), model.w2.bias.detach()
     watch = Stopwatch()
     keep = watch("dpp_node", M.dpp_node, inputs, cfg.k_node, cfg.beta, cfg.seed)
-    A = watch("activations", inputs.activations)
-    watch("reweight_nodes", M.reweight_nodes, A, keep, W2, b2)
+    systems = watch("activation Gram matrix", inputs.activation_systems)
+    watch("reweight_nodes", M.reweight_nodes, systems, keep, W2, b2)
     return watch.result()
 
 
@@ -326,6 +343,156 @@ def ours_train(inp: Inputs, cfg: Config) -> Result:
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# The sweep: drawn per mask (as before) and from one kernel build per method (MNIST.run_cells)
+# ----------------------------------------------------------------------------------------------
+
+# (method, level, mask index) -> (mask digest, correct test predictions masked, reweighted)
+SweepCells = dict[tuple[str, float, int], tuple[str, int, int]]
+
+
+def mask_digest(mask: torch.Tensor) -> str:
+    return hashlib.sha256(mask.cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def per_mask_dpp_node(
+    inputs: M.PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """dpp_node as drawn before: its kernel from the N x H float64 pre-activations Z."""
+    Z = inputs.train_x.to(torch.float64) @ inputs.W1.to(torch.float64).T
+    L, _ = M.node_kernel(Z.T @ Z, beta)
+    kernel = M.prepare_k_dpp(L, inputs.dpp_backend)
+    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool)
+    keep[kernel.sample(k, [np.random.SeedSequence(seed)])[0]] = True
+    return keep
+
+
+def rows_lstsq_reweight_nodes(
+    activations: torch.Tensor, keep: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node reweighting as before: least squares of the pruned activations on [1, kept
+    activations] over the N rows (float64 copies, gelsd)."""
+    A = activations.to(torch.float64)
+    design = torch.cat([torch.ones(len(A), 1, dtype=A.dtype), A[:, keep]], dim=1)
+    coef = torch.linalg.lstsq(design, A[:, ~keep], driver="gelsd").solution
+    W2d, b2d = W2.to(torch.float64), b2.to(torch.float64)
+    new_W2 = torch.zeros_like(W2d)
+    new_W2[:, keep] = W2d[:, keep] + W2d[:, ~keep] @ coef[1:].T
+    return new_W2.to(W2.dtype), (b2d + W2d[:, ~keep] @ coef[0]).to(b2.dtype)
+
+
+def per_mask_reweight_edges(
+    W1: torch.Tensor, mask: torch.Tensor, G: torch.Tensor, chunk_size: int = 16
+) -> torch.Tensor:
+    """Edge reweighting as before: G's null space found again for every mask, nodes with the
+    same number of kept edges solved 16 at a time by one batched Cholesky factorisation of
+    G_SS + s Q Q^T, s the block's mean diagonal (the same minimum-norm solutions)."""
+    systems = M.GramSystems.of(G)
+    W = W1.to(torch.float64)
+    rhs_all = torch.where(mask, torch.zeros_like(W), W) @ G
+    result = torch.where(mask, W, torch.zeros_like(W))
+    counts = mask.sum(1)
+    for count in counts.unique().tolist():
+        nodes = torch.nonzero(counts == count).squeeze(-1)
+        for start in range(0, len(nodes), chunk_size):
+            rows = nodes[start : start + chunk_size]
+            kept = torch.nonzero(mask[rows])[:, 1].reshape(len(rows), count)
+            G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]
+            Q = systems.null_space(kept)
+            scale = G_SS.diagonal(dim1=-2, dim2=-1).mean(-1).view(-1, 1, 1)
+            G_SS.baddbmm_(Q * scale, Q.transpose(-1, -2))
+            factor = torch.linalg.cholesky(G_SS)
+            rhs = rhs_all[rows.unsqueeze(-1), kept].unsqueeze(-1)
+            delta = torch.cholesky_solve(rhs, factor).squeeze(-1)
+            result[rows.unsqueeze(-1), kept] += delta
+    return result.to(W1.dtype)
+
+
+@torch.no_grad()
+def sweep_per_mask(
+    inputs: M.PruningInputs, cells: list[M.Cell], beta: float | str
+) -> SweepCells:
+    """The sweep as drawn before: every cell's mask drawn alone (a full kernel build each),
+    node reweighting on the rows, edge reweighting with G's null space found again."""
+    results: SweepCells = {}
+    for cell in cells:
+        method = cell.method
+        if method.name == "dpp_node":
+            mask = per_mask_dpp_node(inputs, cell.k, beta, cell.seed)
+        else:
+            mask = M.draw_mask(method, inputs, cell.k, beta, cell.seed)
+        pruned = M.masked_copy(inputs.model, method.kind, mask)
+        reweighted = copy.deepcopy(pruned)
+        if method.kind == "node":
+            W2, b2 = inputs.W2, inputs.model.w2.bias.detach()
+            new_W2, new_b2 = rows_lstsq_reweight_nodes(
+                inputs.activations(), mask, W2, b2
+            )
+            reweighted.w2.weight.copy_(new_W2)
+            reweighted.w2.bias.copy_(new_b2)
+        else:
+            reweighted.w1.weight.copy_(
+                per_mask_reweight_edges(inputs.W1, mask, inputs.gram())
+            )
+        key = (method.name, cell.level, cell.index)
+        masked, again = inputs.evaluate(pruned)[1], inputs.evaluate(reweighted)[1]
+        results[key] = (mask_digest(mask), masked, again)
+    return results
+
+
+def sweep_build_once(
+    inputs: M.PruningInputs, cells: list[M.Cell], beta: float | str
+) -> SweepCells:
+    """The sweep as MNIST.run_sweep draws it: each method's masks from one kernel build."""
+    return {
+        (cell.method.name, cell.level, cell.index): (
+            mask_digest(result.mask),
+            result.correct,
+            int(result.reweighted_correct),
+        )
+        for cell, result in M.run_cells(inputs, cells, beta, reweighting=True)
+    }
+
+
+def sweep_differences(
+    before: SweepCells, after: SweepCells, num_test: int
+) -> list[str]:
+    """What keeps the two sweeps from being the same: cells of one only, other masks, other
+    masked accuracies, reweighted accuracies more than 0.05 points apart."""
+    problems = [f"{cell}: only in one sweep" for cell in before.keys() ^ after.keys()]
+    for cell in before.keys() & after.keys():
+        (mask_a, masked_a, reweighted_a), (mask_b, masked_b, reweighted_b) = (
+            before[cell],
+            after[cell],
+        )
+        if mask_a != mask_b:
+            problems.append(f"{cell}: different masks")
+        if masked_a != masked_b:
+            problems.append(f"{cell}: masked accuracy {masked_a} vs {masked_b} correct")
+        if 100 * abs(reweighted_a - reweighted_b) / num_test > 0.05:
+            problems.append(
+                f"{cell}: reweighted {reweighted_a} vs {reweighted_b} correct"
+            )
+    return sorted(problems)
+
+
+def sweep_side(inp: Inputs, cfg: Config, side: Callable[..., SweepCells]) -> Result:
+    X = torch.from_numpy(inp.X)
+    test_x, test_y = torch.from_numpy(inp.test_x), torch.from_numpy(inp.test_y)
+    inputs = M.PruningInputs(inp.model, X, test_x, test_y, batch_size=1000)
+    cells = M.sweep_cells(
+        cfg.sweep_methods,
+        cfg.sweep_levels,
+        cfg.sweep_masks,
+        cfg.seed,
+        inputs.hidden_size,
+    )
+    start = time.perf_counter()
+    results = side(inputs, cells, cfg.beta)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "cells": results, "num_test": len(test_y)}
+
+
 RUNNERS: dict[tuple[str, str], Callable[[Inputs, Config], Result]] = {
     ("dpp_edge", "ours"): lambda inp, cfg: ours_edges(inp, cfg, reweight=False),
     ("dpp_edge", "original"): lambda inp, cfg: original_edges(inp, cfg, reweight=False),
@@ -337,6 +504,8 @@ RUNNERS: dict[tuple[str, str], Callable[[Inputs, Config], Result]] = {
     ("dpp_node_rw", "original"): original_node_rw,
     ("train_epoch", "ours"): ours_train,
     ("train_epoch", "original"): original_train,
+    ("sweep", "ours"): lambda inp, cfg: sweep_side(inp, cfg, sweep_build_once),
+    ("sweep", "original"): lambda inp, cfg: sweep_side(inp, cfg, sweep_per_mask),
 }
 
 
@@ -378,6 +547,8 @@ def run_child(stage: str, side: str, cfg: Config) -> Result:
         raw=np.load(work / "raw.npy") if per_image else None,
         y=np.load(work / "y.npy"),
         model=M.load_checkpoint(work / "model.pt")[0],
+        test_x=np.load(work / "X_test.npy"),
+        test_y=np.load(work / "y_test.npy"),
     )
     gc.collect()
     peak_reset = reset_peak_rss()
@@ -502,7 +673,12 @@ def same_math_checks(X: torch.Tensor, model: M.TwoLayerMLP, cfg: Config) -> str:
         - M.node_kernel(torch.from_numpy(Z), cfg.beta)[0][0].numpy()
     )
     mask = np.random.default_rng(cfg.seed).permutation(M.INPUT_DIM) < cfg.k_edge
-    ours = M.reweight_edges(W1[:1], torch.from_numpy(mask[None]), G)[0].double().numpy()
+    systems = M.GramSystems.of(G)
+    ours = (
+        M.reweight_edges(W1[:1], torch.from_numpy(mask[None]), systems)[0]
+        .double()
+        .numpy()
+    )
     fit = LinearRegression(fit_intercept=False).fit(X64[:, mask], X64 @ w)
     # compare what the layer computes (X v), not v: X_S has collinear constant columns
     out_diff = np.abs(X64[:, mask] @ (fit.coef_ - ours[mask])).max()
@@ -533,6 +709,8 @@ def stage_label(stage: str, cfg: Config, H: int) -> str:
         "dpp_edge_rw": f"dpp_edge k={cfg.k_edge} --reweighting",
         "dpp_node_rw": f"dpp_node k={cfg.k_node} --reweighting",
         "train_epoch": f"train 1 epoch (batch {BATCH_SIZE})",
+        "sweep": f"sweep {len(cfg.sweep_methods)} methods x {len(cfg.sweep_levels)} levels x "
+        f"{cfg.sweep_masks} masks, +- reweighting (original = drawn per mask)",
     }[stage]
 
 
@@ -566,6 +744,17 @@ def stage_report(stage: str, res: dict[str, Result]) -> str:
         lines.append(
             f"  per-batch losses ({len(a)} vs {len(b)} batches): max |ours - original| = "
             f"{diff} (first {a[0]:.6f}, last {a[-1]:.6f})"
+        )
+    if stage == "sweep":
+        before, after = res["original"]["cells"], res["ours"]["cells"]
+        problems = sweep_differences(before, after, res["ours"]["num_test"])
+        lines.append(
+            f"  {len(after)} cells: "
+            + (
+                "same masks and masked accuracies, reweighted within 0.05 points"
+                if not problems
+                else f"{len(problems)} DIFFERENCES: " + "; ".join(problems[:5])
+            )
         )
     ratio = res["original"]["seconds"] / res["ours"]["seconds"]
     lines.append(f"  original / ours = {ratio:.1f}x")
@@ -622,6 +811,16 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     p.add_argument(
+        "--sweep-methods", nargs="+", choices=tuple(M.METHODS), default=list(M.METHODS)
+    )
+    p.add_argument(
+        "--sweep-levels",
+        nargs="+",
+        type=float,
+        default=[10, 20, 30, 40, 50, 60, 70, 80, 90],
+    )
+    p.add_argument("--sweep-masks", type=int, default=3, help="masks per sweep cell")
+    p.add_argument(
         "--busy-retries",
         type=int,
         default=0,
@@ -653,9 +852,19 @@ def main() -> int:
         np.save(Path(workdir) / "X.npy", X.numpy())
         np.save(Path(workdir) / "raw.npy", raw["train_images"])
         np.save(Path(workdir) / "y.npy", y.numpy())
+        np.save(Path(workdir) / "X_test.npy", test_x.numpy())
+        np.save(Path(workdir) / "y_test.npy", test_y.numpy())
         M.save_checkpoint(Path(workdir) / "model.pt", model)
         cfg = Config(
-            workdir, args.k_edge, args.k_node, args.beta, args.seed, args.original_nodes
+            workdir,
+            args.k_edge,
+            args.k_node,
+            args.beta,
+            args.seed,
+            args.original_nodes,
+            tuple(args.sweep_methods),
+            tuple(args.sweep_levels),
+            args.sweep_masks,
         )
         print(f"Same math: {same_math_checks(X, model, cfg)}")
         print(

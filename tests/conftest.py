@@ -62,15 +62,34 @@ def write_mnist_idx(
     return folder
 
 
-@pytest.fixture(scope="session")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CLI's working directory: ./data holds small IDX files (the default --data-dir)
-    and small.pt an untrained 784-12-10 network. Tests write files of their own names."""
-    folder = tmp_path_factory.mktemp("work")
+def make_workdir(folder: Path) -> Path:
+    """A working directory for the CLI: ./data holds small IDX files (the default --data-dir)
+    and small.pt an untrained 784-12-10 network that records no data set."""
     write_mnist_idx(folder / "data")
     torch.manual_seed(0)
     M.save_checkpoint(folder / "small.pt", M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
     return folder
+
+
+def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
+    """What pruning methods get: a random 784-hidden-10 network with non-zero biases (so that
+    removed nodes add a real constant), 80 random training and 30 test images."""
+    torch.manual_seed(seed)
+    model = M.TwoLayerMLP(hidden)
+    with torch.no_grad():
+        model.w1.bias.normal_()
+        model.w2.bias.normal_()
+    test_y = torch.zeros(30, dtype=torch.long)
+    return M.PruningInputs(
+        model, torch.randn(80, 784), torch.randn(30, 784), test_y, 16
+    )
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI's working directory (make_workdir), shared: tests write files of their own
+    names."""
+    return make_workdir(tmp_path_factory.mktemp("work"))
 
 
 @dataclass

@@ -158,6 +158,25 @@ def test_a_checkpoint_is_never_pruned_on_other_data(
     assert cli(*args).code == 0  # ./data holds (small) MNIST IDX files
 
 
+def test_a_checkpoint_is_never_pruned_on_other_images_of_the_same_name(
+    cli: Callable[..., Run], workdir: Path
+) -> None:
+    record = {
+        "dataset": "MNIST",
+        "data_fingerprint": M.load_data(workdir / "data").fingerprint,
+    }
+    torch.manual_seed(0)
+    M.save_checkpoint(workdir / "fingerprinted.pt", M.TwoLayerMLP(SMALL_HIDDEN), record)
+    write_mnist_idx(workdir / "other_digits", n_train=120, n_test=40)
+    args = ["--procedure", "test", "--trained_weights", "fingerprinted.pt", "--k", "5"]
+    run = cli(*args, "--data-dir", "other_digits")
+    assert run.code == 2 and len(run.err.splitlines()) == 1
+    assert (
+        "was trained on other MNIST data than --data-dir other_digits holds" in run.err
+    )
+    assert cli(*args).code == 0
+
+
 def test_training_may_fall_back_to_the_sample_with_a_warning(
     cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,22 +223,9 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "k zero": ([*TEST, "--k", "0"], "--k"),
     "k negative": ([*TEST, "--k", "-1"], "--k"),
     "k above 784 edges": ([*TEST, "--k", "900"], "--k 900"),
-    "k above --hidden-size": (
-        [
-            "--procedure",
-            "test",
-            "--pruning_choice",
-            "dpp_node",
-            "--hidden-size",
-            "500",
-            "--k",
-            "600",
-        ],
-        "--k 600",
-    ),
     "k above the checkpoint's nodes": (
-        [*TEST, "--pruning_choice", "dpp_node", "--k", "13"],
-        "--k 13",
+        [*TEST, "--pruning_choice", "dpp_node", "--k", str(SMALL_HIDDEN + 1)],
+        f"--k {SMALL_HIDDEN + 1}",
     ),
     "beta zero": ([*TEST, "--beta", "0"], "--beta"),
     "beta negative": ([*TEST, "--beta", "-2"], "--beta"),

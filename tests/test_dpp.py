@@ -39,7 +39,7 @@ def test_edge_kernels_match_direct_pairwise_distances() -> None:
 def test_node_kernel_matches_direct_pairwise_distances() -> None:
     rng = np.random.default_rng(1)
     Z = rng.normal(scale=0.5, size=(30, 5))  # N = 30 images, H = 5 nodes
-    got, beta = M.node_kernel(torch.from_numpy(Z), beta=0.7)
+    got, beta = M.node_kernel(torch.from_numpy(Z.T @ Z), beta=0.7)
     assert got.shape == (1, 5, 5) and beta.tolist() == [0.7]
     np.testing.assert_allclose(
         got[0].numpy(), direct_rbf(Z.T, 0.7, 0.01), rtol=1e-10, atol=1e-12
@@ -69,7 +69,7 @@ def test_kernel_stats_flag_a_numerically_diagonal_kernel() -> None:
     far = torch.from_numpy(np.random.default_rng(4).normal(scale=100.0, size=(50, 8)))
     for beta, diagonal in ((0.3, True), ("auto", False)):
         stats = M.KernelStats()
-        L, beta_used = M.node_kernel(far, beta)
+        L, beta_used = M.node_kernel(far.T @ far, beta)
         stats.update(L, beta_used)
         assert stats.numerically_diagonal == diagonal
         eigvals = torch.linalg.eigvalsh(L[0])
@@ -85,13 +85,13 @@ def kernels_sampled_by(
 ) -> torch.Tensor:
     """Every kernel that METHODS[method] hands to the sampler, stacked: (B, n, n)."""
     seen = []
-    sample = M.sample_k_dpps
+    prepare = M.prepare_k_dpp
 
-    def spy(L: torch.Tensor, *args: object) -> torch.Tensor:
+    def spy(L: torch.Tensor, backend: str) -> M.BlockProposals | M.DppySpectra:
         seen.append(L.clone())
-        return sample(L, *args)
+        return prepare(L, backend)
 
-    monkeypatch.setattr(M, "sample_k_dpps", spy)
+    monkeypatch.setattr(M, "prepare_k_dpp", spy)
     M.draw_mask(M.METHODS[method], inputs, 3, 0.3, seed=1)
     return torch.cat(seen)
 
@@ -164,9 +164,9 @@ def chi_square_p_value(samples: np.ndarray, law: dict[tuple[int, ...], float]) -
 def test_torch_sampler_follows_the_exact_k_dpp_law(k: int) -> None:
     L = random_kernel(7, seed=3)
     draws = 20_000
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(11).spawn(draws)]
+    seeds = np.random.SeedSequence(11).spawn(draws)
     batch = torch.from_numpy(L).expand(draws, 7, 7)
-    samples = M.sample_k_dpp(batch, k, rngs).numpy()
+    samples = M.sample_k_dpp(batch, k, seeds).numpy()
     assert chi_square_p_value(samples, exact_k_dpp_law(L, k)) > 1e-4
 
 
@@ -179,8 +179,12 @@ def weakly_coupled_kernel(seed: int) -> np.ndarray:
     return F @ F.T
 
 
+def seeds_for(draws: int, seed: int) -> list[np.random.SeedSequence]:
+    return np.random.SeedSequence(seed).spawn(draws)
+
+
 def rngs_for(draws: int, seed: int) -> list[np.random.Generator]:
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(draws)]
+    return [np.random.default_rng(s) for s in seeds_for(draws, seed)]
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -199,7 +203,7 @@ def test_rejection_from_the_block_proposal_gives_the_exact_law(k: int) -> None:
     )
     proposed = torch.nonzero(proposals)[:, 1].reshape(-1, k).numpy()
     assert chi_square_p_value(proposed, law) < 1e-5
-    samples = M.sample_k_dpp(batch, k, rngs_for(draws, 11), threshold=0.5).numpy()
+    samples = M.sample_k_dpp(batch, k, seeds_for(draws, 11), threshold=0.5).numpy()
     assert chi_square_p_value(samples, law) > 1e-4
 
 
@@ -218,7 +222,7 @@ def test_fallback_to_the_dense_proposal_keeps_the_law(
 
     monkeypatch.setattr(M.BlockSpectrum, "of", counting)
     samples = M.sample_k_dpp(
-        torch.from_numpy(L).expand(4000, 7, 7), 3, rngs_for(4000, 3), threshold=1.0
+        torch.from_numpy(L).expand(4000, 7, 7), 3, seeds_for(4000, 3), threshold=1.0
     ).numpy()
     assert calls == [True, False]  # the diagonal proposal, then the dense fallback
     assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-4
@@ -264,18 +268,19 @@ def test_projection_sampler_follows_det_k_s_with_padded_ranks() -> None:
 def test_dppy_backend_follows_the_exact_k_dpp_law() -> None:
     L = random_kernel(7, seed=4)
     seeds = np.random.SeedSequence(12).spawn(4000)
-    samples = M.sample_k_dpps(
-        torch.from_numpy(L).expand(4000, 7, 7), 3, seeds, "dppy"
-    ).numpy()
+    samples = M.prepare_k_dpp(torch.from_numpy(L).expand(4000, 7, 7), "dppy").sample(
+        3, seeds
+    )
+    samples = samples.numpy()
     assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-4
 
 
 def test_sampler_is_seeded_and_returns_k_distinct_indices() -> None:
     L = torch.from_numpy(random_kernel(30, seed=5)).expand(4, 30, 30)
     seeds = np.random.SeedSequence(7).spawn(4)
-    first = M.sample_k_dpps(L, 10, seeds, "torch")
-    again = M.sample_k_dpps(L, 10, np.random.SeedSequence(7).spawn(4), "torch")
-    other = M.sample_k_dpps(L, 10, np.random.SeedSequence(8).spawn(4), "torch")
+    first = M.sample_k_dpp(L, 10, seeds)
+    again = M.sample_k_dpp(L, 10, np.random.SeedSequence(7).spawn(4))
+    other = M.sample_k_dpp(L, 10, np.random.SeedSequence(8).spawn(4))
     assert torch.equal(first, again) and not torch.equal(first, other)
     for row in first:
         assert len(set(row.tolist())) == 10 and row.min() >= 0 and row.max() < 30
@@ -292,14 +297,14 @@ def assert_valid_sample(sample: torch.Tensor, n: int, k: int) -> None:
 @pytest.mark.parametrize("k", [1, 20])
 def test_sampler_handles_k_1_and_k_n_and_float32(k: int) -> None:
     L = torch.from_numpy(random_kernel(20, seed=6)).float().unsqueeze(0)
-    assert_valid_sample(M.sample_k_dpp(L, k, [np.random.default_rng(0)]), 20, k)
+    assert_valid_sample(M.sample_k_dpp(L, k, seeds_for(1, 0)), 20, k)
 
 
 def test_sampler_handles_k_far_above_the_number_of_large_eigenvalues() -> None:
     rng = np.random.default_rng(7)
     F = rng.normal(size=(784, 50))
     L = torch.from_numpy(F @ F.T + 0.01 * np.eye(784)).unsqueeze(0)
-    assert_valid_sample(M.sample_k_dpp(L, 387, [np.random.default_rng(1)]), 784, 387)
+    assert_valid_sample(M.sample_k_dpp(L, 387, seeds_for(1, 1)), 784, 387)
 
 
 def test_dppy_backend_failure_is_one_clear_error() -> None:
@@ -307,7 +312,7 @@ def test_dppy_backend_failure_is_one_clear_error() -> None:
     F = rng.normal(size=(784, 50))
     L = torch.from_numpy(F @ F.T + 0.01 * np.eye(784)).unsqueeze(0)
     with pytest.raises(M.UsageError, match="--dpp-backend torch"):
-        M.sample_k_dpps(L, 387, np.random.SeedSequence(0).spawn(1), "dppy")
+        M.prepare_k_dpp(L, "dppy").sample(387, np.random.SeedSequence(0).spawn(1))
 
 
 def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
@@ -321,18 +326,30 @@ def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
     spread = Q @ torch.diag(torch.logspace(-12, 12, n, dtype=torch.float64)) @ Q.T
     spread = (spread + spread.T) / 2
     for L in (identical, spread, 1e-200 * identical, 1e200 * identical):
-        assert_valid_sample(
-            M.sample_k_dpp(L.unsqueeze(0), 30, [np.random.default_rng(2)]), n, 30
-        )
+        assert_valid_sample(M.sample_k_dpp(L.unsqueeze(0), 30, seeds_for(1, 2)), n, 30)
 
 
-def test_dpp_edge_mask_is_seeded_and_independent_of_chunking() -> None:
+@pytest.mark.parametrize("chunk_size", [2, 5])
+def test_edge_masks_drawn_together_are_those_drawn_alone(chunk_size: int) -> None:
+    """One kernel build for many (k, seed) gives, bit for bit, the mask each draw gives alone
+    (in chunks of 3 nodes, not 2 or 5); k = 700 takes the projection sampler's complement path."""
     rng = np.random.default_rng(9)
     X = rng.normal(size=(50, 784))
     G = torch.from_numpy(X.T @ X)
     W1 = torch.from_numpy(rng.normal(scale=0.02, size=(5, 784)))
-    mask = M.dpp_edge_mask(W1, G, k=10, beta=0.3, seed=1, chunk_size=2)
-    assert (mask.sum(1) == 10).all()
-    assert torch.equal(
-        mask, M.dpp_edge_mask(W1, G, k=10, beta=0.3, seed=1, chunk_size=5)
-    )
+    draws = [(10, 1), (10, 2), (300, 1), (700, 3)]
+    together = M.dpp_edge_masks(W1, G, draws, beta=0.3, chunk_size=chunk_size)
+    for (k, seed), mask in zip(draws, together):
+        assert (mask.sum(1) == k).all()
+        alone = M.dpp_edge_masks(W1, G, [(k, seed)], beta=0.3, chunk_size=3)[0]
+        assert torch.equal(mask, alone)
+    assert not torch.equal(together[0], together[1])
+
+
+def test_node_masks_drawn_together_are_those_drawn_alone() -> None:
+    inputs = small_inputs(hidden=20, images=30, seed=4, scale=0.005)
+    draws = [(5, 1), (5, 2), (12, 1), (19, 7)]
+    together = M.dpp_node_draws(inputs, draws, "auto")
+    for (k, seed), keep in zip(draws, together):
+        assert int(keep.sum()) == k
+        assert torch.equal(keep, M.dpp_node(inputs, k, "auto", seed))

@@ -13,22 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, Run, write_mnist_idx
+from conftest import ROOT, SMALL_HIDDEN, Run, make_workdir, tiny_inputs
 from test_cli import make_bad_files, snapshot
 
 import MNIST as M
-
-
-def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
-    torch.manual_seed(seed)
-    model = M.TwoLayerMLP(hidden)
-    with torch.no_grad():
-        model.w1.bias.normal_()  # non-zero biases: removed nodes then add a real constant
-        model.w2.bias.normal_()
-    X = torch.randn(80, 784)
-    return M.PruningInputs(
-        model, X, torch.randn(30, 784), torch.zeros(30, dtype=torch.long), 16
-    )
 
 
 @pytest.mark.parametrize("reweighting", [False, True])
@@ -63,14 +51,14 @@ def test_edge_export_keeps_mask_and_record_and_loads_back(
     assert run.code == 0, run.err
     summary = run.out.strip().splitlines()[-1]
     assert summary.startswith(
-        f"Saved pruned model to {out}: 720/9528 weights (7.56% kept)"
+        f"Saved pruned model to {out}: {60 * SMALL_HIDDEN}/{794 * SMALL_HIDDEN} weights (7.56% kept)"
     )
     assert "KiB" in summary
     model, meta = M.load_checkpoint(out)
     mask = meta["w1_mask"]
     assert (
         mask.dtype == torch.bool
-        and mask.shape == (12, 784)
+        and mask.shape == (SMALL_HIDDEN, 784)
         and (mask.sum(1) == 50).all()
     )
     assert (model.w1.weight[~mask] == 0).all()
@@ -126,7 +114,15 @@ def test_node_export_loads_back_as_a_smaller_model_without_flags(
 
 @pytest.mark.parametrize(
     "corrupt",
-    ["truncated", "nan", "inf", "wrong_keys", "wrong_shapes", "not_a_dict"],
+    [
+        "truncated",
+        "nan",
+        "inf",
+        "wrong_keys",
+        "wrong_shapes",
+        "no_hidden_units",
+        "not_a_dict",
+    ],
 )
 def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
     path = tmp_path / "bad.pt"
@@ -142,6 +138,11 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
     elif corrupt == "wrong_shapes":
         state["w2.weight"] = torch.zeros(10, 4)
         torch.save(state, path)
+    elif corrupt == "no_hidden_units":
+        empty = {"w1.weight": torch.zeros(0, 784), "w1.bias": torch.zeros(0)}
+        torch.save(
+            {**empty, "w2.weight": torch.zeros(10, 0), "w2.bias": torch.zeros(10)}, path
+        )
     else:
         torch.save([1, 2, 3], path)
     with pytest.raises(M.UsageError, match="bad.pt"):
@@ -228,18 +229,15 @@ REAL_PROCESS_CASES = {
         "--pruning_choice",
         "dpp_node",
         "--k",
-        "13",
+        str(SMALL_HIDDEN + 1),
     ],
 }
 
 
 @pytest.fixture(scope="module")
 def real_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    folder = tmp_path_factory.mktemp("processes")
-    write_mnist_idx(folder / "data")
+    folder = make_workdir(tmp_path_factory.mktemp("processes"))
     make_bad_files(folder)
-    torch.manual_seed(0)
-    M.save_checkpoint(folder / "small.pt", M.TwoLayerMLP(hidden_size=12))
     before = snapshot(folder)
 
     def run(argv: list[str]) -> subprocess.CompletedProcess:

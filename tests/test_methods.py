@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_HIDDEN, Run, synthetic_digits
+from conftest import SMALL_HIDDEN, Run, synthetic_digits, tiny_inputs
 
 import MNIST as M
 
@@ -56,21 +56,11 @@ def test_pins_cover_every_built_in_method() -> None:
     assert {case["method"] for case in PINNED} == set(M.METHODS)
 
 
-def tiny_inputs(hidden: int = 9) -> M.PruningInputs:
-    torch.manual_seed(0)
-    return M.PruningInputs(
-        M.TwoLayerMLP(hidden),
-        torch.randn(40, 784),
-        torch.randn(5, 784),
-        torch.zeros(5, dtype=torch.long),
-    )
-
-
 @pytest.mark.parametrize("name", list(M.METHODS))
 def test_every_method_keeps_exactly_its_budget(name: str) -> None:
     method = M.METHODS[name]
     k = 4 if method.kind == "node" else 33
-    mask = M.draw_mask(method, tiny_inputs(), k, 0.3, seed=1)
+    mask = M.draw_mask(method, tiny_inputs(hidden=9), k, 0.3, seed=1)
     if method.kind == "node":
         assert mask.shape == (9,) and int(mask.sum()) == 4
         assert M.count_remaining_weights("node", mask) == (4 * 794, 9 * 794)
@@ -119,7 +109,7 @@ def test_a_method_that_returns_the_wrong_mask_is_named() -> None:
     with pytest.raises(
         ValueError, match=r"confused returned a torch.bool tensor of shape \(9,\)"
     ):
-        M.draw_mask(method, tiny_inputs(), 3, 0.3, seed=0)
+        M.draw_mask(method, tiny_inputs(hidden=9), 3, 0.3, seed=0)
 
 
 def test_register_method_checks_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
