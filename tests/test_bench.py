@@ -31,9 +31,9 @@ def small_sweep() -> tuple[B.SweepCells, B.SweepCells, int]:
     ):  # a fresh one per side: nothing cached between them
         return M.PruningInputs(model, X[:200], X[200:], y[200:], batch_size=20)
 
-    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, seed=3, hidden_size=10)
-    before = B.sweep_per_mask(inputs(), cells, "auto")
-    after = B.sweep_build_once(inputs(), cells, "auto")
+    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, 3, 10, betas=("auto",))
+    before = B.sweep_per_mask(inputs(), cells)
+    after = B.sweep_build_once(inputs(), cells)
     return before, after, 40
 
 

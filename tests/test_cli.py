@@ -145,10 +145,10 @@ def test_a_checkpoint_is_never_pruned_on_other_data(
     workdir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def offline(data_dir: Path) -> M.Dataset:
+    def offline(data_dir: Path, info: M.DataSetInfo) -> M.Dataset:
         raise RuntimeError("no network")
 
-    monkeypatch.setattr(M, "download_mnist", offline)
+    monkeypatch.setattr(M, "download", offline)
     torch.manual_seed(0)
     M.save_checkpoint(workdir / "on_mnist.pt", M.TwoLayerMLP(SMALL_HIDDEN), recorded)
     args = ["--procedure", "test", "--trained_weights", "on_mnist.pt", "--k", "5"]
@@ -180,10 +180,10 @@ def test_a_checkpoint_is_never_pruned_on_other_images_of_the_same_name(
 def test_training_may_fall_back_to_the_sample_with_a_warning(
     cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def offline(data_dir: Path) -> M.Dataset:
+    def offline(data_dir: Path, info: M.DataSetInfo) -> M.Dataset:
         raise RuntimeError("no network")
 
-    monkeypatch.setattr(M, "download_mnist", offline)
+    monkeypatch.setattr(M, "download", offline)
     run = cli(
         "--epochs", "1", "--hidden-size", "8", "--no-save-model", "--data-dir", "no_dir"
     )
@@ -231,6 +231,16 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "beta negative": ([*TEST, "--beta", "-2"], "--beta"),
     "beta nan": ([*TEST, "--beta", "nan"], "--beta"),
     "beta inf": ([*TEST, "--beta", "inf"], "--beta"),
+    "beta zero over N": ([*TEST, "--beta", "0/N"], "--beta"),
+    "beta over something else": ([*TEST, "--beta", "10/M"], "--beta"),
+    "unknown node features": ([*TEST, "--node-features", "outputs"], "--node-features"),
+    "two node features outside a sweep": (
+        [*TEST, "--node-features", "preactivation,activation"],
+        "--node-features",
+    ),
+    "betas outside a sweep": ([*TEST, "--betas", "0.3,auto"], "--betas"),
+    "bad beta in betas": (["--procedure", "sweep", "--betas", "0.3,-1"], "--betas"),
+    "unknown dataset": (["--dataset", "cifar"], "--dataset"),
     "unknown pruning choice": (["--pruning_choice", "magic"], "--pruning_choice"),
     "unknown sweep method": (
         ["--procedure", "sweep", "--methods", "dpp_edge,magic"],

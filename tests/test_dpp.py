@@ -65,19 +65,20 @@ def test_beta_auto_is_the_median_heuristic_per_kernel() -> None:
         )
 
 
-def test_kernel_stats_flag_a_numerically_diagonal_kernel() -> None:
+def test_kernel_stats_of_a_diagonal_and_a_coupled_kernel() -> None:
     far = torch.from_numpy(np.random.default_rng(4).normal(scale=100.0, size=(50, 8)))
     for beta, diagonal in ((0.3, True), ("auto", False)):
         stats = M.KernelStats()
         L, beta_used = M.node_kernel(far.T @ far, beta)
         stats.update(L, beta_used)
-        assert stats.numerically_diagonal == diagonal
         eigvals = torch.linalg.eigvalsh(L[0])
         participation = float(eigvals.sum() ** 2 / eigvals.square().sum())
-        assert abs(stats.effective_rank_sum - participation) < 1e-9
+        assert abs(stats.effective_rank - participation) < 1e-9
+        assert stats.practically_uniform(4) == diagonal
         if diagonal:
-            assert stats.offdiag_max == 0.0 and abs(stats.effective_rank_sum - 8) < 1e-9
-        assert "effective rank" in stats.line("node")
+            assert stats.offdiag_max == 0.0 and stats.coupling == 0.0
+            assert abs(stats.effective_rank - 8) < 1e-9 and stats.uniformity(4) == 0.0
+        assert "effective rank" in stats.line("node", 4)
 
 
 def kernels_sampled_by(

