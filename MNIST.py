@@ -55,7 +55,7 @@ from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import scipy.stats
@@ -63,6 +63,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
+    from matplotlib.figure import Figure
 
 INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
@@ -2168,10 +2171,16 @@ def sweep_csv_text(
     return buffer.getvalue()
 
 
+def setting_label(method: str, beta: str, node_features: str) -> str:
+    """A method with its setting, e.g. "dpp_node (beta auto, activation)"; the bare name for
+    methods without one (empty beta and node features)."""
+    setting = ", ".join(part for part in (beta, node_features) if part)
+    return f"{method} (beta {setting})" if setting else method
+
+
 def group_label(row: dict[str, str]) -> str:
-    """A sweep row's method with its setting, e.g. "dpp_node (beta auto, activation)"."""
-    setting = ", ".join(part for part in (row["beta"], row["node_features"]) if part)
-    return f"{row['method']} (beta {setting})" if setting else row["method"]
+    """A sweep row's method with its setting (setting_label)."""
+    return setting_label(row["method"], row["beta"], row["node_features"])
 
 
 def sweep_groups(
@@ -2361,7 +2370,8 @@ def comparisons_markdown(comparisons: Sequence[dict[str, object]]) -> str:
     header = (
         f"Differences in test accuracy (points), first minus second, with "
         f"{100 * (1 - ALPHA):g}% confidence intervals over masks, Welch's t-test p-values "
-        f"(one-sample against a deterministic method) and verdicts at alpha = {ALPHA:g}."
+        f"(one-sample against a side without spread, such as a deterministic method) and "
+        f"verdicts at alpha = {ALPHA:g}."
     )
     lines = [header]
     pairs = list(dict.fromkeys((c["first"], c["second"]) for c in comparisons))
@@ -2377,9 +2387,13 @@ def comparisons_markdown(comparisons: Sequence[dict[str, object]]) -> str:
         for c in comparisons:
             if (c["first"], c["second"]) != (first, second):
                 continue
-            text = f"{c['difference']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], p {c['p_value']}, {c['verdict']}"
             if c["verdict"] == "n/a":
                 text = f"{c['difference']:+.2f} (no spread to test)"
+            else:
+                text = (
+                    f"{c['difference']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], "
+                    f"p {c['p_value']}, {c['verdict']}"
+                )
             cells.setdefault(float(c["level"]), {})[bool(c["reweighting"])] = text
         for level, by in cells.items():
             lines.append(f"| {level:g}% | {by.get(False, '')} | {by.get(True, '')} |")
@@ -2479,8 +2493,8 @@ def save_beta_figure(rows: Sequence[dict[str, str]], path: Path) -> bool:
                 method, features, kind = line
                 means, stds = [], []
                 for beta in betas:
-                    probe = {"method": method, "beta": beta, "node_features": features}
-                    group = groups.get((group_label(probe), reweighting, level), [])
+                    label = setting_label(method, beta, features)
+                    group = groups.get((label, reweighting, level), [])
                     values = accuracies(group) if group else np.array([np.nan])
                     means.append(values.mean())
                     stds.append(values.std(ddof=1) if len(values) > 1 else 0.0)
@@ -2536,14 +2550,14 @@ def save_beta_figure(rows: Sequence[dict[str, str]], path: Path) -> bool:
     return True
 
 
-def save_figure(fig: object, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     """Write a matplotlib figure as PNG, atomically, and free it."""
     import matplotlib.pyplot as plt
 
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))  # type: ignore[attr-defined]
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     finally:
-        plt.close(fig)  # type: ignore[arg-type]
+        plt.close(fig)
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -2674,9 +2688,8 @@ def run_sweep(
     on_stage = (lambda text: bar.set_description_str(text)) if inputs.progress else None
     staged = replace(inputs, progress=False, on_stage=on_stage)
 
-    def report(
-        cell: Cell, stats: KernelStats | None
-    ) -> None:  # at the largest k it draws
+    def report(cell: Cell, stats: KernelStats | None) -> None:
+        """The summary of the kernels cell's group is drawn from, at its largest k."""
         k = largest_k[cell.method.name, cell.setting]
         report_kernels(stats, cell.method.kind, cell.beta, k)
 
