@@ -78,6 +78,8 @@ COUPLING_THRESHOLD = 0.1
 MAX_PROPOSALS = 16
 # eigenvalues of a Gram matrix below this times its largest count as zero (linear dependencies)
 NULL_RTOL = 1e-10
+# columns x_i, x_j with ||x_i - x_j||^2 below this times ||x_i||^2 + ||x_j||^2 are copies
+COPY_RTOL = 1e-12
 # the significance level of a sweep report's comparisons (95% confidence intervals)
 ALPHA = 0.05
 # a k-DPP provably within this total variation distance of uniform over k-subsets counts as
@@ -848,41 +850,49 @@ class BlockSpectrum:
         eigvals.clamp_(min=torch.finfo(L.dtype).tiny)
         return cls(order, size, eigvals, eigvecs)
 
-    def __getitem__(self, rows: torch.Tensor) -> BlockSpectrum:
-        return BlockSpectrum(
-            self.order[rows], self.size[rows], self.eigvals[rows], self.eigvecs[rows]
-        )
-
 
 def sample_k_dpp_blocks(
-    spectrum: BlockSpectrum, k: int, rngs: Sequence[np.random.Generator]
+    spectrum: BlockSpectrum,
+    k: int,
+    rngs: Sequence[np.random.Generator],
+    kernels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Exact k-DPP samples of the block-diagonal kernels of a BlockSpectrum.
+    """Exact k-DPP samples of the block-diagonal kernels of a BlockSpectrum, one per generator:
+    draw b samples kernel kernels[b] (by default kernel b) with generator rngs[b].
 
     The spectral sampler: k eigenvectors by select_eigenvectors, then the projection DPP
     they span. A singleton's eigenvector is its item; the block's selected eigenvectors V give
     the projection kernel V V^T over the block's items, sampled by sample_projection_dpp.
-    -> (B, n) bool, k True per row (but for a rounding error of probability ~1e-16: check).
+    -> (len(rngs), n) bool, k True per row (but for a rounding error of probability ~1e-16:
+    check).
     """
-    B, n = spectrum.eigvals.shape
+    device = spectrum.eigvals.device
+    if kernels is None:
+        kernels = torch.arange(len(rngs), device=device)
+    eigvals, size = spectrum.eigvals[kernels], spectrum.size[kernels]
+    B, n = eigvals.shape
     m = spectrum.eigvecs.shape[-1]
-    selected = select_eigenvectors(spectrum.eigvals, k, rngs)
-    in_block = torch.arange(n, device=selected.device) < spectrum.size.unsqueeze(-1)
+    selected = select_eigenvectors(eigvals, k, rngs)
+    in_block = torch.arange(n, device=device) < size.unsqueeze(-1)
     picked = selected & ~in_block  # singletons whose eigenvector was selected
     # the projection DPP of the selected block eigenvectors V, or, when they are more than
     # half the block, its complement: that of the others, which has the same law
     in_projection = (selected & in_block)[:, :m]
-    complement = 2 * in_projection.sum(1) > spectrum.size
+    complement = 2 * in_projection.sum(1) > size
     in_projection[complement] ^= in_block[complement, :m]
     rank = in_projection.sum(1)
     r = int(rank.max())
-    # each kernel draws as many uniforms as its projection has rank, whatever the batch
+    # each draw takes as many uniforms as its projection has rank, whatever the batch
     item_uniforms = torch.zeros(B, r, dtype=torch.float64, device=selected.device)
     for b, (rng, rank_b) in enumerate(zip(rngs, rank.tolist())):
         item_uniforms[b, :rank_b] = torch.from_numpy(rng.random(rank_b))
     if r:
         columns = torch.argsort((~in_projection).to(torch.int8), dim=1, stable=True)
-        V = spectrum.eigvecs.gather(2, columns[:, :r].unsqueeze(1).expand(B, m, r))
+        V = spectrum.eigvecs[  # (B, m, r): the selected columns of each draw's kernel
+            kernels.view(B, 1, 1),
+            torch.arange(m, device=device).view(1, m, 1),
+            columns[:, :r].unsqueeze(1),
+        ]
         V *= (torch.arange(r, device=V.device) < rank.unsqueeze(-1)).unsqueeze(1)
         drawn = sample_projection_dpp(V, rank, item_uniforms)
     else:
@@ -890,7 +900,7 @@ def sample_k_dpp_blocks(
     drawn[complement] ^= in_block[complement, :m]
     picked[:, :m] |= drawn
     chosen = torch.zeros_like(picked)
-    return chosen.scatter_(1, spectrum.order, picked)
+    return chosen.scatter_(1, spectrum.order[kernels], picked)
 
 
 def fischer_log_ratio(
@@ -920,6 +930,105 @@ def fischer_log_ratio(
     return torch.where(info == 0, ratio, torch.full_like(ratio, -math.inf))
 
 
+def log_det_principal(
+    M: torch.Tensor, rows: torch.Tensor, selected: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log det of principal submatrices: of M[rows[b]] on the items selected[b], padded with
+    the identity up to the most selected in the batch, and the Cholesky info (0 where the
+    submatrix is numerically positive definite). M: (B0, p, p), rows: (B,), selected: (B, p)
+    bool -> ((B,), (B,) int)."""
+    r = int(selected.sum(1).max()) if len(selected) else 0
+    if r == 0:
+        zeros = torch.zeros(len(rows), dtype=M.dtype, device=M.device)
+        return zeros, zeros.to(torch.int32)
+    items = torch.argsort((~selected).to(torch.int8), dim=1, stable=True)[:, :r]
+    valid = selected.gather(1, items)
+    sub = M[rows.view(-1, 1, 1), items.unsqueeze(-1), items.unsqueeze(-2)]
+    eye = torch.eye(r, dtype=M.dtype, device=M.device).expand_as(sub)
+    sub = torch.where(valid.unsqueeze(-1) & valid.unsqueeze(-2), sub, eye)
+    factor, info = torch.linalg.cholesky_ex(sub)
+    return 2.0 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1), info
+
+
+@dataclass
+class ComplementForms:
+    """The acceptance test of BlockProposals on the items a proposal S leaves out, R: by the
+    Schur complement, det(M_S) = det(M) det((M^-1)_RR) for positive definite M, so the test
+    factorises |R| x |R| matrices instead of k x k ones, the cheaper when k > n / 2. The
+    inverses are computed once per kernel (complement_pays decides when that is worth it).
+
+    L_inverse: (B, n, n); block_inverse: (B, m, m), the inverse of each proposal's dense block
+    A, in its spectrum's item order, zero-padded; log_det_gap: (B,) log det L - log det Lb;
+    usable: (B,) bool, False where L's Cholesky factorisation failed (such kernels are tested
+    on S).
+    """
+
+    L_inverse: torch.Tensor
+    block_inverse: torch.Tensor
+    log_det_gap: torch.Tensor
+    usable: torch.Tensor
+
+    @classmethod
+    def of(cls, L: torch.Tensor, spectrum: BlockSpectrum) -> ComplementForms:
+        factor, info = torch.linalg.cholesky_ex(L)
+        usable = info == 0
+        eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
+        factor = torch.where(usable.view(-1, 1, 1), factor, eye)
+        log_det_L = 2.0 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        m = spectrum.eigvecs.shape[-1]
+        in_block = torch.arange(m, device=L.device) < spectrum.size.unsqueeze(-1)
+        inverse_eigvals = torch.where(
+            in_block, spectrum.eigvals[:, :m].reciprocal(), torch.zeros(())
+        )
+        U = spectrum.eigvecs
+        return cls(
+            torch.cholesky_inverse(factor),
+            (U * inverse_eigvals.unsqueeze(-2)) @ U.transpose(-1, -2),
+            log_det_L - spectrum.eigvals.log().sum(-1),
+            usable,
+        )
+
+    def log_ratio(
+        self,
+        L: torch.Tensor,
+        spectrum: BlockSpectrum,
+        rows: torch.Tensor,
+        singleton: torch.Tensor,
+        chosen: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """fischer_log_ratio on the complements R, with B' the block items in R:
+        log det L_S = log det L + log det (L^-1)_RR and, A the dense block,
+        log det Lb_S = log det Lb + log det (A^-1)_B'B' - sum of R's singletons' log L_ii.
+        rows: (B,) into the kernels; singleton, chosen: (B, n) bool -> (the ratio, whether it
+        is valid: False where a factorisation failed), each (B,).
+        """
+        dropped = ~chosen
+        log_det_L_RR, info_L = log_det_principal(self.L_inverse, rows, dropped)
+        m = self.block_inverse.shape[-1]
+        in_block = torch.arange(m, device=L.device) < spectrum.size[rows].unsqueeze(-1)
+        block_dropped = dropped.gather(1, spectrum.order[rows])[:, :m] & in_block
+        log_det_A_RR, info_A = log_det_principal(
+            self.block_inverse, rows, block_dropped
+        )
+        log_diagonal = L.diagonal(dim1=-2, dim2=-1)[rows].log()
+        ratio = (
+            self.log_det_gap[rows]
+            + log_det_L_RR
+            - log_det_A_RR
+            + (log_diagonal * (dropped & singleton)).sum(-1)
+        )
+        valid = self.usable[rows] & (info_L == 0) & (info_A == 0)
+        return ratio.clamp(max=0.0), valid
+
+
+def complement_pays(n: int, ks: Sequence[int]) -> bool:
+    """Whether ComplementForms are worth computing for kernels of n items that will be sampled
+    at sizes ks: the inverses cost about n^3 flops per kernel, and each proposal of size
+    k > n / 2 then saves about k^3 / 3 - 2 (n - k)^3 / 3 in its acceptance test."""
+    saved = sum(k**3 - 2 * (n - k) ** 3 for k in ks if 2 * k > n) / 3
+    return saved > n**3
+
+
 @dataclass
 class BlockProposals:
     """Kernels made ready for exact k-DPP sampling by rejection from block-diagonal proposals:
@@ -927,63 +1036,108 @@ class BlockProposals:
     they are computed once (of) and sampled for any number of (k, seeds) (sample).
 
     L: (B, n, n) float64 kernels; singleton: (B, n) bool, the items whose normalised couplings
-    all lie below the threshold; spectrum: of the proposal kernels, L without those couplings.
+    all lie below the threshold; spectrum: of the proposal kernels, L without those couplings;
+    complement: what the acceptance tests of proposals of more than n / 2 items use, if given.
     """
 
     L: torch.Tensor
     singleton: torch.Tensor
     spectrum: BlockSpectrum
+    complement: ComplementForms | None = None
 
     @classmethod
     def of(
-        cls, L: torch.Tensor, threshold: float = COUPLING_THRESHOLD
+        cls,
+        L: torch.Tensor,
+        threshold: float = COUPLING_THRESHOLD,
+        complement: bool = False,
     ) -> BlockProposals:
-        """L: (B, n, n) symmetric PSD."""
+        """L: (B, n, n) symmetric PSD; complement: compute ComplementForms (for L positive
+        definite, as kernels with eps I are)."""
         L = L.to(torch.float64)
         singleton = weakly_coupled(L, threshold)
-        return cls(L, singleton, BlockSpectrum.of(L, singleton))
+        spectrum = BlockSpectrum.of(L, singleton)
+        forms = ComplementForms.of(L, spectrum) if complement else None
+        return cls(L, singleton, spectrum, forms)
 
-    def sample(self, k: int, seeds: Sequence[np.random.SeedSequence]) -> torch.Tensor:
-        """One exact k-DPP sample per kernel: P(S) proportional to det(L_S) over |S| = k.
+    def log_acceptance(
+        self, rows: torch.Tensor, singleton: torch.Tensor, chosen: torch.Tensor
+    ) -> torch.Tensor:
+        """log det(L_S) - log det(Lb_S) of the proposals chosen (B, n) bool, of size k, of the
+        kernels rows (B,): on the complements where that is cheaper and ComplementForms are
+        at hand, else on S (fischer_log_ratio) -> (B,)."""
+        n = chosen.shape[1]
+        if self.complement is None or 2 * int(chosen[0].sum()) <= n:
+            return fischer_log_ratio(self.L, rows, singleton, chosen)
+        ratio, valid = self.complement.log_ratio(
+            self.L, self.spectrum, rows, singleton, chosen
+        )
+        direct = torch.nonzero(~valid).squeeze(-1)
+        if len(direct):
+            ratio[direct] = fischer_log_ratio(
+                self.L, rows[direct], singleton[direct], chosen[direct]
+            )
+        return ratio
+
+    def sample(
+        self,
+        k: int,
+        seeds: Sequence[np.random.SeedSequence],
+        kernels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One exact k-DPP sample per seed: P(S) proportional to det(L_S) over |S| = k.
 
         A proposal S, drawn exactly from the proposal's k-DPP, is accepted with probability
         det(L_S) / det(Lb_S) <= 1 (fischer_log_ratio), which makes accepted draws exact
         k-DPP(L) samples for any threshold; the threshold only sets the cost (a smaller block
-        against more rejections). After MAX_PROPOSALS rejections a kernel is sampled with
-        itself as the proposal (one dense block, never rejected), which keeps the law exact.
-        seeds: one per kernel (its random stream) -> (B, k) int64, sorted rows.
+        against more rejections). After MAX_PROPOSALS rejections a draw uses its kernel itself
+        as the proposal (one dense block, never rejected), which keeps the law exact. Draws
+        are made side by side, each from its own random stream, so a sample depends only on
+        its kernel, k and seed; the acceptance tests run at most len(L) at a time, which
+        bounds their memory whatever the number of draws.
+        seeds: one per draw; kernels: (len(seeds),) the kernel each draw samples (by default
+        draw b samples kernel b) -> (len(seeds), k) int64, sorted rows.
         """
-        L, singleton, spectrum = self.L, self.singleton, self.spectrum
-        B, n, _ = L.shape
+        L = self.L
+        n = L.shape[-1]
         device = L.device
+        if kernels is None:
+            kernels = torch.arange(len(seeds), device=device)
         if not 1 <= k <= n:
             raise ValueError(f"k = {k} must lie in 1..{n}")
         if k == n:
-            return torch.arange(n, device=device).repeat(B, 1)
+            return torch.arange(n, device=device).repeat(len(seeds), 1)
         rngs = [np.random.default_rng(seed) for seed in seeds]
-        samples = torch.empty(B, k, dtype=torch.int64, device=device)
-        pending = torch.arange(B, device=device)
+        samples = torch.empty(len(seeds), k, dtype=torch.int64, device=device)
+        pending = torch.arange(len(seeds), device=device)
+        singleton, spectrum, in_spectrum = (
+            self.singleton[kernels],
+            self.spectrum,
+            kernels,
+        )
         for proposal in itertools.count():
             if proposal == MAX_PROPOSALS:
                 singleton = torch.zeros_like(singleton)
-                spectrum = BlockSpectrum.of(L[pending], singleton)
+                spectrum = BlockSpectrum.of(L[kernels], singleton)
+                in_spectrum = torch.arange(len(pending), device=device)
             pending_rngs = [rngs[b] for b in pending.tolist()]
-            chosen = sample_k_dpp_blocks(spectrum, k, pending_rngs)
+            chosen = sample_k_dpp_blocks(spectrum, k, pending_rngs, in_spectrum)
             accept_uniforms = draw_uniforms(pending_rngs, (), device)
             accepted = chosen.sum(1) == k
             tested = torch.nonzero(accepted & singleton.any(1)).squeeze(-1)
-            if len(tested):
-                log_ratio = fischer_log_ratio(
-                    L, pending[tested], singleton[tested], chosen[tested]
+            for first in range(0, len(tested), len(L)):
+                part = tested[first : first + len(L)]
+                log_ratio = self.log_acceptance(
+                    kernels[part], singleton[part], chosen[part]
                 )
-                accepted[tested] = accept_uniforms[tested] < log_ratio.exp()
+                accepted[part] = accept_uniforms[part] < log_ratio.exp()
             done = torch.nonzero(accepted).squeeze(-1)
             samples[pending[done]] = torch.nonzero(chosen[done])[:, 1].reshape(
                 len(done), k
             )
             rejected = ~accepted
-            pending, singleton = pending[rejected], singleton[rejected]
-            spectrum = spectrum[rejected]
+            pending, kernels = pending[rejected], kernels[rejected]
+            singleton, in_spectrum = singleton[rejected], in_spectrum[rejected]
             if not len(pending):
                 return samples
         raise AssertionError("unreachable")
@@ -1012,13 +1166,21 @@ class DppySpectra:
         eigvals, eigvecs = torch.linalg.eigh(L.to(torch.float64))
         return cls(eigvals.clamp(min=torch.finfo(torch.float64).tiny), eigvecs)
 
-    def sample(self, k: int, seeds: Sequence[np.random.SeedSequence]) -> torch.Tensor:
-        """The same law as BlockProposals.sample, drawn by dppy -> (B, k) int64."""
+    def sample(
+        self,
+        k: int,
+        seeds: Sequence[np.random.SeedSequence],
+        kernels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The same law as BlockProposals.sample, drawn by dppy -> (len(seeds), k) int64."""
         from dppy.finite_dpps import FiniteDPP
 
+        if kernels is None:
+            kernels = torch.arange(len(seeds))
         samples = []
-        spectra = zip(self.eigvals.cpu().numpy(), self.eigvecs.cpu().numpy(), seeds)
-        for values, vectors, seed in spectra:
+        eigvals, eigvecs = self.eigvals.cpu().numpy(), self.eigvecs.cpu().numpy()
+        for kernel, seed in zip(kernels.tolist(), seeds):
+            values, vectors = eigvals[kernel], eigvecs[kernel]
             dpp = FiniteDPP("likelihood", L_eig_dec=(values, vectors))
             random_state = np.random.RandomState(np.random.MT19937(seed))
             try:
@@ -1033,10 +1195,16 @@ class DppySpectra:
         return torch.tensor(samples, dtype=torch.int64, device=self.eigvals.device)
 
 
-def prepare_k_dpp(L: torch.Tensor, backend: str) -> BlockProposals | DppySpectra:
+def prepare_k_dpp(
+    L: torch.Tensor, backend: str, ks: Sequence[int] = ()
+) -> BlockProposals | DppySpectra:
     """Kernels L: (B, n, n) made ready for exact k-DPP sampling by a backend ("torch", this
-    project's sampler, or "dppy"); .sample(k, seeds) then draws for any k and seeds."""
-    return DppySpectra.of(L) if backend == "dppy" else BlockProposals.of(L)
+    project's sampler, or "dppy"); .sample(k, seeds) then draws for any k and seeds. ks: the
+    sizes that will be drawn, if known (the torch backend prepares ComplementForms when they
+    pay)."""
+    if backend == "dppy":
+        return DppySpectra.of(L)
+    return BlockProposals.of(L, complement=complement_pays(L.shape[-1], ks))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1174,6 +1342,35 @@ class PruningInputs:
 Draw = tuple[int, int]  # (k, seed): one mask to draw
 
 
+def sample_side_by_side(
+    kernels: BlockProposals | DppySpectra,
+    jobs: Sequence[tuple[int, Sequence[np.random.SeedSequence], torch.Tensor]],
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """kernels.sample(k, seeds, rows) for every job (k, seeds, rows), the jobs side by side:
+    each draws from its own random streams, so a sample does not depend on the others."""
+    samples: list[torch.Tensor] = [torch.empty(0)] * len(jobs)
+
+    def sample(job: int) -> None:  # writes its own slot only
+        samples[job] = kernels.sample(*jobs[job])
+
+    side_by_side(sample, len(jobs), device)
+    return samples
+
+
+def draws_by_k(draws: Sequence[Draw], at_once: int) -> list[list[int]]:
+    """Indices into draws, grouped by k (in order of first appearance), at most at_once a
+    group: the draws a sampler can make side by side."""
+    by_k: dict[int, list[int]] = {}
+    for index, (k, _) in enumerate(draws):
+        by_k.setdefault(k, []).append(index)
+    return [
+        indices[i : i + at_once]
+        for indices in by_k.values()
+        for i in range(0, len(indices), at_once)
+    ]
+
+
 def dpp_edge_masks(
     W1: torch.Tensor,
     G: torch.Tensor,
@@ -1182,6 +1379,7 @@ def dpp_edge_masks(
     num_images: int | None = None,
     backend: str = "torch",
     chunk_size: int = 8,
+    draws_at_once: int = 3,
     progress: bool = False,
     stats: KernelStats | None = None,
     stage: Callable[[str], None] = lambda text: None,
@@ -1191,8 +1389,9 @@ def dpp_edge_masks(
 
     Kernels are built and prepared for sampling chunk_size nodes at a time, every draw is
     sampled from them, and they are dropped before the next chunk: one kernel build serves all
-    draws, and memory is bounded by the chunk. Node h draws from its own random stream of the
-    draw's seed, so a mask depends on neither chunk_size nor the other draws. stats, if given,
+    draws, and memory is bounded by the chunk. Draws with the same k are sampled draws_at_once
+    at a time as one batch, and the batches run side by side. Node h draws from its own random stream of the draw's seed, so a
+    mask depends on neither chunk_size, draws_at_once nor the other draws. stats, if given,
     collects a summary of the kernels; stage hears what is being done.
     W1: (H, 784); G = X^T X: (784, 784) over num_images images -> one (H, 784) bool mask per
     draw, k True per row.
@@ -1215,11 +1414,23 @@ def dpp_edge_masks(
         )
         if stats is not None:
             stats.update(L, beta_used)
-        kernels = prepare_k_dpp(L, backend)
+        kernels = prepare_k_dpp(L, backend, [k for k, _ in draws])
         stage(f"drawing {len(draws)} mask(s) from the kernels of {nodes}")
         rows = torch.arange(start, stop, device=W1.device).unsqueeze(-1)
-        for (k, seed), mask in zip(draws, masks):
-            mask[rows, kernels.sample(k, node_seeds[seed][start:stop])] = True
+        in_chunk = torch.arange(stop - start, device=W1.device)
+        groups = draws_by_k(draws, draws_at_once)
+        jobs = [
+            (
+                draws[group[0]][0],
+                [s for i in group for s in node_seeds[draws[i][1]][start:stop]],
+                in_chunk.repeat(len(group)),
+            )
+            for group in groups
+        ]
+        drawn_groups = sample_side_by_side(kernels, jobs, W1.device)
+        for group, samples in zip(groups, drawn_groups):
+            for i, drawn in zip(group, samples.split(stop - start)):
+                masks[i][rows, drawn] = True
     return masks
 
 
@@ -1254,13 +1465,24 @@ def dpp_node_draws(
     stats = inputs.new_kernel_stats("node", beta)
     if stats is not None:
         stats.update(L, beta_used)
-    kernel = prepare_k_dpp(L, inputs.dpp_backend)
+    kernel = prepare_k_dpp(L, inputs.dpp_backend, [k for k, _ in draws])
     inputs.stage(f"drawing {len(draws)} mask(s) from the node kernel")
-    masks = []
-    for k, seed in draws:
-        keep = torch.zeros(inputs.hidden_size, dtype=torch.bool, device=L.device)
-        keep[kernel.sample(k, [np.random.SeedSequence(seed)])[0]] = True
-        masks.append(keep)
+    masks = [
+        torch.zeros(inputs.hidden_size, dtype=torch.bool, device=L.device)
+        for _ in draws
+    ]
+    groups = draws_by_k(draws, len(draws))
+    jobs = [
+        (
+            draws[group[0]][0],
+            [np.random.SeedSequence(draws[i][1]) for i in group],
+            torch.zeros(len(group), dtype=torch.int64, device=L.device),
+        )
+        for group in groups
+    ]
+    for group, samples in zip(groups, sample_side_by_side(kernel, jobs, L.device)):
+        for i, drawn in zip(group, samples):
+            masks[i][drawn] = True
     return masks
 
 
@@ -1463,58 +1685,101 @@ def columns_where(C: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
 @dataclass
 class GramSystems:
     """The normal equations G_SS x = rhs of least squares on subsets S of the columns of X, for
-    one Gram matrix G = X^T X, with what solving them for many S needs.
+    one Gram matrix G = X^T X, with what solving them for many S needs: the minimum-norm
+    solution G_SS^+ rhs, which least squares on the rows of X_S gives, for every right-hand
+    side in the range of G_SS.
 
-    Columns of X that depend linearly on others make G_SS singular. v is in the null space of
-    G_SS exactly when v padded with zeros is in that of G, so with Z an orthonormal basis of
-    the latter (eigenvalues up to NULL_RTOL of the largest, found once) and Q one of the
-    former, M = G_SS + c Q Q^T is positive definite and M x = rhs has exactly the
-    minimum-norm solution G_SS^+ rhs that least squares on the rows of X_S gives, for every
-    right-hand side in the range of G_SS.
-    G: (D, D) float64; Z: (D, d); scale: c, the mean of G's diagonal.
+    Columns of X that depend linearly on others make G_SS singular. The commonest case,
+    copies (columns equal to an earlier one, to COPY_RTOL: MNIST's 67 blank pixels are one
+    column 67 times), is folded first: the g copies of a column kept in S enter the system once, and
+    the minimum-norm solution splits the coefficient t of that column evenly, t / g each,
+    which costs t^2 / g of the norm. What remains is a system G' t = rhs' over the distinct
+    kept columns S', whose solution must minimise t^T W t, W = diag(1 / g): with Q a basis
+    of the null space of G', M = G' + c W Q Q^T W is positive definite and M t = rhs' has
+    exactly that solution (G' t = rhs' and Q^T W t = 0). v is in the null space of G' exactly
+    when v padded with zeros is in that of the Gram matrix of all distinct columns, so Z, an
+    orthonormal basis of the latter (eigenvalues up to NULL_RTOL of the largest, found
+    once), gives Q (null_space).
+    G: (D, D) float64; original: (D,) the first column each column is a copy of (itself if
+    none); Z: (D, d), zero in the rows of copies; scale: c, the mean of G's diagonal.
     """
 
     G: torch.Tensor
+    original: torch.Tensor
     Z: torch.Tensor
     scale: float
 
     @classmethod
     def of(cls, G: torch.Tensor, rtol: float = NULL_RTOL) -> GramSystems:
-        eigvals, eigvecs = torch.linalg.eigh(G)
+        diagonal = G.diagonal()
+        norms = diagonal.unsqueeze(-1) + diagonal  # ||x_i||^2 + ||x_j||^2
+        same = (
+            norms - 2.0 * G <= COPY_RTOL * norms
+        )  # ||x_i - x_j||^2: equal to rounding
+        original = same.to(torch.int8).argmax(0)  # the first column each equals
+        while not torch.equal(original[original], original):  # chains end at a first
+            original = original[original]
+        distinct = torch.nonzero(original == torch.arange(len(G))).squeeze(-1)
+        eigvals, eigvecs = torch.linalg.eigh(G[distinct][:, distinct])
         null = eigvals <= rtol * eigvals[-1].clamp(min=0.0)
-        scale = float(G.diagonal().mean())
-        return cls(G, eigvecs[:, null], scale if scale > 0 else 1.0)
+        Z = G.new_zeros(len(G), int(null.sum()))
+        Z[distinct] = eigvecs[:, null]
+        scale = float(diagonal.mean())
+        return cls(G, original, Z, scale if scale > 0 else 1.0)
 
-    def null_space(self, kept: torch.Tensor, rtol: float = NULL_RTOL) -> torch.Tensor:
-        """Orthonormal bases Q of the null spaces of the blocks G_SS.
+    def null_space(
+        self, columns: torch.Tensor, valid: torch.Tensor, rtol: float = NULL_RTOL
+    ) -> torch.Tensor:
+        """Orthonormal bases Q of the null spaces of the blocks G_S'S', S' the valid entries
+        of each row of columns, all distinct columns (no copies).
 
-        Z_S c is in the null space of G_SS exactly when Z_R c = 0; as Z has orthonormal
-        columns, Z_R^T Z_R = I - Z_S^T Z_S, so those c are the eigenvectors of Z_S^T Z_S with
-        eigenvalue 1, and Z_S c is then a unit vector.
-        kept: (B, k) indices of S -> (B, k, q), zero columns padding the smaller null spaces.
+        Z_S' c is in the null space of G_S'S' exactly when Z_R c = 0 (R the distinct columns
+        not in S'); as Z has orthonormal columns, Z_R^T Z_R = I - Z_S'^T Z_S', so those c are
+        the eigenvectors of Z_S'^T Z_S' with eigenvalue 1, and Z_S' c is then a unit vector.
+        columns, valid: (B, w) -> (B, w, q), zero columns padding the smaller null spaces and
+        zero rows where not valid.
         """
-        Z_S = self.Z[kept]  # (B, k, d)
+        Z_S = self.Z[columns] * valid.unsqueeze(-1)  # (B, w, d)
         overlap, C = torch.linalg.eigh(Z_S.transpose(-1, -2) @ Z_S)
         return Z_S @ columns_where(C, overlap >= 1.0 - rtol)
 
     def solve(self, kept: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         """Minimum-norm solutions of G_SS x = rhs, rhs in the range of G_SS, by a Cholesky
-        factorisation of M; where it reports failure (numerically indefinite), an
-        eigendecomposition's pseudo-inverse takes over.
+        factorisation of M over the distinct kept columns; where it reports failure
+        (numerically indefinite), an eigendecomposition's pseudo-inverse takes over.
         kept: (B, k) indices of S, the same k for all; rhs: (B, k, r) -> (B, k, r)."""
-        Q = self.null_space(kept)
-        M = self.G[kept.unsqueeze(-1), kept.unsqueeze(-2)]  # (B, k, k)
+        B, k = kept.shape
+        # slot: where each kept column enters the folded system, one slot per distinct column
+        first = self.original[kept]
+        order = torch.argsort(first, dim=1, stable=True)
+        first_sorted = first.gather(1, order)
+        new = torch.ones_like(first_sorted, dtype=torch.bool)
+        new[:, 1:] = first_sorted[:, 1:] != first_sorted[:, :-1]
+        slot = torch.empty_like(order).scatter_(1, order, new.cumsum(1) - 1)
+        width = int(slot.max()) + 1
+        copies = rhs.new_zeros(B, width).scatter_add_(1, slot, rhs.new_ones(B, k))
+        valid = copies > 0  # slots past a row's distinct columns pad it
+        columns = torch.zeros_like(kept[:, :width]).scatter_(1, slot, first)
+        copies.clamp_(min=1.0)
+        expand = slot.unsqueeze(-1).expand_as(rhs)
+        folded_rhs = torch.zeros_like(rhs[:, :width]).scatter_add_(1, expand, rhs)
+        folded_rhs /= copies.unsqueeze(-1)  # equal for copies, but for rounding
+        M = self.G[columns.unsqueeze(-1), columns.unsqueeze(-2)]  # (B, w, w)
+        M.masked_fill_(~(valid.unsqueeze(-1) & valid.unsqueeze(-2)), 0.0)
+        M.diagonal(dim1=-2, dim2=-1).masked_fill_(~valid, 1.0)
+        Q = self.null_space(columns, valid)
         if Q.shape[-1]:
-            M.baddbmm_(Q, Q.transpose(-1, -2), alpha=self.scale)
+            WQ = Q / copies.unsqueeze(-1)
+            M.baddbmm_(WQ, WQ.transpose(-1, -2), alpha=self.scale)
         factor, info = torch.linalg.cholesky_ex(M)
-        half = torch.linalg.solve_triangular(factor, rhs, upper=False)
-        solution = torch.linalg.solve_triangular(
+        half = torch.linalg.solve_triangular(factor, folded_rhs, upper=False)
+        folded = torch.linalg.solve_triangular(
             factor.transpose(-1, -2), half, upper=True
         )
         failed = torch.nonzero(info).squeeze(-1)
         if len(failed):
-            solution[failed] = pinv_solve(M[failed], rhs[failed])
-        return solution
+            folded[failed] = pinv_solve(M[failed], folded_rhs[failed])
+        return (folded / copies.unsqueeze(-1)).gather(1, expand)
 
 
 def reweight_edges(

@@ -386,8 +386,10 @@ def per_mask_reweight_edges(
 ) -> torch.Tensor:
     """Edge reweighting as before: G's null space found again for every mask, nodes with the
     same number of kept edges solved 16 at a time by one batched Cholesky factorisation of
-    G_SS + s Q Q^T, s the block's mean diagonal (the same minimum-norm solutions)."""
-    systems = M.GramSystems.of(G)
+    G_SS + s Q Q^T, s the block's mean diagonal, Q the null space of G_SS found from Z, that
+    of G (the same minimum-norm solutions, copies of columns not folded)."""
+    eigvals, eigvecs = torch.linalg.eigh(G)
+    Z = eigvecs[:, eigvals <= M.NULL_RTOL * eigvals[-1].clamp(min=0.0)]
     W = W1.to(torch.float64)
     rhs_all = torch.where(mask, torch.zeros_like(W), W) @ G
     result = torch.where(mask, W, torch.zeros_like(W))
@@ -398,7 +400,9 @@ def per_mask_reweight_edges(
             rows = nodes[start : start + chunk_size]
             kept = torch.nonzero(mask[rows])[:, 1].reshape(len(rows), count)
             G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]
-            Q = systems.null_space(kept)
+            Z_S = Z[kept]
+            overlap, C = torch.linalg.eigh(Z_S.transpose(-1, -2) @ Z_S)
+            Q = Z_S @ M.columns_where(C, overlap >= 1.0 - M.NULL_RTOL)
             scale = G_SS.diagonal(dim1=-2, dim2=-1).mean(-1).view(-1, 1, 1)
             G_SS.baddbmm_(Q * scale, Q.transpose(-1, -2))
             factor = torch.linalg.cholesky(G_SS)

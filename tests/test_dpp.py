@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -88,9 +89,11 @@ def kernels_sampled_by(
     seen = []
     prepare = M.prepare_k_dpp
 
-    def spy(L: torch.Tensor, backend: str) -> M.BlockProposals | M.DppySpectra:
+    def spy(
+        L: torch.Tensor, backend: str, ks: Sequence[int] = ()
+    ) -> M.BlockProposals | M.DppySpectra:
         seen.append(L.clone())
-        return prepare(L, backend)
+        return prepare(L, backend, ks)
 
     monkeypatch.setattr(M, "prepare_k_dpp", spy)
     M.draw_mask(M.METHODS[method], inputs, 3, 0.3, seed=1)
@@ -330,21 +333,73 @@ def test_sampler_handles_nearly_identical_items_and_extreme_spectra() -> None:
         assert_valid_sample(M.sample_k_dpp(L.unsqueeze(0), 30, seeds_for(1, 2)), n, 30)
 
 
-@pytest.mark.parametrize("chunk_size", [2, 5])
-def test_edge_masks_drawn_together_are_those_drawn_alone(chunk_size: int) -> None:
+@pytest.mark.parametrize("chunk_size, draws_at_once", [(2, 1), (5, 3)])
+def test_edge_masks_drawn_together_are_those_drawn_alone(
+    chunk_size: int, draws_at_once: int
+) -> None:
     """One kernel build for many (k, seed) gives, bit for bit, the mask each draw gives alone
-    (in chunks of 3 nodes, not 2 or 5); k = 700 takes the projection sampler's complement path."""
+    (in chunks of 3 nodes, not 2 or 5, one draw at a time, not 1 or 3 side by side); k = 700
+    takes the projection sampler's complement path, and the draws together pay for
+    ComplementForms, so their acceptance tests run on the complements, alone on S."""
     rng = np.random.default_rng(9)
     X = rng.normal(size=(50, 784))
     G = torch.from_numpy(X.T @ X)
     W1 = torch.from_numpy(rng.normal(scale=0.02, size=(5, 784)))
-    draws = [(10, 1), (10, 2), (300, 1), (700, 3)]
-    together = M.dpp_edge_masks(W1, G, draws, beta=0.3, chunk_size=chunk_size)
+    draws = [(10, 1), (10, 2), (300, 1), (600, 1)] + [(700, s) for s in range(3, 7)]
+    assert M.complement_pays(784, [k for k, _ in draws])
+    assert not M.complement_pays(784, [700])
+    together = M.dpp_edge_masks(
+        W1, G, draws, beta=0.3, chunk_size=chunk_size, draws_at_once=draws_at_once
+    )
     for (k, seed), mask in zip(draws, together):
         assert (mask.sum(1) == k).all()
         alone = M.dpp_edge_masks(W1, G, [(k, seed)], beta=0.3, chunk_size=3)[0]
         assert torch.equal(mask, alone)
     assert not torch.equal(together[0], together[1])
+
+
+def test_complement_acceptance_ratio_equals_the_direct_one() -> None:
+    """log det(L_S) - log det(Lb_S) from the inverses on the items left out
+    (ComplementForms) equals fischer_log_ratio's, from a Cholesky factorisation of L_S, for
+    proposals of more than half the items."""
+    n, B = 40, 6
+    L = torch.stack([torch.from_numpy(random_kernel(n, seed=s)) for s in range(B)])
+    proposals = M.BlockProposals.of(L, threshold=0.3, complement=True)
+    assert proposals.singleton.any(1).all() and (~proposals.singleton).any(1).all()
+    forms = proposals.complement
+    assert forms is not None and forms.usable.all()
+    rows = torch.arange(B)
+    rng = np.random.default_rng(0)
+    for k in (21, 30, 39):
+        chosen = torch.zeros(B, n, dtype=torch.bool)
+        for b in range(B):
+            chosen[b, rng.permutation(n)[:k]] = True
+        ratio, valid = forms.log_ratio(
+            L, proposals.spectrum, rows, proposals.singleton, chosen
+        )
+        direct = M.fischer_log_ratio(L, rows, proposals.singleton, chosen)
+        assert valid.all() and (direct < -1e-3).all()
+        torch.testing.assert_close(ratio, direct, rtol=1e-9, atol=1e-9)
+
+
+def test_acceptance_on_the_complement_keeps_the_exact_law() -> None:
+    """With ComplementForms, proposals of 5 of 7 items are tested on the 2 left out."""
+    L = weakly_coupled_kernel(0)
+    draws = 12_000
+    batch = torch.from_numpy(L).expand(draws, 7, 7)
+    proposals = M.BlockProposals.of(batch, 0.5, complement=True)
+    assert proposals.complement is not None and proposals.complement.usable.all()
+    samples = proposals.sample(5, seeds_for(draws, 13)).numpy()
+    assert chi_square_p_value(samples, exact_k_dpp_law(L, 5)) > 1e-4
+
+
+def test_complement_forms_are_prepared_when_they_pay() -> None:
+    sweep = [69, 148, 228, 307, 387, 466, 545, 625, 704] * 3  # a default sweep's draws
+    assert M.complement_pays(784, sweep)
+    assert not M.complement_pays(
+        784, [704]
+    )  # the inverses cost more than one draw saves
+    assert not M.complement_pays(784, [392] * 100)  # no proposal of more than half
 
 
 def test_node_masks_drawn_together_are_those_drawn_alone() -> None:

@@ -66,6 +66,29 @@ def test_edge_reweighting_with_singular_gram_block(last: int) -> None:
     assert relative_error(got, lstsq_edge_reference(X, W1, mask)) < 1e-6
 
 
+def test_edge_reweighting_folds_copies_and_keeps_other_dependencies() -> None:
+    """Two groups of copies (folded: GramSystems.original), a column that is a combination of
+    two others and a near-copy (both left to the null space and the solve), against lstsq."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(120, 30))
+    X[:, :4] = X[:, [4]]  # columns 0-4: five copies of one column
+    X[:, 20:23] = 0.5  # three constant columns
+    X[:, 25] = X[:, 10] - 2.0 * X[:, 11]
+    X[:, 26] = X[:, 12]
+    X[0, 26] += 1e-3  # a near-copy, not a copy
+    systems = M.GramSystems.of(torch.from_numpy(X.T @ X))
+    original = systems.original.tolist()
+    assert original[:5] == [0] * 5 and original[20:23] == [20] * 3
+    assert original[26] == 26 and systems.Z.shape[1] == 1  # the combination
+    W1 = rng.normal(size=(8, 30))
+    mask = np.zeros((8, 30), dtype=bool)
+    for h in range(8):
+        mask[h, rng.choice(30, 18, replace=False)] = True
+    mask[0, [0, 2, 4, 10, 11, 25]] = True  # copies and the whole dependency kept
+    got = reweight(X, W1, mask)
+    assert relative_error(got, lstsq_edge_reference(X, W1, mask)) < 1e-6
+
+
 def fail_first_factorisation(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """torch.linalg.cholesky_ex reports failure, and leaves NaN, for the first matrix of its
     first call; returns the batch sizes of its calls."""
