@@ -970,11 +970,18 @@ class ComplementForms:
 
     @classmethod
     def of(cls, L: torch.Tensor, spectrum: BlockSpectrum) -> ComplementForms:
-        factor, info = torch.linalg.cholesky_ex(L)
-        usable = info == 0
-        eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
-        factor = torch.where(usable.view(-1, 1, 1), factor, eye)
-        log_det_L = 2.0 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        L_inverse = torch.zeros_like(L)
+        log_det_L = L.new_zeros(len(L))
+        usable = torch.zeros(len(L), dtype=torch.bool, device=L.device)
+
+        def invert(b: int) -> None:  # one kernel at a time: n x n temporaries only
+            factor, info = torch.linalg.cholesky_ex(L[b])
+            if info == 0:
+                usable[b] = True
+                log_det_L[b] = 2.0 * factor.diagonal().log().sum()
+                L_inverse[b] = torch.cholesky_inverse(factor)
+
+        side_by_side(invert, len(L), L.device)
         m = spectrum.eigvecs.shape[-1]
         in_block = torch.arange(m, device=L.device) < spectrum.size.unsqueeze(-1)
         inverse_eigvals = torch.where(
@@ -982,7 +989,7 @@ class ComplementForms:
         )
         U = spectrum.eigvecs
         return cls(
-            torch.cholesky_inverse(factor),
+            L_inverse,
             (U * inverse_eigvals.unsqueeze(-2)) @ U.transpose(-1, -2),
             log_det_L - spectrum.eigvals.log().sum(-1),
             usable,
@@ -1347,20 +1354,27 @@ def sample_side_by_side(
     jobs: Sequence[tuple[int, Sequence[np.random.SeedSequence], torch.Tensor]],
     device: torch.device,
 ) -> list[torch.Tensor]:
-    """kernels.sample(k, seeds, rows) for every job (k, seeds, rows), the jobs side by side:
-    each draws from its own random streams, so a sample does not depend on the others."""
+    """kernels.sample(k, seeds, rows) for every job (k, seeds, rows): jobs of different k side
+    by side, those of one k (more masks than a batch holds, as --num-masks asks) one after
+    another, which keeps a single run within its memory bound. Each job draws from its own
+    random streams, so a sample does not depend on the others."""
     samples: list[torch.Tensor] = [torch.empty(0)] * len(jobs)
+    by_k: dict[int, list[int]] = {}
+    for index, (k, _, _) in enumerate(jobs):
+        by_k.setdefault(k, []).append(index)
+    job_lists = list(by_k.values())
 
-    def sample(job: int) -> None:  # writes its own slot only
-        samples[job] = kernels.sample(*jobs[job])
+    def sample(worker: int) -> None:  # writes the slots of its own jobs only
+        for job in job_lists[worker]:
+            samples[job] = kernels.sample(*jobs[job])
 
-    side_by_side(sample, len(jobs), device)
+    side_by_side(sample, len(job_lists), device)
     return samples
 
 
 def draws_by_k(draws: Sequence[Draw], at_once: int) -> list[list[int]]:
     """Indices into draws, grouped by k (in order of first appearance), at most at_once a
-    group: the draws a sampler can make side by side."""
+    group: the draws a sampler makes together, as one batch."""
     by_k: dict[int, list[int]] = {}
     for index, (k, _) in enumerate(draws):
         by_k.setdefault(k, []).append(index)
@@ -1390,7 +1404,7 @@ def dpp_edge_masks(
     Kernels are built and prepared for sampling chunk_size nodes at a time, every draw is
     sampled from them, and they are dropped before the next chunk: one kernel build serves all
     draws, and memory is bounded by the chunk. Draws with the same k are sampled draws_at_once
-    at a time as one batch, and the batches run side by side. Node h draws from its own random stream of the draw's seed, so a
+    at a time as one batch (sample_side_by_side). Node h draws from its own random stream of the draw's seed, so a
     mask depends on neither chunk_size, draws_at_once nor the other draws. stats, if given,
     collects a summary of the kernels; stage hears what is being done.
     W1: (H, 784); G = X^T X: (784, 784) over num_images images -> one (H, 784) bool mask per
@@ -1428,6 +1442,7 @@ def dpp_edge_masks(
             for group in groups
         ]
         drawn_groups = sample_side_by_side(kernels, jobs, W1.device)
+        del kernels  # before the next chunk's are built
         for group, samples in zip(groups, drawn_groups):
             for i, drawn in zip(group, samples.split(stop - start)):
                 masks[i][rows, drawn] = True
