@@ -667,11 +667,14 @@ class KernelStats:
 #   block diagonal: only its one dense block needs an eigendecomposition (weakly_coupled,
 #   BlockSpectrum, sample_k_dpp_blocks);
 # * a proposal S is accepted with probability det(L_S) / det(Lb_S) <= 1 (fischer_log_ratio),
-#   so accepted proposals are exact samples of the k-DPP of L, whatever the block;
+#   so accepted proposals are exact samples of the k-DPP of L, whatever the block; for k > n/2
+#   the same ratio comes cheaper from the inverses on the items left out (ComplementForms,
+#   computed when complement_pays);
 # * eigenvectors are chosen by Bernoulli trials conditioned on k successes: no elementary
 #   symmetric polynomial is formed, so nothing overflows or underflows;
-# * kernels come in batches, each with its own random stream, and the eigendecompositions
-#   run side by side on the CPU cores (side_by_side);
+# * kernels come in batches and draws in batches of (kernel, seed) rows, each row with its own
+#   random stream; eigendecompositions and batches run side by side on the CPU cores
+#   (side_by_side);
 # * what depends on neither k nor the seed (the weakly coupled items, the proposals' spectra)
 #   is computed once per kernel and serves every (k, seed) drawn from it.
 
