@@ -76,6 +76,8 @@ KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
 COUPLING_THRESHOLD = 0.1
 # proposals per kernel before the sampler uses the kernel itself as proposal (never rejected)
 MAX_PROPOSALS = 16
+# draws of one k sampled together, as one batch: fewer steps, more memory per batch
+DRAWS_AT_ONCE = 3
 # eigenvalues of a Gram matrix below this times its largest count as zero (linear dependencies)
 NULL_RTOL = 1e-10
 # columns x_i, x_j with ||x_i - x_j||^2 below this times ||x_i||^2 + ||x_j||^2 are copies
@@ -988,7 +990,7 @@ class ComplementForms:
         m = spectrum.eigvecs.shape[-1]
         in_block = torch.arange(m, device=L.device) < spectrum.size.unsqueeze(-1)
         inverse_eigvals = torch.where(
-            in_block, spectrum.eigvals[:, :m].reciprocal(), torch.zeros(())
+            in_block, spectrum.eigvals[:, :m].reciprocal(), L.new_zeros(())
         )
         U = spectrum.eigvecs
         return cls(
@@ -1101,10 +1103,11 @@ class BlockProposals:
         det(L_S) / det(Lb_S) <= 1 (fischer_log_ratio), which makes accepted draws exact
         k-DPP(L) samples for any threshold; the threshold only sets the cost (a smaller block
         against more rejections). After MAX_PROPOSALS rejections a draw uses its kernel itself
-        as the proposal (one dense block, never rejected), which keeps the law exact. Draws
-        are made side by side, each from its own random stream, so a sample depends only on
-        its kernel, k and seed; the acceptance tests run at most len(L) at a time, which
-        bounds their memory whatever the number of draws.
+        as the proposal (one dense block, never rejected), which keeps the law exact. The
+        draws are made together, as one batch, each from its own random stream, so a sample
+        depends only on its kernel, k and seed (but for rounding, whose effect on a draw has
+        a probability of order 1e-11). The acceptance tests run at most len(L) at a time; the
+        proposals' memory grows with the number of draws, so callers batch them (draws_by_k).
         seeds: one per draw; kernels: (len(seeds),) the kernel each draw samples (by default
         draw b samples kernel b) -> (len(seeds), k) int64, sorted rows.
         """
@@ -1359,8 +1362,9 @@ def sample_side_by_side(
 ) -> list[torch.Tensor]:
     """kernels.sample(k, seeds, rows) for every job (k, seeds, rows): jobs of different k side
     by side, those of one k (more masks than a batch holds, as --num-masks asks) one after
-    another, which keeps a single run within its memory bound. Each job draws from its own
-    random streams, so a sample does not depend on the others."""
+    another, which keeps a single run within its memory bound (memory grows with the cores
+    in use: one batch each). Each job draws from its own random streams, so a sample does not
+    depend on the others."""
     samples: list[torch.Tensor] = [torch.empty(0)] * len(jobs)
     by_k: dict[int, list[int]] = {}
     for index, (k, _, _) in enumerate(jobs):
@@ -1396,7 +1400,7 @@ def dpp_edge_masks(
     num_images: int | None = None,
     backend: str = "torch",
     chunk_size: int = 8,
-    draws_at_once: int = 3,
+    draws_at_once: int = DRAWS_AT_ONCE,
     progress: bool = False,
     stats: KernelStats | None = None,
     stage: Callable[[str], None] = lambda text: None,
@@ -1407,9 +1411,9 @@ def dpp_edge_masks(
     Kernels are built and prepared for sampling chunk_size nodes at a time, every draw is
     sampled from them, and they are dropped before the next chunk: one kernel build serves all
     draws, and memory is bounded by the chunk. Draws with the same k are sampled draws_at_once
-    at a time as one batch (sample_side_by_side). Node h draws from its own random stream of the draw's seed, so a
-    mask depends on neither chunk_size, draws_at_once nor the other draws. stats, if given,
-    collects a summary of the kernels; stage hears what is being done.
+    at a time as one batch (sample_side_by_side). Node h draws from its own random stream of
+    the draw's seed, so a mask depends on neither chunk_size, draws_at_once nor the other
+    draws. stats, if given, collects a summary of the kernels; stage hears what is being done.
     W1: (H, 784); G = X^T X: (784, 784) over num_images images -> one (H, 784) bool mask per
     draw, k True per row.
     """
@@ -1489,7 +1493,7 @@ def dpp_node_draws(
         torch.zeros(inputs.hidden_size, dtype=torch.bool, device=L.device)
         for _ in draws
     ]
-    groups = draws_by_k(draws, len(draws))
+    groups = draws_by_k(draws, DRAWS_AT_ONCE)
     jobs = [
         (
             draws[group[0]][0],
@@ -1737,7 +1741,8 @@ class GramSystems:
         original = same.to(torch.int8).argmax(0)  # the first column each equals
         while not torch.equal(original[original], original):  # chains end at a first
             original = original[original]
-        distinct = torch.nonzero(original == torch.arange(len(G))).squeeze(-1)
+        distinct = torch.nonzero(original == torch.arange(len(G), device=G.device))
+        distinct = distinct.squeeze(-1)
         eigvals, eigvecs = torch.linalg.eigh(G[distinct][:, distinct])
         null = eigvals <= rtol * eigvals[-1].clamp(min=0.0)
         Z = G.new_zeros(len(G), int(null.sum()))
