@@ -1073,13 +1073,16 @@ class BlockProposals:
         return cls(L, singleton, spectrum, forms)
 
     def log_acceptance(
-        self, rows: torch.Tensor, singleton: torch.Tensor, chosen: torch.Tensor
+        self,
+        k: int,
+        rows: torch.Tensor,
+        singleton: torch.Tensor,
+        chosen: torch.Tensor,
     ) -> torch.Tensor:
         """log det(L_S) - log det(Lb_S) of the proposals chosen (B, n) bool, of size k, of the
         kernels rows (B,): on the complements where that is cheaper and ComplementForms are
         at hand, else on S (fischer_log_ratio) -> (B,)."""
-        n = chosen.shape[1]
-        if self.complement is None or 2 * int(chosen[0].sum()) <= n:
+        if self.complement is None or 2 * k <= chosen.shape[1]:
             return fischer_log_ratio(self.L, rows, singleton, chosen)
         ratio, valid = self.complement.log_ratio(
             self.L, self.spectrum, rows, singleton, chosen
@@ -1141,7 +1144,7 @@ class BlockProposals:
             for first in range(0, len(tested), len(L)):
                 part = tested[first : first + len(L)]
                 log_ratio = self.log_acceptance(
-                    kernels[part], singleton[part], chosen[part]
+                    k, kernels[part], singleton[part], chosen[part]
                 )
                 accepted[part] = accept_uniforms[part] < log_ratio.exp()
             done = torch.nonzero(accepted).squeeze(-1)
