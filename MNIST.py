@@ -36,10 +36,8 @@ Nothing runs at import: tests and scripts call main([...]) or the functions them
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import csv
-import ctypes
 import gzip
 import hashlib
 import io
@@ -3478,21 +3476,7 @@ def load_for_pruning(args: argparse.Namespace) -> tuple[TwoLayerMLP, dict]:
     return model, meta
 
 
-def return_freed_memory() -> None:
-    """Make glibc return large freed blocks to the system at once.
-
-    glibc raises its mmap threshold (up to 32 MiB) whenever a large block is freed, after
-    which blocks below it come from heaps that keep freed memory, one heap per thread of
-    side_by_side. Measured on full MNIST, the resident memory of a run then creeps up by about
-    150 MiB over its steps; with the threshold fixed at 1 MiB it returns to the same level
-    after each step. A no-op where glibc's mallopt is missing."""
-    m_mmap_threshold = -3  # from glibc's malloc.h
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(m_mmap_threshold, 1 << 20)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    return_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     validate_args(parser, args)
