@@ -1,27 +1,20 @@
 """Benchmark: the original paper code's algorithms against this project's MNIST.py.
 
-Each stage runs twice, on the same data and the same trained weights:
+Each stage runs twice, on the same data and the same trained weights, each side in a fresh
+process, and reports both sides' time and peak resident memory and their ratio:
 
 * original - a re-implementation of what the paper's code did: per hidden node, pairwise
   distances between N-long weighted columns (scikit-learn), dppy's exact k-DPP sampler,
   one scikit-learn LinearRegression per node for reweighting, torchvision's per-image
   PIL pipeline for training;
-* ours     - the functions of MNIST.py (one Gram matrix, the exact k-DPP sampler with its
-  block-diagonal proposals, normal-equation reweighting by Cholesky, training on preloaded
-  tensors).
+* ours     - the functions of MNIST.py (one Gram matrix, dpp_sample's exact k-DPP sampler,
+  normal-equation reweighting by Cholesky, training on preloaded tensors).
 
 Stages: dpp_edge (k = 387 of 784 edges per node), dpp_edge_rw (the same plus edge
 reweighting), dpp_node_rw (k = 250 of H = 500 nodes plus node reweighting), train_epoch
-(one SGD epoch, batch 1000, lr 0.07, momentum 0.9, dataset order; both sides start from
-the same initialisation and must give the same per-batch losses), and sweep.
-
-The sweep stage compares this project with itself: the default sweep grid (--sweep-methods x
---sweep-levels x --sweep-masks, every mask without and with reweighting) drawn per mask, the
-way MNIST.py did before it drew from one kernel build (original side: every dpp_edge mask
-builds all 500 edge kernels, every dpp_node mask its kernel from the N x H pre-activations,
-node reweighting solves least squares on the N rows, edge reweighting finds G's null space
-again), against MNIST.run_cells (ours). Both must give the same masks and masked accuracies,
-and reweighted accuracies within 0.05 points; the suite runs this check on small data.
+(one SGD epoch, batch 1000, lr 0.07, momentum 0.9, dataset order; both sides start from the
+same initialisation and must give the same per-batch losses). Before the stages, both sides'
+kernels and one node's reweighting are computed on the same inputs and compared.
 
 Memory: every (stage, side) runs in a fresh 'spawn' child process, which loads its inputs
 (libraries, data, weights), resets the kernel's peak-RSS counter (/proc/self/clear_refs),
@@ -29,50 +22,30 @@ notes its RSS (VmRSS), runs the stage and reports its peak RSS (VmHWM) minus tha
 extra resident memory the stage needed at its peak. (getrusage's ru_maxrss is not used: on
 Linux it also keeps the RSS the process had before exec, i.e. that of the parent it was
 forked from, which the reset does not clear.) The child also reports how much CPU other
-processes used meanwhile and flags runs on a busy machine: with 2 threads per side,
-sharing the cores slows both sides down many times over, not twofold (--busy-retries N
-reruns such runs once the machine is quiet). Linux only (/proc).
+processes used meanwhile and flags runs on a busy machine (--busy-retries N reruns them once
+the machine is quiet). Linux only (/proc).
 
 The original side is slow (seconds per hidden node), so by default it runs on
 --original-nodes evenly spaced hidden nodes (pruned nodes, for node reweighting) and its
 time is scaled linearly to all of them; every scaled number says so.
 
-Run from the repository root:
+Run from the repository root, alone on the machine (timings drift by tens of percent within
+an hour on shared machines: compare the ratios of one run):
 
-    python3 bench/bench_pruning.py
+    python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt
     python3 bench/bench_pruning.py --stages dpp_node_rw train_epoch --original-nodes 0
-    python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt --busy-retries 3
 
 MNIST is read from --data-dir (default ../shared/data/mnist); without it the benchmark
 uses random data of MNIST's shape and says so. Without --checkpoint it first trains the
-model for --train-epochs epochs with MNIST.py (seeded), so that the kernels are realistic.
-
-History (full MNIST, the README's plain checkpoint; original / ours, one ratio per run).
-Timings drift by up to 60% within an hour on these 2-core KVM machines, for both sides: the
-same dpp_edge took 10.3 s in one run and 16.4 s in another, the original's time per hidden
-node 2.0 to 2.5 s. Only ratios of one run compare.
-* Intel Xeon (AVX-512), before the block gathers ran side by side: dpp_edge 97x / 73x,
-  dpp_edge --reweighting 110x / 113x, dpp_node --reweighting 64x / 52x, one epoch 11x / 6x.
-* the same machine, block gathers side by side (README's table): 64x / 73x, 101x / 117x,
-  73x / 50x, 11x / 9x.
-* an earlier run on 2 AMD EPYC cores measured the original at 1.27 s per node.
-
-Where the time of our dpp_edge went (profile of the 500 nodes, Intel run, about 24 ms per
-node): 10 ms gathering and eigendecomposing the dense block of the proposal (about 420 x 420,
-one single-threaded torch.linalg.eigh per core side by side, 1.6 times faster than one
-two-threaded call after another), 4.5 ms sampling projection DPPs, 3.5 ms Fischer acceptance
-tests (a 387 x 387 Cholesky factorisation each), 4.5 ms building kernels from G and finding
-weakly coupled items, under 1 ms choosing eigenvectors; the 10% of rejected proposals
-included. The sampler before it eigendecomposed all 500 whole 784 x 784 kernels (65 ms each).
+model for --train-epochs epochs (seeded), so that the kernels are realistic. What each speed
+mechanism of the sweep saves is bench/bench_sweep.py's to measure.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
-import hashlib
 import io
 import multiprocessing as mp
 import os
@@ -103,7 +76,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 import MNIST as M
 
-STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch", "sweep")
+STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch")
 BATCH_SIZE, LR, MOMENTUM = 1000, 0.07, 0.9
 BUSY_CORES = 0.25  # other processes using more than this during a run: flagged
 Result = dict[str, Any]
@@ -119,9 +92,6 @@ class Config:
     beta: float
     seed: int
     original_nodes: int  # 0 = all
-    sweep_methods: tuple[str, ...] = tuple(M.METHODS)
-    sweep_levels: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-    sweep_masks: int = 3
 
 
 @dataclass
@@ -187,9 +157,7 @@ def original_edges(inp: Inputs, cfg: Config, reweight: bool) -> Result:
     ok_times, failed_times, failures = [], [], Counter()
     for h in subset(list(range(len(W1))), cfg.original_nodes):
         start = time.perf_counter()
-        kept = dppy_sample(
-            original_edge_kernel(X64, W1[h], cfg.beta), cfg.k_edge, seeds[h]
-        )
+        kept = dppy_sample(original_edge_kernel(X64, W1[h], cfg.beta), cfg.k_edge, seeds[h])
         if isinstance(kept, str):
             failures[kept] += 1
             failed_times.append(time.perf_counter() - start)
@@ -216,9 +184,7 @@ def original_node_rw(inp: Inputs, cfg: Config) -> Result:
     kept = dppy_sample(L, cfg.k_node, np.random.SeedSequence(cfg.seed))
     failures = Counter([kept] if isinstance(kept, str) else [])
     if isinstance(kept, str):  # the original would stop here; go on with a uniform draw
-        kept = sorted(
-            np.random.default_rng(cfg.seed).choice(H, cfg.k_node, replace=False)
-        )
+        kept = sorted(np.random.default_rng(cfg.seed).choice(H, cfg.k_node, replace=False))
     A = 1.0 / (1.0 + np.exp(-(Z + b1)))  # (N, H) activations of the unpruned net
     A_kept = A[:, kept]
     pruned = sorted(set(range(H)) - set(kept))
@@ -244,9 +210,7 @@ def original_node_rw(inp: Inputs, cfg: Config) -> Result:
 class PilMNIST(torch.utils.data.Dataset):
     """What torchvision.datasets.MNIST does per item: uint8 array -> PIL image -> transform."""
 
-    def __init__(
-        self, images: np.ndarray, labels: np.ndarray, transform: Callable
-    ) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
@@ -316,7 +280,7 @@ def ours_edges(inp: Inputs, cfg: Config, reweight: bool) -> Result:
 
 def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
     X, model = torch.from_numpy(inp.X), inp.model
-    inputs = M.PruningInputs(model, X, X[:1], torch.zeros(1, dtype=torch.int64))
+    inputs = M.PruningInputs(model, X)
     W2, b2 = model.w2.weight.detach(), model.w2.bias.detach()
     watch = Stopwatch()
     keep = watch("dpp_node", M.dpp_node, inputs, cfg.k_node, cfg.beta, cfg.seed)
@@ -343,170 +307,15 @@ def ours_train(inp: Inputs, cfg: Config) -> Result:
     }
 
 
-# ----------------------------------------------------------------------------------------------
-# The sweep: drawn per mask (as before) and from one kernel build per method (MNIST.run_cells)
-# ----------------------------------------------------------------------------------------------
-
-# (method, level, mask index) -> (mask digest, correct test predictions masked, reweighted)
-SweepCells = dict[tuple[str, float, int], tuple[str, int, int]]
-
-
-def mask_digest(mask: torch.Tensor) -> str:
-    return hashlib.sha256(mask.cpu().numpy().tobytes()).hexdigest()[:16]
-
-
-def per_mask_dpp_node(
-    inputs: M.PruningInputs, k: int, beta: float | str, seed: int
-) -> torch.Tensor:
-    """dpp_node as drawn before: its kernel from the N x H float64 pre-activations Z."""
-    Z = inputs.train_x.to(torch.float64) @ inputs.W1.to(torch.float64).T
-    L, _ = M.node_kernel(Z.T @ Z, beta)
-    kernel = M.prepare_k_dpp(L, inputs.dpp_backend)
-    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool)
-    keep[kernel.sample(k, [np.random.SeedSequence(seed)])[0]] = True
-    return keep
-
-
-def rows_lstsq_reweight_nodes(
-    activations: torch.Tensor, keep: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Node reweighting as before: least squares of the pruned activations on [1, kept
-    activations] over the N rows (float64 copies, gelsd)."""
-    A = activations.to(torch.float64)
-    design = torch.cat([torch.ones(len(A), 1, dtype=A.dtype), A[:, keep]], dim=1)
-    coef = torch.linalg.lstsq(design, A[:, ~keep], driver="gelsd").solution
-    W2d, b2d = W2.to(torch.float64), b2.to(torch.float64)
-    new_W2 = torch.zeros_like(W2d)
-    new_W2[:, keep] = W2d[:, keep] + W2d[:, ~keep] @ coef[1:].T
-    return new_W2.to(W2.dtype), (b2d + W2d[:, ~keep] @ coef[0]).to(b2.dtype)
-
-
-def per_mask_reweight_edges(
-    W1: torch.Tensor, mask: torch.Tensor, G: torch.Tensor, chunk_size: int = 16
-) -> torch.Tensor:
-    """Edge reweighting as before: G's null space found again for every mask, nodes with the
-    same number of kept edges solved 16 at a time by one batched Cholesky factorisation of
-    G_SS + s Q Q^T, s the block's mean diagonal, Q the null space of G_SS found from Z, that
-    of G (the same minimum-norm solutions, copies of columns not folded)."""
-    eigvals, eigvecs = torch.linalg.eigh(G)
-    Z = eigvecs[:, eigvals <= M.NULL_RTOL * eigvals[-1].clamp(min=0.0)]
-    W = W1.to(torch.float64)
-    rhs_all = torch.where(mask, torch.zeros_like(W), W) @ G
-    result = torch.where(mask, W, torch.zeros_like(W))
-    counts = mask.sum(1)
-    for count in counts.unique().tolist():
-        nodes = torch.nonzero(counts == count).squeeze(-1)
-        for start in range(0, len(nodes), chunk_size):
-            rows = nodes[start : start + chunk_size]
-            kept = torch.nonzero(mask[rows])[:, 1].reshape(len(rows), count)
-            G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]
-            Z_S = Z[kept]
-            overlap, C = torch.linalg.eigh(Z_S.transpose(-1, -2) @ Z_S)
-            Q = Z_S @ M.columns_where(C, overlap >= 1.0 - M.NULL_RTOL)
-            scale = G_SS.diagonal(dim1=-2, dim2=-1).mean(-1).view(-1, 1, 1)
-            G_SS.baddbmm_(Q * scale, Q.transpose(-1, -2))
-            factor = torch.linalg.cholesky(G_SS)
-            rhs = rhs_all[rows.unsqueeze(-1), kept].unsqueeze(-1)
-            delta = torch.cholesky_solve(rhs, factor).squeeze(-1)
-            result[rows.unsqueeze(-1), kept] += delta
-    return result.to(W1.dtype)
-
-
-@torch.no_grad()
-def sweep_per_mask(inputs: M.PruningInputs, cells: list[M.Cell]) -> SweepCells:
-    """The sweep as drawn before: every cell's mask drawn alone (a full kernel build each),
-    node reweighting on the rows, edge reweighting with G's null space found again."""
-    results: SweepCells = {}
-    for cell in cells:
-        method = cell.method
-        if method.name == "dpp_node":
-            mask = per_mask_dpp_node(inputs, cell.k, cell.beta, cell.seed)
-        else:
-            mask = M.draw_mask(method, inputs, cell.k, cell.beta, cell.seed)
-        pruned = M.masked_copy(inputs.model, method.kind, mask)
-        reweighted = copy.deepcopy(pruned)
-        if method.kind == "node":
-            W2, b2 = inputs.W2, inputs.model.w2.bias.detach()
-            new_W2, new_b2 = rows_lstsq_reweight_nodes(
-                inputs.activations(), mask, W2, b2
-            )
-            reweighted.w2.weight.copy_(new_W2)
-            reweighted.w2.bias.copy_(new_b2)
-        else:
-            reweighted.w1.weight.copy_(
-                per_mask_reweight_edges(inputs.W1, mask, inputs.gram())
-            )
-        key = (method.name, cell.level, cell.index)
-        masked, again = inputs.evaluate(pruned)[1], inputs.evaluate(reweighted)[1]
-        results[key] = (mask_digest(mask), masked, again)
-    return results
-
-
-def sweep_build_once(inputs: M.PruningInputs, cells: list[M.Cell]) -> SweepCells:
-    """The sweep as MNIST.run_sweep draws it: each method's masks from one kernel build."""
-    return {
-        (cell.method.name, cell.level, cell.index): (
-            mask_digest(result.mask),
-            result.correct,
-            int(result.reweighted_correct),
-        )
-        for cell, result, _ in M.run_cells(inputs, cells, reweighting=True)
-    }
-
-
-def sweep_differences(
-    before: SweepCells, after: SweepCells, num_test: int
-) -> list[str]:
-    """What keeps the two sweeps from being the same: cells of one only, other masks, other
-    masked accuracies, reweighted accuracies more than 0.05 points apart."""
-    problems = [f"{cell}: only in one sweep" for cell in before.keys() ^ after.keys()]
-    for cell in before.keys() & after.keys():
-        (mask_a, masked_a, reweighted_a), (mask_b, masked_b, reweighted_b) = (
-            before[cell],
-            after[cell],
-        )
-        if mask_a != mask_b:
-            problems.append(f"{cell}: different masks")
-        if masked_a != masked_b:
-            problems.append(f"{cell}: masked accuracy {masked_a} vs {masked_b} correct")
-        if 100 * abs(reweighted_a - reweighted_b) / num_test > 0.05:
-            problems.append(
-                f"{cell}: reweighted {reweighted_a} vs {reweighted_b} correct"
-            )
-    return sorted(problems)
-
-
-def sweep_side(inp: Inputs, cfg: Config, side: Callable[..., SweepCells]) -> Result:
-    X = torch.from_numpy(inp.X)
-    test_x, test_y = torch.from_numpy(inp.test_x), torch.from_numpy(inp.test_y)
-    inputs = M.PruningInputs(inp.model, X, test_x, test_y, batch_size=1000)
-    cells = M.sweep_cells(
-        cfg.sweep_methods,
-        cfg.sweep_levels,
-        cfg.sweep_masks,
-        cfg.seed,
-        inputs.hidden_size,
-        betas=(cfg.beta,),
-    )
-    start = time.perf_counter()
-    results = side(inputs, cells)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cells": results, "num_test": len(test_y)}
-
-
 RUNNERS: dict[tuple[str, str], Callable[[Inputs, Config], Result]] = {
     ("dpp_edge", "ours"): lambda inp, cfg: ours_edges(inp, cfg, reweight=False),
     ("dpp_edge", "original"): lambda inp, cfg: original_edges(inp, cfg, reweight=False),
     ("dpp_edge_rw", "ours"): lambda inp, cfg: ours_edges(inp, cfg, reweight=True),
-    ("dpp_edge_rw", "original"): lambda inp, cfg: original_edges(
-        inp, cfg, reweight=True
-    ),
+    ("dpp_edge_rw", "original"): lambda inp, cfg: original_edges(inp, cfg, reweight=True),
     ("dpp_node_rw", "ours"): ours_node_rw,
     ("dpp_node_rw", "original"): original_node_rw,
     ("train_epoch", "ours"): ours_train,
     ("train_epoch", "original"): original_train,
-    ("sweep", "ours"): lambda inp, cfg: sweep_side(inp, cfg, sweep_build_once),
-    ("sweep", "original"): lambda inp, cfg: sweep_side(inp, cfg, sweep_per_mask),
 }
 
 
@@ -588,9 +397,7 @@ def in_fresh_process(stage: str, side: str, cfg: Config) -> Result:
         status, payload = "error", "the child process died without a result"
     process.join()
     if status != "ok":
-        raise RuntimeError(
-            f"{stage} / {side} (exit code {process.exitcode}):\n{payload}"
-        )
+        raise RuntimeError(f"{stage} / {side} (exit code {process.exitcode}):\n{payload}")
     return payload
 
 
@@ -627,12 +434,8 @@ def prepare_data(data_dir: Path, seed: int) -> tuple[dict[str, np.ndarray], str]
     """uint8 MNIST from data_dir, else random uint8 images of MNIST's shape."""
     files = M.find_idx_files(data_dir) if data_dir.is_dir() else None
     if files is not None:
-        return {
-            key: M.read_idx(path) for key, path in files.items()
-        }, f"MNIST ({data_dir})"
-    print(
-        f"NOTICE: no MNIST IDX files in {data_dir}: using RANDOM data of MNIST's shape"
-    )
+        return {key: M.read_idx(path) for key, path in files.items()}, f"MNIST ({data_dir})"
+    print(f"NOTICE: no MNIST IDX files in {data_dir}: using RANDOM data of MNIST's shape")
     rng = np.random.default_rng(seed)
     return {
         "train_images": rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8),
@@ -675,11 +478,7 @@ def same_math_checks(X: torch.Tensor, model: M.TwoLayerMLP, cfg: Config) -> str:
     )
     mask = np.random.default_rng(cfg.seed).permutation(M.INPUT_DIM) < cfg.k_edge
     systems = M.GramSystems.of(G)
-    ours = (
-        M.reweight_edges(W1[:1], torch.from_numpy(mask[None]), systems)[0]
-        .double()
-        .numpy()
-    )
+    ours = M.reweight_edges(W1[:1], torch.from_numpy(mask[None]), systems)[0].double().numpy()
     fit = LinearRegression(fit_intercept=False).fit(X64[:, mask], X64 @ w)
     # compare what the layer computes (X v), not v: X_S has collinear constant columns
     out_diff = np.abs(X64[:, mask] @ (fit.coef_ - ours[mask])).max()
@@ -693,9 +492,7 @@ def same_math_checks(X: torch.Tensor, model: M.TwoLayerMLP, cfg: Config) -> str:
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        names = (
-            line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-        )
+        names = (line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
         cpu = next(names, cpu)
     return (
         f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__} "
@@ -710,8 +507,6 @@ def stage_label(stage: str, cfg: Config, H: int) -> str:
         "dpp_edge_rw": f"dpp_edge k={cfg.k_edge} --reweighting",
         "dpp_node_rw": f"dpp_node k={cfg.k_node} --reweighting",
         "train_epoch": f"train 1 epoch (batch {BATCH_SIZE})",
-        "sweep": f"sweep {len(cfg.sweep_methods)} methods x {len(cfg.sweep_levels)} levels x "
-        f"{cfg.sweep_masks} masks, +- reweighting (original = drawn per mask)",
     }[stage]
 
 
@@ -733,29 +528,14 @@ def stage_report(stage: str, res: dict[str, Result]) -> str:
     lines = [side_lines(side, r) for side, r in res.items()]
     if "failures" in res["original"]:
         tried, failures = res["original"]["failures"]
-        lines.append(
-            f"  dppy failures: {sum(failures.values())} of {tried} k-DPP samples"
-        )
+        lines.append(f"  dppy failures: {sum(failures.values())} of {tried} k-DPP samples")
         lines += [f"    {n} x {message}" for message, n in failures.items()]
     if stage == "train_epoch":
         a, b = np.array(res["ours"]["losses"]), np.array(res["original"]["losses"])
-        diff = (
-            f"{np.abs(a - b).max():.3g}" if len(a) == len(b) else "n/a (lengths differ)"
-        )
+        diff = f"{np.abs(a - b).max():.3g}" if len(a) == len(b) else "n/a (lengths differ)"
         lines.append(
             f"  per-batch losses ({len(a)} vs {len(b)} batches): max |ours - original| = "
             f"{diff} (first {a[0]:.6f}, last {a[-1]:.6f})"
-        )
-    if stage == "sweep":
-        before, after = res["original"]["cells"], res["ours"]["cells"]
-        problems = sweep_differences(before, after, res["ours"]["num_test"])
-        lines.append(
-            f"  {len(after)} cells: "
-            + (
-                "same masks and masked accuracies, reweighted within 0.05 points"
-                if not problems
-                else f"{len(problems)} DIFFERENCES: " + "; ".join(problems[:5])
-            )
         )
     ratio = res["original"]["seconds"] / res["ours"]["seconds"]
     lines.append(f"  original / ours = {ratio:.1f}x")
@@ -794,9 +574,7 @@ def parse_args() -> argparse.Namespace:
         default=REPO_ROOT.parent / "shared/data/mnist",
         help="folder with MNIST's IDX files (random data if absent)",
     )
-    p.add_argument(
-        "--checkpoint", type=Path, help="weights to prune (else trained here)"
-    )
+    p.add_argument("--checkpoint", type=Path, help="weights to prune (else trained here)")
     p.add_argument("--train-epochs", type=int, default=2, help="if trained here")
     p.add_argument("--hidden-size", type=int, default=500, help="H, if trained here")
     p.add_argument("--k-edge", type=int, default=387, help="edges kept per hidden node")
@@ -811,16 +589,6 @@ def parse_args() -> argparse.Namespace:
         "side runs on, scaled up to all; 0 = all",
     )
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
-    p.add_argument(
-        "--sweep-methods", nargs="+", choices=tuple(M.METHODS), default=list(M.METHODS)
-    )
-    p.add_argument(
-        "--sweep-levels",
-        nargs="+",
-        type=float,
-        default=[10, 20, 30, 40, 50, 60, 70, 80, 90],
-    )
-    p.add_argument("--sweep-masks", type=int, default=3, help="masks per sweep cell")
     p.add_argument(
         "--busy-retries",
         type=int,
@@ -863,9 +631,6 @@ def main() -> int:
             args.beta,
             args.seed,
             args.original_nodes,
-            tuple(args.sweep_methods),
-            tuple(args.sweep_levels),
-            args.sweep_masks,
         )
         print(f"Same math: {same_math_checks(X, model, cfg)}")
         print(
@@ -887,11 +652,7 @@ def main() -> int:
         "Peak RSS = the stage's peak resident memory above what its child process held "
         "after loading its inputs (libraries, data, weights), from /proc/self/status "
         "VmHWM after resetting the peak counter"
-        + (
-            ""
-            if all_reset
-            else " (the reset FAILED: values may include the loading peak)"
-        )
+        + ("" if all_reset else " (the reset FAILED: values may include the loading peak)")
         + ". Scaled original runs: time scaled linearly to all nodes; memory is the peak of "
         "the nodes actually run (it does not grow with the number of nodes).\n"
     )

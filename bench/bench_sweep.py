@@ -34,23 +34,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def complement_off() -> None:
-    import MNIST as M
-
-    M.complement_pays = lambda n, ks: False
 
 
 def batched_draws_off() -> None:
     """Every draw sampled alone, one after another, as before draws were batched by k."""
-    import MNIST as M
+    import dpp_sample
 
-    M.draws_by_k = lambda draws, at_once: [[i] for i in range(len(draws))]
-    M.sample_side_by_side = lambda kernels, jobs, device: [
-        kernels.sample(*job) for job in jobs
-    ]
+    def one_at_a_time(
+        sampler: dpp_sample.Sampler,
+        draws: list[tuple[int, list[np.random.SeedSequence]]],
+        at_once: int = 1,
+    ) -> list[torch.Tensor]:
+        return [sampler.sample(k, seeds) for k, seeds in draws]
+
+    dpp_sample.sample_draws = one_at_a_time
 
 
 def mmap_threshold_on() -> None:
@@ -61,7 +62,6 @@ def mmap_threshold_on() -> None:
 
 ABLATIONS: dict[str, Callable[[], None]] = {
     "all on": lambda: None,
-    "no complement acceptance tests": complement_off,
     "draws one at a time (not batched by k, not side by side)": batched_draws_off,
     "mmap threshold at 1 MiB (the removed return_freed_memory)": mmap_threshold_on,
 }
@@ -79,8 +79,6 @@ def child(variant: str, sweep_args: list[str], result_path: Path) -> None:
     every mask's digest, the rows, the wall time and the peak memory."""
     start = time.perf_counter()
     sys.path.insert(0, str(REPO_ROOT))
-    import torch
-
     import MNIST as M
 
     ABLATIONS[variant]()
@@ -188,9 +186,7 @@ def main() -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, default=Path("mnist_two_layer.pt"))
-    parser.add_argument(
-        "--data-dir", type=Path, default=REPO_ROOT.parent / "shared/data/mnist"
-    )
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared/data/mnist")
     parser.add_argument("--num-masks", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument(

@@ -1,9 +1,13 @@
-"""Shared fixtures: small synthetic MNIST-shaped IDX data the tests write themselves, one
-working directory for the CLI, and full MNIST where this machine has it."""
+"""Shared fixtures and helpers: small synthetic MNIST-shaped IDX data the tests write
+themselves, one working directory for the CLI, full MNIST where this machine has it, small
+pruning inputs, and the independent references the sampler and kernel tests check against
+(the exact k-DPP law by enumeration, RBF kernels from explicit differences). Test modules
+import what they share from here, never from each other."""
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import chi2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import dpp_sample
 import MNIST as M
 
 REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -73,16 +79,97 @@ def make_workdir(folder: Path) -> Path:
 
 def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
     """What pruning methods get: a random 784-hidden-10 network with non-zero biases (so that
-    removed nodes add a real constant), 80 random training and 30 test images."""
+    removed nodes add a real constant) and 80 random training images."""
     torch.manual_seed(seed)
     model = M.TwoLayerMLP(hidden)
     with torch.no_grad():
         model.w1.bias.normal_()
         model.w2.bias.normal_()
-    test_y = torch.zeros(30, dtype=torch.long)
-    return M.PruningInputs(
-        model, torch.randn(80, 784), torch.randn(30, 784), test_y, 16
-    )
+    return M.PruningInputs(model, torch.randn(80, 784))
+
+
+def tiny_evaluation() -> M.Evaluation:
+    """30 random test images, all of class 0, scored 16 at a time."""
+    return M.Evaluation(torch.randn(30, 784), torch.zeros(30, dtype=torch.long), 16)
+
+
+def small_inputs(hidden: int, images: int, seed: int, scale: float) -> M.PruningInputs:
+    """A network with first-layer weights of the given scale and random images, seeded."""
+    rng = np.random.default_rng(seed)
+    model = M.TwoLayerMLP(hidden)
+    with torch.no_grad():
+        model.w1.weight.copy_(torch.from_numpy(rng.normal(scale=scale, size=(hidden, 784))))
+        model.w1.bias.copy_(torch.from_numpy(rng.normal(size=hidden)))
+    X = torch.from_numpy(rng.normal(size=(images, 784)).astype(np.float32))
+    return M.PruningInputs(model, X)
+
+
+def kernels_sampled_by(
+    method: str, inputs: M.PruningInputs, monkeypatch: pytest.MonkeyPatch
+) -> torch.Tensor:
+    """Every kernel that METHODS[method] hands to the sampler, stacked: (B, n, n)."""
+    seen = []
+    prepare = dpp_sample.prepare_k_dpp
+
+    def spy(L: torch.Tensor, backend: str = "torch") -> dpp_sample.Sampler:
+        seen.append(L.clone())
+        return prepare(L, backend)
+
+    monkeypatch.setattr(dpp_sample, "prepare_k_dpp", spy)
+    M.draw_mask(M.METHODS[method], inputs, 3, 0.3, seed=1)
+    return torch.cat(seen)
+
+
+def direct_rbf(vectors: np.ndarray, beta: float, eps: float) -> np.ndarray:
+    """exp(-beta ||v_a - v_b||^2) + eps [a = b] by explicit differences. vectors: (M, N)."""
+    diffs = vectors[:, None, :] - vectors[None, :, :]
+    return np.exp(-beta * (diffs**2).sum(-1)) + eps * np.eye(len(vectors))
+
+
+def random_kernel(n: int, seed: int) -> np.ndarray:
+    A = np.random.default_rng(seed).normal(size=(n, n))
+    return A @ A.T / n + 0.1 * np.eye(n)
+
+
+def exact_k_dpp_law(L: np.ndarray, k: int) -> dict[tuple[int, ...], float]:
+    """P(S) = det(L_S) / sum of det(L_T) over |T| = k, by enumerating every k-subset."""
+    subsets = list(itertools.combinations(range(len(L)), k))
+    dets = np.array([np.linalg.det(L[np.ix_(s, s)]) for s in subsets])
+    return dict(zip(subsets, dets / dets.sum()))
+
+
+def chi_square_p_value(samples: np.ndarray, law: dict[tuple[int, ...], float]) -> float:
+    """Pearson's chi-square test of sampled subsets (rows of indices) against a law."""
+    counts = dict.fromkeys(law, 0)
+    for row in samples:
+        counts[tuple(sorted(int(i) for i in row))] += 1
+    observed = np.array([counts[s] for s in law], dtype=float)
+    expected = np.array([law[s] for s in law]) * len(samples)
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    return float(chi2.sf(statistic, df=len(law) - 1))
+
+
+def seeds_for(draws: int, seed: int) -> list[np.random.SeedSequence]:
+    return np.random.SeedSequence(seed).spawn(draws)
+
+
+def rngs_for(draws: int, seed: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in seeds_for(draws, seed)]
+
+
+def make_bad_files(folder: Path) -> None:
+    """The broken files and folders test_cli.BAD_INPUTS refers to."""
+    corrupt = write_mnist_idx(folder / "corrupt", n_train=20, n_test=10, gz=False)
+    image_file = corrupt / "t10k-images-idx3-ubyte"
+    image_file.write_bytes(image_file.read_bytes()[:1000])
+    (folder / "adir").mkdir(exist_ok=True)
+    (folder / "garbage.pt").write_bytes(b"\x00garbage" * 10)
+    (folder / "empty.pt").write_bytes(b"")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under folder with its size and modification time."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +210,5 @@ def cli(
 @pytest.fixture(scope="session")
 def real_mnist_dir() -> Path:
     if not (REAL_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(
-            f"full MNIST not found at {REAL_MNIST} (only on the project's machines)"
-        )
+        pytest.skip(f"full MNIST not found at {REAL_MNIST} (only on the project's machines)")
     return REAL_MNIST

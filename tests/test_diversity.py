@@ -1,21 +1,24 @@
-"""Does diversity help? beta forms, node features, the uniformity bound, the statistics of a
-sweep report, and a second data set (Fashion-MNIST)."""
+"""Does diversity help? beta forms, node features, beta sweeps and their report, and a second
+data set (Fashion-MNIST)."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.stats
 import torch
-from conftest import SMALL_HIDDEN, Run, write_mnist_idx
-from test_dpp import direct_rbf, exact_k_dpp_law, kernels_sampled_by, small_inputs
+from conftest import (
+    SMALL_HIDDEN,
+    Run,
+    direct_rbf,
+    kernels_sampled_by,
+    small_inputs,
+    write_mnist_idx,
+)
 
 import MNIST as M
 
@@ -34,9 +37,7 @@ def test_beta_forms_parse(text: str, expected: object) -> None:
     assert M.beta_value(text) == expected
 
 
-@pytest.mark.parametrize(
-    "text", ["0", "-1", "0/N", "-5/N", "x/N", "10/M", "nan", "fast"]
-)
+@pytest.mark.parametrize("text", ["0", "-1", "0/N", "-5/N", "x/N", "10/M", "nan", "fast"])
 def test_bad_beta_forms_are_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         M.beta_value(text)
@@ -76,97 +77,6 @@ def test_the_activation_kernel_is_that_of_the_sigmoid_outputs(
     np.testing.assert_allclose(got[0].numpy(), expected, rtol=1e-6, atol=1e-8)
 
 
-def uniform_distance(L: np.ndarray, k: int) -> float:
-    """Total variation distance between the k-DPP of L and the uniform law, by enumeration."""
-    law = exact_k_dpp_law(L, k)
-    return 0.5 * sum(abs(p - 1.0 / len(law)) for p in law.values())
-
-
-@pytest.mark.parametrize("coupling", [0.002, 0.02, 0.05])
-def test_the_uniformity_bound_holds_and_is_the_stated_one(coupling: float) -> None:
-    """L = 1.01 (I + c (J - I)), n = 8: F = c (J - I) has largest row sum 7c and Frobenius
-    norm c sqrt(56) (the bound takes the smaller), spectral norm 7c."""
-    n = 8
-    F = coupling * (np.ones((n, n)) - np.eye(n))
-    L = 1.01 * (np.eye(n) + F)
-    rho = float(M.coupling_bound(torch.from_numpy(L).unsqueeze(0))[0])
-    assert rho == pytest.approx(min(7 * coupling, coupling * math.sqrt(56)), rel=1e-12)
-    for k in (2, 4, 6):
-        bound = M.uniformity_bound(rho, k)
-        assert bound == pytest.approx(math.tanh(k * math.atanh(rho)), rel=1e-12)
-        assert uniform_distance(L, k) <= bound
-    assert M.uniformity_bound(1.5, 3) == 1.0
-
-
-def test_the_uniformity_bound_on_a_random_weakly_coupled_kernel() -> None:
-    rng = np.random.default_rng(3)
-    F = rng.normal(scale=0.01, size=(7, 7))
-    L = np.eye(7) + (F + F.T) / 2 * (1 - np.eye(7))
-    rho = float(M.coupling_bound(torch.from_numpy(L).unsqueeze(0))[0])
-    assert (
-        rho >= np.abs(np.linalg.eigvalsh(L - np.eye(7))).max()
-    )  # an upper bound of ||F||
-    for k in (2, 3, 5):
-        assert uniform_distance(L, k) <= M.uniformity_bound(rho, k)
-
-
-def test_welch_comparison_agrees_with_scipy() -> None:
-    first = np.array([91.2, 90.4, 92.8, 91.9, 90.7])
-    second = np.array([89.1, 90.2, 88.4, 89.9, 88.8, 90.5])
-    difference, low, high, p_value, verdict = M.compare_accuracies(first, second)
-    reference = scipy.stats.ttest_ind(first, second, equal_var=False)
-    interval = reference.confidence_interval(0.95)
-    assert difference == pytest.approx(first.mean() - second.mean())
-    assert p_value == pytest.approx(reference.pvalue, rel=1e-10)
-    assert (low, high) == (pytest.approx(interval.low), pytest.approx(interval.high))
-    assert verdict == "better" and p_value < 0.05
-    assert M.compare_accuracies(second, first)[4] == "worse"
-    same = M.compare_accuracies(first, first + 0.01)
-    assert same[4] == "no evidence" and same[1] < 0 < same[2]
-
-
-def test_a_deterministic_method_is_compared_by_a_one_sample_test() -> None:
-    masks = np.array([95.1, 95.6, 94.8, 95.3, 95.0])
-    difference, low, high, p_value, verdict = M.compare_accuracies(
-        masks, np.array([94.2])
-    )
-    assert difference == pytest.approx(masks.mean() - 94.2)
-    reference = scipy.stats.ttest_1samp(masks, 94.2)
-    interval = reference.confidence_interval(0.95)
-    assert p_value == pytest.approx(reference.pvalue, rel=1e-10)
-    assert (low + 94.2, high + 94.2) == (
-        pytest.approx(interval.low),
-        pytest.approx(interval.high),
-    )
-    assert verdict == "better"
-    assert M.compare_accuracies(np.array([1.0]), np.array([2.0]))[4] == "n/a"
-
-
-def test_a_side_with_equal_values_gives_welchs_limit_without_warnings() -> None:
-    masks = np.array([95.1, 95.6, 94.8, 95.3, 95.0])
-    constant = np.array([96.0, 96.0, 96.0])
-    # Welch with one variance 0: t = d / sqrt(s1^2 / n1) on n1 - 1 degrees of freedom.
-    d = masks.mean() - 96.0
-    scale = masks.std(ddof=1) / np.sqrt(len(masks))
-    p_reference = 2 * scipy.stats.t.sf(abs(d / scale), len(masks) - 1)
-    half_width = scipy.stats.t.ppf(0.975, len(masks) - 1) * scale
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        forward = M.compare_accuracies(masks, constant)
-        backward = M.compare_accuracies(constant, masks)
-    assert forward[0] == pytest.approx(d) and backward[0] == pytest.approx(-d)
-    assert forward[3] == pytest.approx(p_reference) == backward[3]
-    assert forward[1:3] == (
-        pytest.approx(d - half_width),
-        pytest.approx(d + half_width),
-    )
-    assert backward[1:3] == (
-        pytest.approx(-d - half_width),
-        pytest.approx(-d + half_width),
-    )
-    assert (forward[4], backward[4]) == ("worse", "better")
-
-
 SMALL_SWEEP = [
     "--procedure",
     "sweep",
@@ -200,11 +110,7 @@ def test_a_beta_sweep_writes_the_expected_rows_report_and_figures(
     assert settings == {
         ("dpp_edge", "0.3", ""),
         ("dpp_edge", "auto", ""),
-        *(
-            ("dpp_node", b, f)
-            for b in ("0.3", "auto")
-            for f in ("preactivation", "activation")
-        ),
+        *(("dpp_node", b, f) for b in ("0.3", "auto") for f in ("preactivation", "activation")),
         ("random_node", "", ""),
         ("importance_node", "", ""),
     }
@@ -212,28 +118,16 @@ def test_a_beta_sweep_writes_the_expected_rows_report_and_figures(
     assert len(rows) == 2 * (4 + 8 + 2 + 1)
     dpp = [r for r in rows if r["method"].startswith("dpp_")]
     assert all(
-        float(r["effective_rank"]) >= 1 and 0 <= float(r["uniformity"]) <= 1
-        for r in dpp
+        float(r["effective_rank"]) >= 1 and 0 <= float(r["uniformity"]) <= 1 for r in dpp
     )
     auto = next(r for r in dpp if r["beta"] == "auto" and r["method"] == "dpp_node")
-    assert (
-        float(auto["beta_used"]) > 0
-        and float(auto["uniformity"]) > M.PRACTICALLY_UNIFORM
-    )
+    assert float(auto["beta_used"]) > 0 and float(auto["uniformity"]) > M.PRACTICALLY_UNIFORM
     baseline = next(r for r in rows if r["method"] == "random_node")
-    assert (
-        baseline["beta_used"]
-        == baseline["effective_rank"]
-        == baseline["uniformity"]
-        == ""
-    )
+    assert baseline["beta_used"] == baseline["effective_rank"] == baseline["uniformity"] == ""
     statistics = (folder / "statistics.md").read_text()
     assert "**dpp_node (beta auto, activation)** vs **random_node**" in statistics
     assert "**dpp_node (beta 0.3, preactivation)** vs **importance_node**" in statistics
-    assert (
-        "**dpp_edge (beta auto)** vs **dpp_node (beta auto, preactivation)**"
-        in statistics
-    )
+    assert "**dpp_edge (beta auto)** vs **dpp_node (beta auto, preactivation)**" in statistics
     with (folder / "statistics.csv").open(newline="") as f:
         comparisons = list(csv.DictReader(f))
     assert {c["verdict"] for c in comparisons} <= {
@@ -260,9 +154,7 @@ def test_a_beta_sweep_resumes_by_setting(cli: Callable[..., Run]) -> None:
     ]
     first = cli(*common, "--betas", "0.3", "--node-features", "preactivation")
     assert first.code == 0 and "2 to run" in first.out
-    run = cli(
-        *common, "--betas", "0.3,auto", "--node-features", "preactivation,activation"
-    )
+    run = cli(*common, "--betas", "0.3,auto", "--node-features", "preactivation,activation")
     assert run.code == 0 and "2 masks done earlier" in run.out and "6 to run" in run.out
 
 
@@ -329,36 +221,3 @@ def test_a_fashion_mnist_checkpoint_knows_its_data_set(
     assert "Data: Fashion-MNIST" in cli(*test).out  # --dataset from the checkpoint
     run = cli(*test, "--dataset", "mnist")
     assert run.code == 2 and "pass --dataset fashion-mnist" in run.err
-
-
-def test_the_report_compares_dpp_with_baselines_and_edges_with_nodes() -> None:
-    """comparison_pairs: DPP against its kind's baselines, edge against node."""
-    rows = [
-        {"method": method, "kind": kind, "beta": beta, "node_features": features}
-        for method, kind, beta, features in (
-            ("dpp_edge", "edge", "0.3", ""),
-            ("dpp_node", "node", "0.3", "preactivation"),
-            ("dpp_node", "node", "auto", "preactivation"),
-            ("random_edge", "edge", "", ""),
-            ("random_node", "node", "", ""),
-            ("importance_edge", "edge", "", ""),
-            ("importance_node", "node", "", ""),
-        )
-    ]
-    pairs = M.comparison_pairs(rows)
-    assert len(pairs) == len(set(pairs))
-    expected = {
-        ("dpp_edge (beta 0.3)", "random_edge"),
-        ("dpp_edge (beta 0.3)", "importance_edge"),
-        *(
-            (f"dpp_node (beta {b}, preactivation)", base)
-            for b in ("0.3", "auto")
-            for base in ("random_node", "importance_node")
-        ),
-        ("dpp_edge (beta 0.3)", "dpp_node (beta 0.3, preactivation)"),
-        ("random_edge", "dpp_node (beta 0.3, preactivation)"),
-        ("random_edge", "dpp_node (beta auto, preactivation)"),
-        ("random_edge", "random_node"),
-        ("importance_edge", "importance_node"),
-    }
-    assert set(pairs) == expected

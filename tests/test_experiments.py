@@ -1,7 +1,9 @@
-"""Budgets, many masks and the resumable sweep."""
+"""Budgets, many masks, the resumable sweep, and the sweep's masks drawn from one kernel
+build against the same masks drawn one at a time."""
 
 from __future__ import annotations
 
+import copy
 import csv
 from collections.abc import Callable
 from pathlib import Path
@@ -9,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_HIDDEN, Run
+from conftest import SMALL_HIDDEN, Run, synthetic_digits
 
+import dpp_sample
 import MNIST as M
 
 
@@ -50,26 +53,18 @@ def test_num_masks_repeats_exactly_and_matches_single_seeds(
     first = cli(*args, "--num-masks", "3", "--seed", "7")
     assert first.code == 0, first.err
     assert cli(*args, "--num-masks", "3", "--seed", "7").out == first.out
-    assert (
-        "dpp_edge k=40 over 3 masks:" in first.out and "with reweighting" in first.out
-    )
+    assert "dpp_edge k=40 over 3 masks:" in first.out and "with reweighting" in first.out
     mask_2 = [
-        line
-        for line in first.out.splitlines()
-        if line.startswith("Mask 2/3 (seed 8): After")
+        line for line in first.out.splitlines() if line.startswith("Mask 2/3 (seed 8): After")
     ]
     single = [
-        line
-        for line in cli(*args, "--seed", "8").out.splitlines()
-        if line.startswith("After")
+        line for line in cli(*args, "--seed", "8").out.splitlines() if line.startswith("After")
     ]
     assert mask_2[0].removeprefix("Mask 2/3 (seed 8): ") == single[0]
 
 
 def test_deterministic_choice_is_evaluated_once(cli: Callable[..., Run]) -> None:
-    run = cli(
-        *PRUNE, "--pruning_choice", "importance_node", "--k", "5", "--num-masks", "4"
-    )
+    run = cli(*PRUNE, "--pruning_choice", "importance_node", "--k", "5", "--num-masks", "4")
     assert run.code == 0 and "deterministic" in run.out and "Mask" not in run.out
 
 
@@ -101,18 +96,14 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_sweep_writes_csv_table_and_figure(
-    cli: Callable[..., Run], workdir: Path
-) -> None:
+def test_sweep_writes_csv_table_and_figure(cli: Callable[..., Run], workdir: Path) -> None:
     assert cli(*SWEEP, "--out-dir", "full").code == 0
     rows = read_rows(workdir / "full" / "sweep.csv")
     # 4 random methods x 2 levels x 2 masks + 2 importance methods x 2 levels x 1, each with
     # and without reweighting
     assert len(rows) == (4 * 2 * 2 + 2 * 2) * 2
     assert {r["method"] for r in rows} == set(M.METHODS)
-    dpp_node_25 = [
-        r for r in rows if r["method"] == "dpp_node" and r["level"] == "25.0"
-    ]
+    dpp_node_25 = [r for r in rows if r["method"] == "dpp_node" and r["level"] == "25.0"]
     assert {r["k"] for r in dpp_node_25} == {"3"}
     assert {r["remaining_weights"] for r in dpp_node_25} == {str(3 * 794)}
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
@@ -122,9 +113,7 @@ def test_sweep_writes_csv_table_and_figure(
     assert table.count("| dpp_edge (beta 0.3) |") == 2 and "± " in table
 
 
-def test_sweep_rows_are_what_single_runs_print(
-    cli: Callable[..., Run], workdir: Path
-) -> None:
+def test_sweep_rows_are_what_single_runs_print(cli: Callable[..., Run], workdir: Path) -> None:
     """A sweep row (dpp_edge, 50%, mask 1) holds what --procedure test prints for its k and seed."""
     assert cli(*SWEEP, "--methods", "dpp_edge", "--out-dir", "one_method").code == 0
     rows = read_rows(workdir / "one_method" / "sweep.csv")
@@ -143,9 +132,7 @@ def test_sweep_rows_are_what_single_runs_print(
         row["seed"],
         "--reweighting",
     )
-    after = next(
-        line for line in run.out.splitlines() if line.startswith("After reweighting")
-    )
+    after = next(line for line in run.out.splitlines() if line.startswith("After reweighting"))
     assert f"({100 * float(row['accuracy']):.2f}%)" in after
 
 
@@ -192,19 +179,107 @@ def test_sweep_refuses_to_mix_results_of_another_run(
     assert (workdir / "mixed" / "sweep.csv").read_bytes() == before
 
 
-def test_level_accuracy_table_uses_sample_std() -> None:
-    rows = [
-        {
-            "method": "m",
-            "beta": "",
-            "node_features": "",
-            "reweighting": "False",
-            "level": "10",
-            "accuracy": str(a),
-            "percent_kept": "10",
-        }
-        for a in (0.5, 0.7)
-    ]
-    ((level, kept, mean, std, n),) = M.summarize_sweep(rows)[("m", False)]
-    assert (level, kept, n) == (10.0, 10.0, 2) and mean == pytest.approx(60.0)
-    assert std == pytest.approx(np.std([50.0, 70.0], ddof=1))
+# ---------------------------------------------------------------------------------------------
+# The oracle: the sweep as it was drawn before one kernel build served all of a method's masks
+# (a full kernel build per mask, node reweighting on the N rows, G's null space found again
+# for every edge mask, copies of columns not folded).
+# ---------------------------------------------------------------------------------------------
+
+
+def per_mask_dpp_node(
+    inputs: M.PruningInputs, k: int, beta: float | str, seed: int
+) -> torch.Tensor:
+    """dpp_node drawn alone, its kernel from the N x H float64 pre-activations Z."""
+    Z = inputs.train_x.to(torch.float64) @ inputs.W1.to(torch.float64).T
+    L, _ = M.node_kernel(Z.T @ Z, beta, len(inputs.train_x))
+    kernel = dpp_sample.prepare_k_dpp(L, inputs.dpp_backend)
+    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool)
+    keep[kernel.sample(k, [np.random.SeedSequence(seed)])[0]] = True
+    return keep
+
+
+def rows_lstsq_reweight_nodes(
+    activations: torch.Tensor, keep: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least squares of the pruned activations on [1, kept activations] over the N rows."""
+    A = activations.to(torch.float64)
+    design = torch.cat([torch.ones(len(A), 1, dtype=A.dtype), A[:, keep]], dim=1)
+    coef = torch.linalg.lstsq(design, A[:, ~keep], driver="gelsd").solution
+    W2d, b2d = W2.to(torch.float64), b2.to(torch.float64)
+    new_W2 = torch.zeros_like(W2d)
+    new_W2[:, keep] = W2d[:, keep] + W2d[:, ~keep] @ coef[1:].T
+    return new_W2.to(W2.dtype), (b2d + W2d[:, ~keep] @ coef[0]).to(b2.dtype)
+
+
+def per_mask_reweight_edges(
+    W1: torch.Tensor, mask: torch.Tensor, G: torch.Tensor
+) -> torch.Tensor:
+    """Each node's normal equations G_SS delta = G_SR w_R solved alone by the pseudo-inverse."""
+    W = W1.to(torch.float64)
+    rhs_all = torch.where(mask, torch.zeros_like(W), W) @ G
+    result = torch.where(mask, W, torch.zeros_like(W))
+    for h in range(len(W)):
+        kept = torch.nonzero(mask[h]).squeeze(-1)
+        G_SS = G[kept][:, kept].unsqueeze(0)
+        rhs = rhs_all[h, kept].view(1, -1, 1)
+        result[h, kept] += M.pinv_solve(G_SS, rhs)[0, :, 0]
+    return result.to(W1.dtype)
+
+
+@torch.no_grad()
+def sweep_per_mask(
+    inputs: M.PruningInputs, evaluation: M.Evaluation, cells: list[M.Cell]
+) -> dict[tuple[str, float, int], tuple[torch.Tensor, int, int]]:
+    """(method, level, index) -> (mask, correct masked, correct reweighted), drawn alone."""
+    results = {}
+    for cell in cells:
+        method = cell.method
+        if method.name == "dpp_node":
+            mask = per_mask_dpp_node(inputs, cell.k, cell.beta, cell.seed)
+        else:
+            mask = M.draw_mask(method, inputs, cell.k, cell.beta, cell.seed)
+        pruned = M.masked_copy(inputs.model, method.kind, mask)
+        reweighted = copy.deepcopy(pruned)
+        if method.kind == "node":
+            W2, b2 = inputs.W2, inputs.model.w2.bias.detach()
+            new_W2, new_b2 = rows_lstsq_reweight_nodes(inputs.activations(), mask, W2, b2)
+            reweighted.w2.weight.copy_(new_W2)
+            reweighted.w2.bias.copy_(new_b2)
+        else:
+            reweighted.w1.weight.copy_(per_mask_reweight_edges(inputs.W1, mask, inputs.gram()))
+        key = (method.name, cell.level, cell.index)
+        correct = evaluation.evaluate(pruned)[1], evaluation.evaluate(reweighted)[1]
+        results[key] = (mask, *correct)
+    return results
+
+
+def test_the_sweep_drawn_from_one_kernel_build_is_the_sweep_drawn_per_mask() -> None:
+    """Every method, 2 levels x 2 masks, H = 10, beta auto: the same masks and masked
+    accuracies as drawn alone, and reweighted accuracies within one test image."""
+    images, labels = synthetic_digits(240, seed=5)
+    X = M.normalise(images)
+    torch.manual_seed(2)
+    model = M.TwoLayerMLP(10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    for epoch in range(3):
+        M.train_epoch(model, optimizer, X[:200], y[:200], 50, epoch, log_interval=10**9)
+    evaluation = M.Evaluation(X[200:], y[200:], batch_size=20)
+    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, 3, 10, betas=("auto",))
+    before = sweep_per_mask(M.PruningInputs(model, X[:200]), evaluation, cells)
+    after = {
+        (cell.method.name, cell.level, cell.index): (
+            result.mask,
+            result.correct,
+            result.reweighted_correct,
+        )
+        for cell, result, _ in M.run_cells(
+            M.PruningInputs(model, X[:200]), evaluation, cells, reweighting=True
+        )
+    }
+    assert len(after) == 4 * 2 * 2 + 2 * 2 and after.keys() == before.keys()
+    for key, (mask, masked, reweighted) in after.items():
+        mask_before, masked_before, reweighted_before = before[key]
+        assert torch.equal(mask, mask_before), key
+        assert masked == masked_before, key
+        assert abs(reweighted - reweighted_before) <= 1, key

@@ -13,8 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SMALL_HIDDEN, Run, make_workdir, tiny_inputs
-from test_cli import make_bad_files, snapshot
+from conftest import (
+    ROOT,
+    SMALL_HIDDEN,
+    Run,
+    make_bad_files,
+    make_workdir,
+    snapshot,
+    tiny_evaluation,
+    tiny_inputs,
+)
 
 import MNIST as M
 
@@ -23,7 +31,7 @@ import MNIST as M
 def test_node_export_is_a_smaller_net_with_the_same_logits(reweighting: bool) -> None:
     inputs = tiny_inputs()
     keep = M.draw_mask(M.METHODS["dpp_node"], inputs, k=4, beta=0.3, seed=2)
-    pruned = M.prune_with_mask(inputs, "node", keep, reweighting).model
+    pruned = M.prune_with_mask(inputs, tiny_evaluation(), "node", keep, reweighting).model
     small = M.export_pruned(pruned, "node", keep)
     assert small.w1.weight.shape == (4, 784) and small.w2.weight.shape == (10, 4)
     x = torch.randn(25, 784)
@@ -86,17 +94,13 @@ def test_node_export_loads_back_as_a_smaller_model_without_flags(
     cli: Callable[..., Run], workdir: Path
 ) -> None:
     out = workdir / "node_pruned.pt"
-    run = cli(
-        *PRUNE, "--pruning_choice", "dpp_node", "--k", "5", "--save-pruned", str(out)
-    )
+    run = cli(*PRUNE, "--pruning_choice", "dpp_node", "--k", "5", "--save-pruned", str(out))
     assert run.code == 0, run.err
     model, meta = M.load_checkpoint(out)
     assert model.hidden_size == 5 and meta["kept_nodes"].tolist() == sorted(
         meta["kept_nodes"].tolist()
     )
-    masked_line = next(
-        line for line in run.out.splitlines() if line.startswith("Test set")
-    )
+    masked_line = next(line for line in run.out.splitlines() if line.startswith("Test set"))
     # the smaller network tests as the masked one did, loaded by its name alone
     reloaded = cli(
         "--procedure",
@@ -122,6 +126,7 @@ def test_node_export_loads_back_as_a_smaller_model_without_flags(
         "wrong_shapes",
         "no_hidden_units",
         "not_a_dict",
+        "newer_version",
     ],
 )
 def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
@@ -140,9 +145,11 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
         torch.save(state, path)
     elif corrupt == "no_hidden_units":
         empty = {"w1.weight": torch.zeros(0, 784), "w1.bias": torch.zeros(0)}
-        torch.save(
-            {**empty, "w2.weight": torch.zeros(10, 0), "w2.bias": torch.zeros(10)}, path
-        )
+        torch.save({**empty, "w2.weight": torch.zeros(10, 0), "w2.bias": torch.zeros(10)}, path)
+    elif corrupt == "newer_version":
+        M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=3))
+        checkpoint = torch.load(path, weights_only=True)
+        torch.save({**checkpoint, "version": M.CHECKPOINT_VERSION + 1}, path)
     else:
         torch.save([1, 2, 3], path)
     with pytest.raises(M.UsageError, match="bad.pt"):
@@ -168,18 +175,14 @@ def digest(path: Path) -> str:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_save_never_damages_the_previous_checkpoint(
-    tmp_path: Path, sig: int
-) -> None:
+def test_a_killed_save_never_damages_the_previous_checkpoint(tmp_path: Path, sig: int) -> None:
     path = tmp_path / "model.pt"
     M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=3))
     before = digest(path)
     script = (
         SAVER
         if sig == signal.SIGKILL
-        else SAVER.replace(
-            "import MNIST as M", "import MNIST as M\nM.interrupt_on_sigterm()"
-        )
+        else SAVER.replace("import MNIST as M", "import MNIST as M\nM.interrupt_on_sigterm()")
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(ROOT), str(path)],
@@ -189,15 +192,12 @@ def test_a_killed_save_never_damages_the_previous_checkpoint(
     assert proc.stdout.readline().strip() == "ready"
     deadline = time.time() + 60
     while (
-        not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
-        and time.time() < deadline
+        not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) and time.time() < deadline
     ):
         time.sleep(0.01)  # wait until a write is in progress
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    model, _ = M.load_checkpoint(
-        path
-    )  # whatever the file holds now is a complete checkpoint
+    model, _ = M.load_checkpoint(path)  # whatever the file holds now is a complete checkpoint
     assert model.hidden_size in (3, 40000)
     if model.hidden_size == 3:
         assert digest(path) == before
@@ -252,9 +252,7 @@ def real_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
         )
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(
-            zip(REAL_PROCESS_CASES, pool.map(run, REAL_PROCESS_CASES.values()))
-        )
+        results = dict(zip(REAL_PROCESS_CASES, pool.map(run, REAL_PROCESS_CASES.values())))
     return {"results": results, "unchanged": snapshot(folder) == before}
 
 
@@ -262,7 +260,5 @@ def real_process_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_bad_input_in_a_real_process(case: str, real_process_results: dict) -> None:
     proc = real_process_results["results"][case]
     assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith(
-        "MNIST.py: error: "
-    )
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("MNIST.py: error: ")
     assert proc.stdout == "" and real_process_results["unchanged"]

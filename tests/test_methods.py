@@ -28,9 +28,7 @@ def this_platform() -> str:
     cpu = platform.processor()
     with contextlib.suppress(OSError):
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), cpu
-        )
+        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), cpu)
     return f"torch {torch.__version__}, {platform.machine()}, {cpu}"
 
 
@@ -44,11 +42,13 @@ def pinned_inputs() -> M.PruningInputs:
     with torch.no_grad():
         model.w1.weight.copy_(torch.from_numpy(rng.normal(scale=0.05, size=(12, 784))))
         model.w2.weight.copy_(torch.from_numpy(rng.normal(size=(10, 12))))
-    return M.PruningInputs(model, X, X[:10], torch.zeros(10, dtype=torch.long), 10)
+    return M.PruningInputs(model, X)
 
 
 def case_id(case: dict) -> str:
-    return f"{case['method']}-k{case['k']}-beta{case['beta']}-seed{case['seed']}-{case['backend']}"
+    return (
+        f"{case['method']}-k{case['k']}-beta{case['beta']}-seed{case['seed']}-{case['backend']}"
+    )
 
 
 @pytest.mark.parametrize("case", PINNED, ids=case_id)
@@ -67,9 +67,7 @@ def test_masks_are_the_ones_recorded_before_the_method_table(
     if method.kind == "node":
         assert torch.nonzero(listed).squeeze(-1).tolist() == case["indices"]
     else:
-        assert [torch.nonzero(row).squeeze(-1).tolist() for row in listed] == case[
-            "indices"
-        ]
+        assert [torch.nonzero(row).squeeze(-1).tolist() for row in listed] == case["indices"]
 
 
 def test_pins_cover_every_built_in_method() -> None:
@@ -120,9 +118,7 @@ def test_importance_node_keeps_the_largest_mean_outgoing_weights() -> None:
 
 
 def test_a_method_that_returns_the_wrong_mask_is_named() -> None:
-    def nodes_for_an_edge_method(
-        inputs: M.PruningInputs, k: int, beta: object, seed: int
-    ):
+    def nodes_for_an_edge_method(inputs: M.PruningInputs, k: int, beta: object, seed: int):
         return torch.ones(inputs.hidden_size, dtype=torch.bool)
 
     method = M.Method("confused", "edge", nodes_for_an_edge_method)
@@ -143,23 +139,17 @@ def test_register_method_checks_its_arguments(monkeypatch: pytest.MonkeyPatch) -
 
 
 # A method as a user would write it in their own script (README, "Extending it").
-def first_k_edges(
-    inputs: M.PruningInputs, k: int, beta: object, seed: int
-) -> torch.Tensor:
+def first_k_edges(inputs: M.PruningInputs, k: int, beta: object, seed: int) -> torch.Tensor:
     mask = torch.zeros_like(inputs.W1, dtype=torch.bool)
     mask[:, :k] = True
     return mask
 
 
-def seeded_last_nodes(
-    inputs: M.PruningInputs, k: int, beta: object, seed: int
-) -> torch.Tensor:
+def seeded_last_nodes(inputs: M.PruningInputs, k: int, beta: object, seed: int) -> torch.Tensor:
     """k of the last 2k hidden nodes, chosen with the seed."""
     H = inputs.hidden_size
     pool = torch.arange(H - 2 * k, H)
-    chosen = pool[
-        torch.randperm(2 * k, generator=torch.Generator().manual_seed(seed))[:k]
-    ]
+    chosen = pool[torch.randperm(2 * k, generator=torch.Generator().manual_seed(seed))[:k]]
     keep = torch.zeros(H, dtype=torch.bool)
     keep[chosen] = True
     return keep
@@ -168,9 +158,7 @@ def seeded_last_nodes(
 @pytest.fixture
 def user_methods(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(M, "METHODS", dict(M.METHODS))
-    M.register_method(
-        "first_k_edges", kind="edge", draw=first_k_edges, deterministic=True
-    )
+    M.register_method("first_k_edges", kind="edge", draw=first_k_edges, deterministic=True)
     M.register_method("seeded_last_nodes", kind="node", draw=seeded_last_nodes)
 
 
@@ -190,9 +178,7 @@ def test_a_registered_edge_method_runs_through_test_reweighting_and_save(
         "--reweighting",
     )
     assert run.code == 0, run.err
-    assert (
-        "first_k_edges is deterministic" in run.out and "Before reweighting" in run.out
-    )
+    assert "first_k_edges is deterministic" in run.out and "Before reweighting" in run.out
     assert (
         f"{30 * SMALL_HIDDEN + 10 * SMALL_HIDDEN}/{SMALL_HIDDEN * 794} weights remain"
         in run.out
@@ -232,16 +218,10 @@ def test_a_registered_node_method_runs_through_masks_and_saves_a_smaller_net(
     assert run.code == 0, run.err
     assert "seeded_last_nodes k=4 over 2 masks" in run.out
     out = workdir / "last_nodes.pt"
-    assert (
-        cli(*args, "--seed", "6", "--reweighting", "--save-pruned", str(out)).code == 0
-    )
+    assert cli(*args, "--seed", "6", "--reweighting", "--save-pruned", str(out)).code == 0
     model, meta = M.load_checkpoint(out)
-    assert (
-        model.hidden_size == 4 and min(meta["kept_nodes"].tolist()) >= SMALL_HIDDEN - 8
-    )
-    single = cli(
-        *args, "--seed", "6"
-    ).out  # mask 2 of the --num-masks run is seed 6's mask
+    assert model.hidden_size == 4 and min(meta["kept_nodes"].tolist()) >= SMALL_HIDDEN - 8
+    single = cli(*args, "--seed", "6").out  # mask 2 of the --num-masks run is seed 6's mask
     mask_2 = [line for line in run.out.splitlines() if line.startswith("Mask 2/2")]
     assert mask_2[1].removeprefix("Mask 2/2 (seed 6): ") in single
 

