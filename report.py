@@ -560,6 +560,16 @@ class Report:
     written: list[Path]
 
 
+def render_report(rows: Sequence[Row]) -> dict[str, str]:
+    """The text files of a report, by name: sweep.md, statistics.md and statistics.csv."""
+    comparisons = sweep_comparisons(rows)
+    return {
+        "sweep.md": sweep_markdown(rows),
+        "statistics.md": comparisons_markdown(comparisons),
+        "statistics.csv": csv_text(comparisons, COMPARISON_FIELDS),
+    }
+
+
 def write_report(out_dir: Path) -> Report:
     """Rewrite a sweep folder's reports (sweep.md, statistics.md and .csv, the figures) from
     its sweep.csv alone. ValueError when sweep.csv is missing, unreadable or empty."""
@@ -569,22 +579,14 @@ def write_report(out_dir: Path) -> Report:
     rows = read_csv(files.csv)
     if not rows:
         raise ValueError(f"{files.csv} holds no rows")
-    table = sweep_markdown(rows)
-    comparisons = sweep_comparisons(rows)
-    statistics = comparisons_markdown(comparisons)
-    atomic_write_text(files.table, table)
-    atomic_write_text(files.statistics, statistics)
-    atomic_write_text(files.statistics_csv, csv_text(comparisons, COMPARISON_FIELDS))
+    texts = render_report(rows)
+    for name, text in texts.items():
+        atomic_write_text(out_dir / name, text)
     save_sweep_figure(rows, files.figure)
-    written = [
-        files.table,
-        files.statistics,
-        files.statistics_csv,
-        files.figure,
-    ]
+    written = [out_dir / name for name in texts] + [files.figure]
     if save_beta_figure(rows, files.beta_figure):
         written.append(files.beta_figure)
-    return Report(table, statistics, written)
+    return Report(texts["sweep.md"], texts["statistics.md"], written)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -214,15 +214,15 @@ def rows_lstsq_reweight_nodes(
 def per_mask_reweight_edges(
     W1: torch.Tensor, mask: torch.Tensor, G: torch.Tensor
 ) -> torch.Tensor:
-    """Each node's normal equations G_SS delta = G_SR w_R solved alone by the pseudo-inverse."""
+    """The normal equations G_SS delta = G_SR w_R of every node solved by the pseudo-inverse
+    (all nodes keep the same number of edges)."""
     W = W1.to(torch.float64)
     rhs_all = torch.where(mask, torch.zeros_like(W), W) @ G
+    kept = torch.nonzero(mask)[:, 1].reshape(len(W), -1)  # (H, k)
+    G_SS = G[kept.unsqueeze(-1), kept.unsqueeze(-2)]
+    rhs = rhs_all.gather(1, kept).unsqueeze(-1)
     result = torch.where(mask, W, torch.zeros_like(W))
-    for h in range(len(W)):
-        kept = torch.nonzero(mask[h]).squeeze(-1)
-        G_SS = G[kept][:, kept].unsqueeze(0)
-        rhs = rhs_all[h, kept].view(1, -1, 1)
-        result[h, kept] += M.pinv_solve(G_SS, rhs)[0, :, 0]
+    result.scatter_add_(1, kept, M.pinv_solve(G_SS, rhs).squeeze(-1))
     return result.to(W1.dtype)
 
 
