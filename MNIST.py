@@ -77,9 +77,6 @@ ROWS_AT_ONCE = 8192
 NULL_RTOL = 1e-10
 # columns x_i, x_j with ||x_i - x_j||^2 below this times ||x_i||^2 + ||x_j||^2 are copies
 COPY_RTOL = 1e-12
-# a k-DPP provably within this total variation distance of uniform over k-subsets counts as
-# random pruning, for practical purposes (dpp_sample.uniformity_bound)
-PRACTICALLY_UNIFORM = 0.05
 DEFAULT_HIDDEN_SIZE = 500
 # what a pruning method keeps: incoming edges, or hidden nodes
 METHOD_KINDS = ("edge", "node")
@@ -326,80 +323,6 @@ def node_kernel(
     return rbf_kernel(D, beta_used), beta_used
 
 
-def offdiagonal_sum_and_max(L: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Per-kernel sums (B,) and the overall largest of the off-diagonal entries of a batch of
-    kernels (B, M, M), M > 1, computed with the diagonal masked in place (no M x M copy)."""
-    diagonal = L.diagonal(dim1=-2, dim2=-1)
-    saved = diagonal.clone()
-    diagonal.zero_()
-    sums = L.sum((-2, -1))
-    diagonal.fill_(-math.inf)
-    largest = float(L.max())
-    diagonal.copy_(saved)
-    return sums, largest
-
-
-@dataclass
-class KernelStats:
-    """Running one-line summary of a family of DPP kernels (all edge kernels, or the node one).
-
-    The effective rank is the participation ratio (sum lambda)^2 / sum lambda^2 of the
-    eigenvalues, = tr(L)^2 / ||L||_F^2: M for a multiple of I, 1 for rank one. coupling: the
-    largest coupling_bound of the family, from which uniformity(k) bounds how far its k-DPPs
-    are from uniform (all our kernels have the constant diagonal 1 + eps).
-    """
-
-    count: int = 0
-    offdiag_mean_sum: float = 0.0
-    offdiag_max: float = 0.0
-    effective_rank_sum: float = 0.0
-    beta_sum: float = 0.0
-    coupling: float = 0.0
-
-    def update(self, L: torch.Tensor, beta: torch.Tensor) -> None:
-        """L: (B, M, M), beta: (B,)."""
-        M = L.shape[-1]
-        trace = L.diagonal(dim1=-2, dim2=-1).sum(-1)
-        self.count += len(L)
-        if M > 1:
-            sums, largest = offdiagonal_sum_and_max(L)
-            self.offdiag_mean_sum += float(sums.sum()) / (M * (M - 1))
-            self.offdiag_max = max(self.offdiag_max, largest)
-            self.coupling = max(self.coupling, float(dpp_sample.coupling_bound(L).max()))
-        frobenius2 = torch.linalg.matrix_norm(L).square()
-        self.effective_rank_sum += float((trace.square() / frobenius2).sum())
-        self.beta_sum += float(beta.sum())
-
-    @property
-    def effective_rank(self) -> float:
-        return self.effective_rank_sum / max(self.count, 1)
-
-    @property
-    def beta(self) -> float:
-        """The mean beta of the family's kernels."""
-        return self.beta_sum / max(self.count, 1)
-
-    def uniformity(self, k: int) -> float:
-        """Bound of the total variation distance of the family's k-DPPs from uniform."""
-        return dpp_sample.uniformity_bound(self.coupling, k)
-
-    def practically_uniform(self, k: int) -> bool:
-        return self.uniformity(k) <= PRACTICALLY_UNIFORM
-
-    def line(self, name: str, k: int) -> str:
-        n = max(self.count, 1)
-        uniformity = (
-            f"so the {k}-DPP is within {self.uniformity(k):.3g} of uniform (total variation)"
-            if self.coupling < 1.0
-            else "which bounds nothing"
-        )
-        return (
-            f"{name} kernels ({self.count}): beta {self.beta:.4g} (mean), off-diagonal mean "
-            f"{self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
-            f"{self.effective_rank:.1f} (mean); couplings <= {self.coupling:.3g}, {uniformity}"
-        )
-
-
 # ----------------------------------------------------------------------------------------------
 # Pruning methods and their table
 # ----------------------------------------------------------------------------------------------
@@ -425,7 +348,9 @@ class PruningInputs:
     train_x: torch.Tensor
     dpp_backend: str = "torch"
     node_features: str = "preactivation"
-    kernel_stats: dict[tuple[str, str, str], KernelStats] = field(default_factory=dict)
+    kernel_stats: dict[tuple[str, str, str], dpp_sample.KernelStats] = field(
+        default_factory=dict
+    )
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -490,16 +415,16 @@ class PruningInputs:
         node kernels the node features)."""
         return kind, str(beta), self.node_features if kind == "node" else ""
 
-    def new_kernel_stats(self, kind: str, beta: Beta) -> KernelStats | None:
-        """An empty KernelStats, now kept in kernel_stats for the DPP kernels of this kind and
+    def new_kernel_stats(self, kind: str, beta: Beta) -> dpp_sample.KernelStats | None:
+        """An empty dpp_sample.KernelStats, now kept in kernel_stats for the DPP kernels of this kind and
         beta (kernel_key) to fill; None when such a summary is kept already."""
         key = self.kernel_key(kind, beta)
         if key in self.kernel_stats:
             return None
-        self.kernel_stats[key] = KernelStats()
+        self.kernel_stats[key] = dpp_sample.KernelStats()
         return self.kernel_stats[key]
 
-    def kernel_summary(self, kind: str, beta: Beta) -> KernelStats | None:
+    def kernel_summary(self, kind: str, beta: Beta) -> dpp_sample.KernelStats | None:
         """The summary of the DPP kernels of this kind and beta built so far, if any."""
         return self.kernel_stats.get(self.kernel_key(kind, beta))
 
@@ -516,7 +441,7 @@ def dpp_edge_masks(
     backend: str = "torch",
     chunk_size: int = NODES_AT_ONCE,
     draws_at_once: int = dpp_sample.DRAWS_AT_ONCE,
-    stats: KernelStats | None = None,
+    stats: dpp_sample.KernelStats | None = None,
 ) -> list[torch.Tensor]:
     """For every (k, seed) of draws, k incoming edges per hidden node drawn from that node's
     edge k-DPP (edge_kernels).
@@ -1442,7 +1367,7 @@ def save_pruned(
 # ----------------------------------------------------------------------------------------------
 
 
-def report_kernels(stats: KernelStats | None, kind: str, beta: Beta, k: int) -> None:
+def report_kernels(stats: dpp_sample.KernelStats | None, kind: str, beta: Beta, k: int) -> None:
     """The one-line summary of a family of DPP kernels (none for methods that draw from none),
     and a warning when its k-DPP is, for practical purposes, uniform."""
     if stats is None:
@@ -1485,9 +1410,9 @@ def run_cells(
     evaluation: Evaluation,
     cells: Sequence[Cell],
     reweighting: bool,
-    on_drawn: Callable[[Cell, KernelStats | None], None] = lambda cell, stats: None,
+    on_drawn: Callable[[Cell, dpp_sample.KernelStats | None], None] = lambda cell, stats: None,
     on_stage: Callable[[str], None] = lambda text: None,
-) -> Iterator[tuple[Cell, PruningResult, KernelStats | None]]:
+) -> Iterator[tuple[Cell, PruningResult, dpp_sample.KernelStats | None]]:
     """Every cell through the pipeline (prune_with_mask), with the summary of the kernels its
     mask was drawn from (None for methods that draw from none). The cells of a method and
     setting are drawn at once (draw_masks), so the DPP methods build their kernels once for
@@ -1542,7 +1467,7 @@ def run_test(
         for index in range(num_masks)
     ]
 
-    def report_drawn(cell: Cell, stats: KernelStats | None) -> None:
+    def report_drawn(cell: Cell, stats: dpp_sample.KernelStats | None) -> None:
         report_kernels(stats, method.kind, beta, k)
 
     accuracies: dict[bool, list[float]] = {False: [], True: []}
@@ -1630,7 +1555,7 @@ def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
 def sweep_rows(
     cell: Cell,
     result: PruningResult,
-    stats: KernelStats | None,
+    stats: dpp_sample.KernelStats | None,
     unpruned_accuracy: float,
     dataset: str,
     source: str,
@@ -1777,7 +1702,7 @@ def run_sweep(
         key = (cell.method.name, cell.setting)
         largest_k[key] = max(largest_k.get(key, 0), cell.k)
 
-    def report_drawn(cell: Cell, stats: KernelStats | None) -> None:
+    def report_drawn(cell: Cell, stats: dpp_sample.KernelStats | None) -> None:
         """The summary of the kernels cell's group is drawn from, at its largest k."""
         k = largest_k[cell.method.name, cell.setting]
         report_kernels(stats, cell.method.kind, cell.beta, k)

@@ -53,6 +53,9 @@ COUPLING_THRESHOLD = 0.1
 MAX_PROPOSALS = 16
 # draws of one k that sample_draws samples together, as one batch: fewer steps, more memory
 DRAWS_AT_ONCE = 3
+# a k-DPP provably within this total variation distance of uniform over k-subsets counts as
+# uniform, for practical purposes (uniformity_bound)
+PRACTICALLY_UNIFORM = 0.05
 BACKENDS = ("torch", "dppy")
 
 
@@ -106,6 +109,81 @@ def uniformity_bound(rho: float, k: int) -> float:
     when rho >= 1.
     """
     return math.tanh(k * math.atanh(rho)) if rho < 1.0 else 1.0
+
+
+def offdiagonal_sum_and_max(L: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per-kernel sums (B,) and the overall largest of the off-diagonal entries of a batch of
+    kernels (B, M, M), M > 1, computed with the diagonal masked in place (no M x M copy)."""
+    diagonal = L.diagonal(dim1=-2, dim2=-1)
+    saved = diagonal.clone()
+    diagonal.zero_()
+    sums = L.sum((-2, -1))
+    diagonal.fill_(-math.inf)
+    largest = float(L.max())
+    diagonal.copy_(saved)
+    return sums, largest
+
+
+@dataclass
+class KernelStats:
+    """Running one-line summary of a family of DPP kernels: how far from uniform they sample.
+
+    The effective rank is the participation ratio (sum lambda)^2 / sum lambda^2 of the
+    eigenvalues, = tr(L)^2 / ||L||_F^2: M for a multiple of I, 1 for rank one. coupling: the
+    largest coupling_bound of the family, from which uniformity(k) bounds how far its k-DPPs
+    are from uniform (for kernels of a constant diagonal); beta: the mean of a parameter the
+    caller passes per kernel (an RBF kernel's beta).
+    """
+
+    count: int = 0
+    offdiag_mean_sum: float = 0.0
+    offdiag_max: float = 0.0
+    effective_rank_sum: float = 0.0
+    beta_sum: float = 0.0
+    coupling: float = 0.0
+
+    def update(self, L: torch.Tensor, beta: torch.Tensor) -> None:
+        """L: (B, M, M), beta: (B,)."""
+        M = L.shape[-1]
+        trace = L.diagonal(dim1=-2, dim2=-1).sum(-1)
+        self.count += len(L)
+        if M > 1:
+            sums, largest = offdiagonal_sum_and_max(L)
+            self.offdiag_mean_sum += float(sums.sum()) / (M * (M - 1))
+            self.offdiag_max = max(self.offdiag_max, largest)
+            self.coupling = max(self.coupling, float(coupling_bound(L).max()))
+        frobenius2 = torch.linalg.matrix_norm(L).square()
+        self.effective_rank_sum += float((trace.square() / frobenius2).sum())
+        self.beta_sum += float(beta.sum())
+
+    @property
+    def effective_rank(self) -> float:
+        return self.effective_rank_sum / max(self.count, 1)
+
+    @property
+    def beta(self) -> float:
+        """The mean beta of the family's kernels."""
+        return self.beta_sum / max(self.count, 1)
+
+    def uniformity(self, k: int) -> float:
+        """Bound of the total variation distance of the family's k-DPPs from uniform."""
+        return uniformity_bound(self.coupling, k)
+
+    def practically_uniform(self, k: int) -> bool:
+        return self.uniformity(k) <= PRACTICALLY_UNIFORM
+
+    def line(self, name: str, k: int) -> str:
+        n = max(self.count, 1)
+        uniformity = (
+            f"so the {k}-DPP is within {self.uniformity(k):.3g} of uniform (total variation)"
+            if self.coupling < 1.0
+            else "which bounds nothing"
+        )
+        return (
+            f"{name} kernels ({self.count}): beta {self.beta:.4g} (mean), off-diagonal mean "
+            f"{self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
+            f"{self.effective_rank:.1f} (mean); couplings <= {self.coupling:.3g}, {uniformity}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 from conftest import direct_rbf, kernels_sampled_by, small_inputs
 from scipy.spatial.distance import cdist
 
+import dpp_sample
 import MNIST as M
 
 
@@ -57,7 +58,7 @@ def test_beta_auto_is_the_median_heuristic_per_kernel() -> None:
 def test_kernel_stats_of_a_diagonal_and_a_coupled_kernel() -> None:
     far = torch.from_numpy(np.random.default_rng(4).normal(scale=100.0, size=(50, 8)))
     for beta, diagonal in ((0.3, True), ("auto", False)):
-        stats = M.KernelStats()
+        stats = dpp_sample.KernelStats()
         L, beta_used = M.node_kernel(far.T @ far, beta)
         stats.update(L, beta_used)
         eigvals = torch.linalg.eigvalsh(L[0])
