@@ -50,7 +50,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -187,18 +187,19 @@ def train_epoch(
 @torch.no_grad()
 def evaluate(
     model: TwoLayerMLP, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-) -> tuple[float, int]:
-    """Returns (mean cross-entropy per image, number of correct predictions)."""
+) -> tuple[float, torch.Tensor]:
+    """Returns (mean cross-entropy per image, which images are predicted right: (M,) bool)."""
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, right = 0.0, []
     for x, y in minibatches(images, labels, batch_size):
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == y).sum())
-    return total_loss / len(labels), correct
+        right.append(logits.argmax(dim=1) == y)
+    return total_loss / len(labels), torch.cat(right)
 
 
-def result_line(loss: float, correct: int, total: int) -> str:
+def result_line(loss: float, right: torch.Tensor) -> str:
+    correct, total = int(right.sum()), len(right)
     return (
         f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} "
         f"({100.0 * correct / total:.2f}%)"
@@ -923,8 +924,8 @@ class Evaluation:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def evaluate(self, model: TwoLayerMLP) -> tuple[float, int]:
-        """(mean test loss, correct test predictions) of a network."""
+    def evaluate(self, model: TwoLayerMLP) -> tuple[float, torch.Tensor]:
+        """(mean test loss, which test images are predicted right: (M,) bool) of a network."""
         return evaluate(model, self.images, self.labels, self.batch_size)
 
 
@@ -932,36 +933,43 @@ class Evaluation:
 class PruningResult:
     """What pruning one network with one mask gave.
 
-    mask: (H, 784) or (H,) bool, as drawn; correct, loss: of the masked network on the test
-    set; reweighted_correct, reweighted_loss: of the reweighted one (None without
-    reweighting); model: the pruned network, reweighted when reweighting was asked for.
+    mask: (H, 784) or (H,) bool, as drawn; loss, right: of the masked network on the test
+    set, right (M,) bool the images it predicts right; reweighted_loss, reweighted_right: of
+    the reweighted one (None without reweighting); model: the pruned network, reweighted when
+    reweighting was asked for.
     """
 
     mask: torch.Tensor
     remaining_weights: int
     total_weights: int
-    num_test: int
     loss: float
-    correct: int
-    reweighted_loss: float | None
-    reweighted_correct: int | None
+    right: torch.Tensor
     model: TwoLayerMLP
+    reweighted_loss: float | None = None
+    reweighted_right: torch.Tensor | None = None
 
     @property
     def percent_kept(self) -> float:
         return 100.0 * self.remaining_weights / self.total_weights
 
     @property
+    def correct(self) -> int:
+        return int(self.right.sum())
+
+    @property
+    def reweighted_correct(self) -> int | None:
+        return None if self.reweighted_right is None else int(self.reweighted_right.sum())
+
+    @property
     def accuracy(self) -> float:
         """Test accuracy of the masked network, in [0, 1]."""
-        return self.correct / self.num_test
+        return self.correct / len(self.right)
 
     @property
     def reweighted_accuracy(self) -> float | None:
         """Test accuracy of the reweighted network, in [0, 1]; None without reweighting."""
-        if self.reweighted_correct is None:
-            return None
-        return self.reweighted_correct / self.num_test
+        correct = self.reweighted_correct
+        return None if correct is None else correct / len(self.right)
 
 
 def prune_with_mask(
@@ -975,13 +983,11 @@ def prune_with_mask(
     with reweighting, also reweight the masked network and test that."""
     pruned = masked_copy(inputs.model, kind, mask)
     remaining, total = count_remaining_weights(kind, mask)
-    loss, correct = evaluation.evaluate(pruned)
-    result = PruningResult(
-        mask, remaining, total, len(evaluation), loss, correct, None, None, pruned
-    )
+    loss, right = evaluation.evaluate(pruned)
+    result = PruningResult(mask, remaining, total, loss, right, pruned)
     if reweighting:
         result.model = reweighted_copy(pruned, inputs, kind, mask)
-        result.reweighted_loss, result.reweighted_correct = evaluation.evaluate(result.model)
+        result.reweighted_loss, result.reweighted_right = evaluation.evaluate(result.model)
     return result
 
 
@@ -1233,6 +1239,16 @@ def save_checkpoint(path: Path, model: TwoLayerMLP, extra: dict | None = None) -
     atomic_torch_save(checkpoint, path)
 
 
+def weights_fingerprint(model: TwoLayerMLP) -> str:
+    """A short hash of a network's weights and biases: it tells networks apart whatever their
+    paths (a network retrained at the same path is another network)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
     """Rebuild the model from our checkpoint format or from a plain state_dict (the original's).
 
@@ -1384,6 +1400,15 @@ def report_kernels(stats: dpp_sample.KernelStats | None, kind: str, beta: Beta, 
 
 
 @dataclass(frozen=True)
+class Network:
+    """A trained network of a sweep: its checkpoint, model and weights_fingerprint."""
+
+    path: Path
+    model: TwoLayerMLP
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class Cell:
     """One mask of an experiment: a method with its k, seed and, for DPP methods, the kernels'
     beta and node features; in a sweep also the level (percent of weights kept) and the mask's
@@ -1403,6 +1428,11 @@ class Cell:
         if not self.method.samples_dpp:
             return "", ""
         return str(self.beta), self.node_features if self.method.kind == "node" else ""
+
+    @property
+    def key(self) -> tuple[str, str, str, float, int]:
+        """The cell as a sweep's rows record it: (method, beta, node features, level, index)."""
+        return (self.method.name, *self.setting, self.level, self.index)
 
 
 def run_cells(
@@ -1456,9 +1486,7 @@ def run_test(
 ) -> PruningResult:
     """--procedure test: num_masks masks (mask i with seed + i, all drawn at once), each
     through the pipeline, printed; returns the last result."""
-    num_test = len(evaluation)
-    loss, correct = evaluation.evaluate(inputs.model)
-    print(f"Unpruned: {result_line(loss, correct, num_test)}")
+    print(f"Unpruned: {result_line(*evaluation.evaluate(inputs.model))}")
     if method.deterministic and num_masks > 1:
         print(f"{method.name} is deterministic: its one mask is evaluated once")
         num_masks = 1
@@ -1491,17 +1519,15 @@ def run_test(
                 f"{result.remaining_weights}/{result.total_weights} weights remain "
                 f"({result.percent_kept:.2f}%)"
             )
-            masked_line = result_line(result.loss, result.correct, num_test)
+            masked_line = result_line(result.loss, result.right)
             accuracies[False].append(100.0 * result.accuracy)
-            if result.reweighted_correct is None:
+            if result.reweighted_right is None:
                 tqdm.write(f"{prefix}{masked_line}")
                 continue
             assert result.reweighted_loss is not None and result.reweighted_accuracy is not None
             accuracies[True].append(100.0 * result.reweighted_accuracy)
             tqdm.write(f"{prefix}Before reweighting: {masked_line}")
-            reweighted_line = result_line(
-                result.reweighted_loss, result.reweighted_correct, num_test
-            )
+            reweighted_line = result_line(result.reweighted_loss, result.reweighted_right)
             tqdm.write(f"{prefix}After reweighting: {reweighted_line}")
     if num_masks > 1:
         summary = f"{method.name} k={k} over {num_masks} masks: {mean_std(accuracies[False])} "
@@ -1556,15 +1582,16 @@ def sweep_rows(
     cell: Cell,
     result: PruningResult,
     stats: dpp_sample.KernelStats | None,
+    network: Network,
     unpruned_accuracy: float,
     dataset: str,
-    source: str,
 ) -> list[dict[str, object]]:
     """The two CSV rows (without, with reweighting) of one mask of a sweep
     (report.SWEEP_FIELDS). The kernel diagnostics (mean beta, mean effective rank, uniformity
     bound at k) are those of the DPP kernels the mask was drawn from; empty for other methods.
     What the report needs to know of the method (kind, samples_dpp, baseline, deterministic)
-    is written into every row."""
+    and of the network (its fingerprint, the test images each pruned network gets right) is
+    written into every row."""
     assert result.reweighted_accuracy is not None
     method = cell.method
     beta, node_features = cell.setting
@@ -1595,43 +1622,55 @@ def sweep_rows(
             "loss": round(loss, 6),
             **diagnostics,
             "dataset": dataset,
-            "checkpoint": source,
+            "checkpoint": network.path,
             "deterministic": method.deterministic,
             "samples_dpp": method.samples_dpp,
             "baseline": method.baseline or "",
             "unpruned_accuracy": unpruned_accuracy,
+            "network": network.fingerprint,
+            "correct_images": report.pack_bits(right.cpu().numpy()),
         }
-        for reweighting, accuracy, loss in (
-            (False, result.accuracy, result.loss),
-            (True, result.reweighted_accuracy, result.reweighted_loss),
+        for reweighting, accuracy, loss, right in (
+            (False, result.accuracy, result.loss, result.right),
+            (True, result.reweighted_accuracy, result.reweighted_loss, result.reweighted_right),
         )
     ]
 
 
-def earlier_rows(path: Path, source: str, dataset: str) -> list[dict[str, str]]:
-    """The rows of an earlier (possibly interrupted) sweep to resume, [] when there is none;
-    a sweep of another checkpoint or data set is not resumed."""
+def earlier_rows(
+    path: Path, networks: Sequence[Network], dataset: str, seed: int
+) -> list[dict[str, str]]:
+    """The rows of an earlier (possibly interrupted) sweep to resume, [] when there is none.
+    Refused: rows of another data set or network (by fingerprint: a network retrained at the
+    same path is another network) and masks drawn with another --seed."""
     if not path.exists():
         return []
     try:
         rows = report.read_csv(path)
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out-dir") from None
-    foreign = [r for r in rows if (r["checkpoint"], r["dataset"]) != (source, dataset)]
-    if foreign:
-        raise UsageError(
-            f"{path} holds results for --trained_weights {foreign[0]['checkpoint']} on "
-            f"{foreign[0]['dataset']}; resume with those or choose another --out-dir"
-        )
+    at_path = {str(network.path): network.fingerprint for network in networks}
+    ours = set(at_path.values())
+    for row in rows:
+        other_weights = at_path.get(row["checkpoint"], row["network"]) != row["network"]
+        if other_weights:
+            raise UsageError(
+                f"{path} holds results of other weights at --trained_weights "
+                f"{row['checkpoint']} (network {row['network']}, now {at_path[row['checkpoint']]}"
+                "); a retrained network starts another --out-dir"
+            )
+        if row["dataset"] != dataset or row["network"] not in ours:
+            raise UsageError(
+                f"{path} holds results for --trained_weights {row['checkpoint']} on "
+                f"{row['dataset']}; resume with those or choose another --out-dir"
+            )
+        drawn_with = int(row["seed"]) - int(row["mask"])
+        if drawn_with != seed:
+            raise UsageError(
+                f"{path} holds masks drawn with --seed {drawn_with}; resume with it or choose "
+                "another --out-dir"
+            )
     return rows
-
-
-def done_cells(rows: Sequence[dict[str, str]]) -> set[tuple[str, str, str, float, int]]:
-    """The cells a sweep's rows hold: (method, beta, node features, level, index)."""
-    return {
-        (r["method"], r["beta"], r["node_features"], float(r["level"]), int(r["mask"]))
-        for r in rows
-    }
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -1653,28 +1692,49 @@ def sweep_cells(
     hidden_size: int,
     betas: Sequence[Beta] = (0.3,),
     node_features: Sequence[str] = ("preactivation",),
-    done: Container[tuple[str, str, str, float, int]] = (),
+    node_settings: Sequence[tuple[Beta, str]] | None = None,
 ) -> list[Cell]:
-    """The sweep's grid, method by method and setting by setting, without the cells already
-    done ((method, beta, node features, level, index) as the CSV records them). DPP methods
-    run at every beta (node DPP methods also at every node feature choice), other methods
-    once; mask index i has seed seed + i, deterministic methods one mask per level."""
+    """The sweep's grid, method by method and setting by setting. DPP methods run at every
+    beta, node DPP methods at every (beta, node features) of node_settings, by default
+    betas x node_features; other methods once. Mask index i has seed seed + i, deterministic
+    methods one mask per level."""
     cells = []
     for method in (METHODS[name] for name in methods):
         if not method.samples_dpp:
             settings = [(betas[0], node_features[0])]
         elif method.kind == "node":
-            settings = [(beta, features) for beta in betas for features in node_features]
+            settings = node_settings or [(b, f) for b in betas for f in node_features]
         else:
             settings = [(beta, node_features[0]) for beta in betas]
         for beta, features in settings:
             for level in levels:
                 k = level_to_k(method.kind, level, hidden_size)
                 for index in range(1 if method.deterministic else num_masks):
-                    cell = Cell(method, k, seed + index, beta, features, level, index)
-                    if (method.name, *cell.setting, level, index) not in done:
-                        cells.append(cell)
+                    cells.append(Cell(method, k, seed + index, beta, features, level, index))
     return cells
+
+
+def shard_cells(
+    networks: Sequence[Network], cells: Sequence[Cell], shard: tuple[int, int] | None
+) -> dict[str, list[Cell]]:
+    """The cells of each network (by fingerprint) in shard (i, n), the i-th of n disjoint
+    parts of a sweep: its groups (network, method, setting), whose masks are drawn from one
+    kernel build, taken in turn, group j to part j mod n + 1. All of them without a shard."""
+    groups = list(
+        dict.fromkeys(
+            (n.fingerprint, c.method.name, c.setting) for n in networks for c in cells
+        )
+    )
+    i, n = shard or (1, 1)
+    mine = set(groups[i - 1 :: n])
+    return {
+        network.fingerprint: [
+            cell
+            for cell in cells
+            if (network.fingerprint, cell.method.name, cell.setting) in mine
+        ]
+        for network in networks
+    }
 
 
 def run_sweep(
@@ -1683,19 +1743,21 @@ def run_sweep(
     cells: Sequence[Cell],
     rows: list[dict[str, object]],
     csv_path: Path,
+    network: Network,
     dataset: str,
-    source: str,
     progress: bool = False,
 ) -> None:
     """Every cell with and without reweighting, its two rows (sweep_rows) added to rows and
     sweep.csv (rewritten atomically) as soon as its mask is done, so an interrupted sweep
     keeps what it finished and the same call, with the cells still missing, resumes it. A
     bar counts the masks and names the stage (with progress); every mask prints one line."""
-    _, correct = evaluation.evaluate(inputs.model)
-    unpruned_accuracy = correct / len(evaluation)
+    right = evaluation.evaluate(inputs.model)[1]
+    unpruned_accuracy = int(right.sum()) / len(right)
+    done = sum(row["network"] == network.fingerprint for row in rows) // 2
     print(
-        f"Sweep of {source} (unpruned {100 * unpruned_accuracy:.2f}%): "
-        f"{len(done_cells(rows))} masks done earlier in {csv_path}, {len(cells)} to run"
+        f"Sweep of {network.path} (network {network.fingerprint}, unpruned "
+        f"{100 * unpruned_accuracy:.2f}%): {done} masks done earlier in {csv_path}, "
+        f"{len(cells)} to run"
     )
     largest_k = {}
     for cell in cells:
@@ -1716,7 +1778,7 @@ def run_sweep(
             on_drawn=report_drawn,
             on_stage=bar.set_description_str,
         ):
-            rows += sweep_rows(cell, result, stats, unpruned_accuracy, dataset, source)
+            rows += sweep_rows(cell, result, stats, network, unpruned_accuracy, dataset)
             report.atomic_write_text(csv_path, report.csv_text(rows, report.SWEEP_FIELDS))
             bar.update()
             setting = ", ".join(part for part in cell.setting if part)
@@ -1838,6 +1900,42 @@ def level_list(text: str) -> list[float]:
     return sorted(set(levels))
 
 
+def checkpoint_list(text: str) -> list[Path]:
+    """--trained_weights: one checkpoint, or several comma-separated."""
+    paths = [Path(part.strip()) for part in text.split(",") if part.strip()]
+    if not paths or len(set(paths)) < len(paths):
+        raise argparse.ArgumentTypeError(
+            f"expected checkpoint paths, each listed once, got {text!r}"
+        )
+    return paths
+
+
+def node_setting_list(text: str) -> list[tuple[Beta, str]]:
+    """--node-settings: comma-separated BETA:FEATURES, beta_value's and NODE_FEATURES."""
+    settings = []
+    for part in (part.strip() for part in text.split(",") if part.strip()):
+        beta, _, features = part.rpartition(":")
+        if features not in NODE_FEATURES or not beta:
+            raise argparse.ArgumentTypeError(
+                f"expected BETA:FEATURES, FEATURES one of {', '.join(NODE_FEATURES)}, "
+                f"got {part!r}"
+            )
+        settings.append((beta_value(beta), features))
+    if not settings:
+        raise argparse.ArgumentTypeError("expected at least one BETA:FEATURES")
+    return list(dict.fromkeys(settings))
+
+
+def shard_value(text: str) -> tuple[int, int]:
+    """--shard I/N: the I-th of N parts, 1 <= I <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(
+            f"expected I/N with 1 <= I <= N, e.g. 2/5, got {text!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="MNIST.py",
@@ -1943,9 +2041,10 @@ def build_parser() -> argparse.ArgumentParser:
     pruning = parser.add_argument_group("pruning")
     pruning.add_argument(
         "--trained_weights",
-        type=Path,
-        default=Path("mnist_two_layer.pt"),
-        help="checkpoint to prune (test, sweep)",
+        type=checkpoint_list,
+        default="mnist_two_layer.pt",
+        help="checkpoint to prune; a sweep takes several, comma-separated (same data set and "
+        "hidden size)",
     )
     pruning.add_argument(
         "--pruning_choice",
@@ -2014,6 +2113,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LEVELS,
         help="comma-separated percents of weights kept, for sweep and budget",
     )
+    experiments.add_argument(
+        "--node-settings",
+        type=node_setting_list,
+        default=None,
+        metavar="BETA:FEATURES,...",
+        help="the exact settings of a sweep's node DPP methods, e.g. "
+        "10/N:activation,auto:preactivation (--betas x --node-features when not given)",
+    )
+    experiments.add_argument(
+        "--shard",
+        type=shard_value,
+        default=None,
+        metavar="I/N",
+        help="run the I-th of N disjoint parts of a sweep (its networks' method settings taken "
+        "in turn), for a job array; report.py merges the parts' folders",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -2022,6 +2137,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="save the trained model (mnist_two_layer.pt, or mnist_two_layer_Dropout.pt "
         "with dropout; fashion-mnist_two_layer.pt ... for Fashion-MNIST)",
+    )
+    output.add_argument(
+        "--save-as",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --procedure training: save the trained model here instead",
     )
     output.add_argument(
         "--save-pruned",
@@ -2064,9 +2186,18 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
         parser.error("--save-pruned only applies to --procedure test")
     if args.save_pruned is not None and args.num_masks > 1:
         parser.error("--save-pruned saves one pruned network: use it with --num-masks 1")
+    if args.save_as is not None and (procedure != "training" or not args.save_model):
+        parser.error("--save-as only applies to --procedure training, saving the model")
+    for flag, value in (("--shard", args.shard), ("--node-settings", args.node_settings)):
+        if value is not None and procedure != "sweep":
+            parser.error(f"{flag} only applies to --procedure sweep")
+    if len(args.trained_weights) > 1 and procedure != "sweep":
+        parser.error("--trained_weights takes one checkpoint outside a sweep")
     filled: dict[str, object] = {
         "procedure": procedure,
         "betas": args.betas or [args.beta],
+        "checkpoints": args.trained_weights,
+        "trained_weights": args.trained_weights[0],
     }
     if args.hidden_size is None and procedure in ("training", "budget"):
         filled["hidden_size"] = DEFAULT_HIDDEN_SIZE
@@ -2108,7 +2239,7 @@ def announce(data: Dataset, device: torch.device) -> None:
 def train_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure training: train a new model on the data set, test it after every epoch,
     save it (training_output_path)."""
-    out_path = training_output_path(args) if args.save_model else None
+    out_path = (args.save_as or training_output_path(args)) if args.save_model else None
     check_writable(out_path)
     data = load_data(args.data_dir, args.dataset)
     announce(data, device)
@@ -2133,8 +2264,8 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
             f"Train Epoch: {epoch} average loss: {train_loss:.4f}, accuracy: "
             f"{train_correct}/{len(train_y)} ({100.0 * train_correct / len(train_y):.2f}%)"
         )
-        loss, correct = evaluate(model, test_x, test_y, args.test_batch_size)
-        tqdm.write(result_line(loss, correct, len(test_y)))
+        loss, right = evaluate(model, test_x, test_y, args.test_batch_size)
+        tqdm.write(result_line(loss, right))
     if out_path is not None:
         train_config = {
             key: value
@@ -2145,7 +2276,7 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
             "train_args": train_config,
             "dataset": data.name,
             "data_fingerprint": data.fingerprint,
-            "test_accuracy": correct / len(test_y),
+            "test_accuracy": int(right.sum()) / len(right),
         }
         save_checkpoint(out_path, model, extra)
         print(f"Saved {out_path}")
@@ -2156,62 +2287,82 @@ def budget_command(args: argparse.Namespace, device: torch.device, progress: boo
     print(budget_table(args.hidden_size, args.levels))
 
 
-def load_for_pruning(args: argparse.Namespace) -> tuple[TwoLayerMLP, dict, str]:
-    """The checkpoint to prune, checked against --hidden-size, --dataset and --k, and the
-    data set to prune it on (a key of DATA_SETS): --dataset, else the checkpoint's."""
-    path = args.trained_weights
-    model, meta = load_checkpoint(path)
-    H = model.hidden_size
-    if args.hidden_size is not None and args.hidden_size != H:
+def load_for_pruning(
+    args: argparse.Namespace, device: torch.device
+) -> tuple[list[Network], Dataset]:
+    """The checkpoints to prune (--trained_weights), each checked against --hidden-size,
+    --dataset and --k, and the data set they were trained on, checked too: a sweep's networks
+    share data set and hidden size, and are different networks."""
+    networks, trained_on = [], {}
+    for path in args.checkpoints:
+        model, meta = load_checkpoint(path)
+        H = model.hidden_size
+        if args.hidden_size is not None and args.hidden_size != H:
+            raise UsageError(
+                f"--trained_weights {path} has hidden size {H} but --hidden-size is "
+                f"{args.hidden_size}; omit --hidden-size or pass --hidden-size {H}"
+            )
+        name = recorded_dataset(meta)
+        recorded = next((key for key, info in DATA_SETS.items() if info.name == name), None)
+        if args.dataset is not None and recorded is not None and args.dataset != recorded:
+            raise UsageError(
+                f"--trained_weights {path} was trained on {name}, not --dataset "
+                f"{args.dataset}; omit --dataset or pass --dataset {recorded}"
+            )
+        network = Network(path, model, weights_fingerprint(model))
+        for earlier in networks:
+            if earlier.fingerprint == network.fingerprint:
+                raise UsageError(
+                    f"--trained_weights {path} holds the weights of {earlier.path}"
+                )
+            if earlier.model.hidden_size != H:
+                raise UsageError(
+                    f"--trained_weights {path} has hidden size {H}, {earlier.path} "
+                    f"{earlier.model.hidden_size}: a sweep's networks share one architecture"
+                )
+        networks.append(network)
+        trained_on[path] = (meta, args.dataset or recorded or "mnist")
+    datasets = {dataset for _, dataset in trained_on.values()}
+    if len(datasets) > 1:
         raise UsageError(
-            f"--trained_weights {path} has hidden size {H} but --hidden-size is "
-            f"{args.hidden_size}; omit --hidden-size or pass --hidden-size {H}"
-        )
-    trained_on = recorded_dataset(meta)
-    recorded = next((key for key, info in DATA_SETS.items() if info.name == trained_on), None)
-    if args.dataset is not None and recorded is not None and args.dataset != recorded:
-        raise UsageError(
-            f"--trained_weights {path} was trained on {trained_on}, not --dataset "
-            f"{args.dataset}; omit --dataset or pass --dataset {recorded}"
+            f"--trained_weights {', '.join(map(str, args.checkpoints))} were trained on "
+            f"{' and '.join(sorted(datasets))}: a sweep's networks share one data set"
         )
     method = METHODS[args.pruning_choice]
-    ground = ground_size(method.kind, H)
+    ground = ground_size(method.kind, networks[0].model.hidden_size)
     if args.procedure == "test" and args.k > ground:
         items = "incoming edges per node" if method.kind == "edge" else "hidden nodes"
         raise UsageError(
-            f"--k {args.k} is larger than the {ground} {items} of --trained_weights {path} "
-            f"({method.name}); choose 1 <= k <= {ground}"
+            f"--k {args.k} is larger than the {ground} {items} of --trained_weights "
+            f"{args.trained_weights} ({method.name}); choose 1 <= k <= {ground}"
         )
-    return model, meta, args.dataset or recorded or "mnist"
-
-
-def pruning_setup(
-    args: argparse.Namespace, device: torch.device
-) -> tuple[PruningInputs, Evaluation, Dataset]:
-    """The checkpoint and its data for --procedure test and sweep, checked and on the device."""
-    model, meta, dataset = load_for_pruning(args)
-    data = load_data(args.data_dir, dataset)
-    check_same_data(args.trained_weights, meta, data, args.data_dir)
+    data = load_data(args.data_dir, datasets.pop())
+    for path, (meta, _) in trained_on.items():
+        check_same_data(path, meta, data, args.data_dir)
     announce(data, device)
+    return networks, data
+
+
+def pruning_inputs(
+    args: argparse.Namespace, network: Network, data: Dataset, device: torch.device
+) -> tuple[PruningInputs, Evaluation]:
+    """What pruning a network needs (PruningInputs, Evaluation), on the device."""
     inputs = PruningInputs(
-        model.to(device),
+        network.model.to(device),
         data.train_images.to(device),
         dpp_backend=args.dpp_backend,
         node_features=args.node_features[0],
     )
-    evaluation = Evaluation(
-        data.test_images.to(device),
-        data.test_labels.to(device),
-        args.test_batch_size,
-    )
-    return inputs, evaluation, data
+    test_images = data.test_images.to(device), data.test_labels.to(device)
+    return inputs, Evaluation(*test_images, args.test_batch_size)
 
 
 def test_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure test: prune --trained_weights with --num-masks masks and test them; with
     --save-pruned, save the pruned network."""
     check_writable(args.save_pruned)
-    inputs, evaluation, data = pruning_setup(args, device)
+    (network,), data = load_for_pruning(args, device)
+    inputs, evaluation = pruning_inputs(args, network, data, device)
     method = METHODS[args.pruning_choice]
     result = run_test(
         inputs,
@@ -2233,7 +2384,7 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
             "node_features": args.node_features[0],
             "seed": args.seed,
             "reweighting": args.reweighting,
-            "source": str(args.trained_weights),
+            "source": str(network.path),
             "test_accuracy": accuracy,
             "remaining_weights": result.remaining_weights,
             "total_weights": result.total_weights,
@@ -2242,25 +2393,34 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
 
 
 def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
-    """--procedure sweep: --methods x --betas x --node-features x --levels x --num-masks,
-    resumed from --out-dir's sweep.csv, then its report (report.write_report)."""
+    """--procedure sweep: every network of --trained_weights x --methods x their settings x
+    --levels x --num-masks (--shard: one part of them), resumed from --out-dir's sweep.csv,
+    then its report (report.write_report)."""
     prepare_out_dir(args.out_dir)
     files = report.SweepFiles(args.out_dir)
-    inputs, evaluation, data = pruning_setup(args, device)
-    source = str(args.trained_weights)
-    rows = earlier_rows(files.csv, source, data.name)
+    networks, data = load_for_pruning(args, device)
+    rows = earlier_rows(files.csv, networks, data.name, args.seed)
+    done = {report.cell_key(row) for row in rows}
     cells = sweep_cells(
         args.methods,
         args.levels,
         args.num_masks,
         args.seed,
-        inputs.hidden_size,
+        networks[0].model.hidden_size,
         args.betas,
         args.node_features,
-        done_cells(rows),
+        args.node_settings,
     )
-    run_sweep(inputs, evaluation, cells, rows, files.csv, data.name, source, progress)
-    written = report.write_report(args.out_dir)
+    in_shard = shard_cells(networks, cells, args.shard)
+    for network in networks:
+        inputs, evaluation = pruning_inputs(args, network, data, device)
+        todo = [
+            c
+            for c in in_shard[network.fingerprint]
+            if (network.fingerprint, *c.key) not in done
+        ]
+        run_sweep(inputs, evaluation, todo, rows, files.csv, network, data.name, progress)
+    written = report.write_report([args.out_dir])
     print(written.table)
     print(written.statistics)
     print("Wrote " + ", ".join(str(path) for path in [files.csv, *written.written]))

@@ -1,18 +1,25 @@
 """Sweep reports: rows in, reports out.
 
 A sweep of MNIST.py writes one row per pruned network into its folder's sweep.csv
-(SWEEP_FIELDS): the method, its kind and role, the level of weights kept, the mask and its
-seed, with or without reweighting, the test accuracy, and the unpruned accuracy. This file
-turns those rows into the sweep's report, and nothing else:
+(SWEEP_FIELDS): the network (a fingerprint of its weights), the method, its kind and role, the
+level of weights kept, the mask and its seed, with or without reweighting, the test accuracy
+and the test images it gets right. This file turns those rows into the sweep's report, and
+nothing else:
 
-* sweep.md        test accuracy per method, setting and level (mean ± std over masks);
-* statistics.md   every comparison of DPP methods with their baselines and of edges with
-  statistics.csv  nodes, per level: difference, 95% confidence interval, Welch's p-value;
-* sweep.png       accuracy against weights kept; sweep_beta.png, accuracy against beta.
+* sweep.md       test accuracy per method, setting and level;
+* statistics.md  the paper's three claims (CLAIMS), each tested with one pre-stated primary
+  statistics.csv endpoint per comparison and reweighting state, Holm-corrected as one family,
+                 then level by level with Benjamini-Hochberg q-values within each claim;
+* claim_A.png ... the difference each claim is about, against the weights kept;
+* sweep.png      accuracy against weights kept.
 
-Run on a sweep's folder, it rewrites these from sweep.csv alone:
+With several networks the network is the unit: each network's masks are averaged, and
+methods are compared by the per-network differences (paired). With one network the tests are
+about that network only: over its masks and, paired, over the test images, so that a few
+images never make a verdict against a deterministic method.
 
-    python3 report.py sweep
+    python3 report.py SWEEP_DIR                              # rewrite a sweep's report
+    python3 report.py SHARD_1 SHARD_2 ... --out-dir STUDY    # merge shards into one report
 
 It imports numpy, scipy and matplotlib only (no torch, no data), and MNIST.py calls
 write_report at the end of every sweep.
@@ -21,6 +28,7 @@ write_report at the end of every sweep.
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import io
 import math
@@ -38,12 +46,15 @@ import scipy.stats
 if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
     from matplotlib.figure import Figure
 
-# the significance level of the comparisons (95% confidence intervals)
+# the significance level of every test (95% confidence intervals)
 ALPHA = 0.05
 Row = dict[str, str]
+Cells = dict[tuple[str, str, bool, float], list[Row]]  # (network, group, reweighting, level)
 
 # One row per (mask, reweighting); True/False as Python writes them. What a comparison needs
-# of a method (kind, samples_dpp, baseline, deterministic) is in every row.
+# of a method (kind, samples_dpp, baseline, deterministic) is in every row; network is a
+# fingerprint of the pruned network's weights, correct_images the test images the pruned
+# network gets right (pack_bits).
 SWEEP_FIELDS = (
     "method",
     "kind",
@@ -68,20 +79,33 @@ SWEEP_FIELDS = (
     "samples_dpp",
     "baseline",
     "unpruned_accuracy",
+    "network",
+    "correct_images",
 )
-COMPARISON_FIELDS = (
+TEST_FIELDS = (
+    "claim",
     "first",
     "second",
-    "level",
     "reweighting",
-    "masks_first",
-    "masks_second",
+    "endpoint",
+    "networks",
     "difference",
     "ci_low",
     "ci_high",
     "p_value",
+    "adjusted_p",
+    "adjustment",
     "verdict",
 )
+# The paper's claims, each about comparisons "first beats second" (claim_comparisons).
+CLAIMS = {
+    "A": "DPP node pruning beats the competing node pruning methods (random_node, "
+    "importance_node)",
+    "B": "at equal parameter budgets, random edge pruning beats DPP node pruning",
+    "C": "DPP edge pruning beats the competing methods, edge and node (random_edge, "
+    "importance_edge and every node method)",
+}
+ENDPOINT = "mean over levels"  # the primary endpoint: mean accuracy over the levels kept
 
 
 @dataclass(frozen=True)
@@ -94,25 +118,8 @@ class SweepFiles:
     def csv(self) -> Path:
         return self.out_dir / "sweep.csv"
 
-    @property
-    def table(self) -> Path:
-        return self.out_dir / "sweep.md"
-
-    @property
-    def figure(self) -> Path:
-        return self.out_dir / "sweep.png"
-
-    @property
-    def beta_figure(self) -> Path:
-        return self.out_dir / "sweep_beta.png"
-
-    @property
-    def statistics(self) -> Path:
-        return self.out_dir / "statistics.md"
-
-    @property
-    def statistics_csv(self) -> Path:
-        return self.out_dir / "statistics.csv"
+    def claim_figure(self, claim: str) -> Path:
+        return self.out_dir / f"claim_{claim}.png"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,6 +155,19 @@ def csv_text(rows: Sequence[dict[str, object]], fields: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+def pack_bits(right: np.ndarray) -> str:
+    """A bool vector (the test images a network gets right) as text: its length, ":", then
+    base64 of its bits, 8 images a byte."""
+    return f"{len(right)}:" + base64.b64encode(np.packbits(right)).decode("ascii")
+
+
+def unpack_bits(text: str) -> np.ndarray:
+    """pack_bits undone: the bool vector."""
+    count, _, bits = text.partition(":")
+    packed = np.frombuffer(base64.b64decode(bits), np.uint8)
+    return np.unpackbits(packed, count=int(count)).astype(bool)
+
+
 def read_csv(path: Path, fields: Sequence[str] = SWEEP_FIELDS) -> list[Row]:
     """The rows of a CSV with these columns (a sweep's, by default); ValueError when it cannot
     be read or has other columns."""
@@ -160,6 +180,54 @@ def read_csv(path: Path, fields: Sequence[str] = SWEEP_FIELDS) -> list[Row]:
         raise ValueError(f"cannot read the sweep results {path}: {e}") from None
     if header != tuple(fields):
         raise ValueError(f"{path} is not a sweep CSV of this version of the program")
+    return rows
+
+
+def cell_key(row: Row) -> tuple[str, str, str, str, float, int]:
+    """The mask a row belongs to: (network, method, beta, node features, level, mask index)."""
+    return (
+        row["network"],
+        row["method"],
+        row["beta"],
+        row["node_features"],
+        float(row["level"]),
+        int(row["mask"]),
+    )
+
+
+def merged_rows(folders: Sequence[Path]) -> list[Row]:
+    """The rows of one or more sweep folders (the shards of one sweep), in order. ValueError
+    when a folder holds no rows, when two hold the same mask, or when they disagree on what
+    must be one: the data set, the seed the masks were drawn with, a network's accuracy."""
+    rows: list[Row] = []
+    seen: dict[tuple[str, ...], Path] = {}
+    for folder in folders:
+        path = SweepFiles(folder).csv
+        if not path.is_file():
+            raise ValueError(f"{folder} holds no sweep.csv")
+        new = read_csv(path)
+        if not new:
+            raise ValueError(f"{path} holds no rows")
+        for row in new:
+            key = (*cell_key(row), row["reweighting"])
+            if key in seen:
+                raise ValueError(
+                    f"{path} repeats a row of {seen[key]} ({group_label(row)}, level "
+                    f"{row['level']}, mask {row['mask']}, network {row['network']})"
+                )
+            seen[key] = path
+        rows += new
+    datasets = {row["dataset"] for row in rows}
+    seeds = {int(row["seed"]) - int(row["mask"]) for row in rows}
+    unpruned = {(row["network"], row["unpruned_accuracy"]) for row in rows}
+    if len(datasets) > 1:
+        raise ValueError(
+            f"the sweeps are of different data sets: {', '.join(sorted(datasets))}"
+        )
+    if len(seeds) > 1:
+        raise ValueError(f"the sweeps drew their masks with different seeds: {sorted(seeds)}")
+    if len(unpruned) > len({network for network, _ in unpruned}):
+        raise ValueError("the sweeps disagree on a network's unpruned accuracy")
     return rows
 
 
@@ -191,62 +259,70 @@ def method_role(row: Row) -> str:
     return "dpp" if row["samples_dpp"] == "True" else row["baseline"]
 
 
-def sweep_groups(rows: Sequence[Row]) -> dict[tuple[str, bool, float], list[Row]]:
-    """Rows by (group_label, reweighting, level), in the order they appear."""
-    groups: dict[tuple[str, bool, float], list[Row]] = {}
+def cells_of(rows: Sequence[Row]) -> Cells:
+    """Rows by (network, group_label, reweighting, level): each holds the masks of one cell."""
+    cells: Cells = {}
     for row in rows:
-        key = (group_label(row), row["reweighting"] == "True", float(row["level"]))
-        groups.setdefault(key, []).append(row)
-    return groups
-
-
-def accuracies(group: Sequence[Row]) -> np.ndarray:
-    """Test accuracies of a group of sweep rows, in %."""
-    return np.array([100.0 * float(row["accuracy"]) for row in group])
-
-
-def summarize_sweep(
-    rows: Sequence[Row],
-) -> dict[tuple[str, bool], list[tuple[float, float, float, float, int]]]:
-    """(group_label, reweighting) -> sorted [(level, percent kept, mean acc %, std acc %, masks)]."""
-    summary: dict[tuple[str, bool], list[tuple[float, float, float, float, int]]] = {}
-    for (label, reweighting, level), group in sweep_groups(rows).items():
-        accuracy = accuracies(group)
-        kept = float(np.mean([float(r["percent_kept"]) for r in group]))
-        summary.setdefault((label, reweighting), []).append(
-            (level, kept, float(accuracy.mean()), sample_std(accuracy), len(accuracy))
+        key = (
+            row["network"],
+            group_label(row),
+            row["reweighting"] == "True",
+            float(row["level"]),
         )
-    return {key: sorted(points) for key, points in summary.items()}
+        cells.setdefault(key, []).append(row)
+    return cells
 
 
-def unpruned_accuracy(rows: Sequence[Row]) -> float:
-    """The unpruned network's test accuracy, in [0, 1], as its rows record it."""
-    return float(rows[0]["unpruned_accuracy"])
+def accuracies(rows: Sequence[Row]) -> np.ndarray:
+    """Test accuracies of rows, in %."""
+    return np.array([100.0 * float(row["accuracy"]) for row in rows])
+
+
+def network_means(cells: Cells, group: str, reweighting: bool, level: float) -> np.ndarray:
+    """Each network's mean accuracy (%) over its masks of a group at a level."""
+    return np.array(
+        [
+            accuracies(masks).mean()
+            for (_, label, rw, at), masks in cells.items()
+            if (label, rw, at) == (group, reweighting, level)
+        ]
+    )
 
 
 def sweep_markdown(rows: Sequence[Row]) -> str:
-    """Test accuracy (mean +- std over masks, %) per method, setting and level."""
-    summary = summarize_sweep(rows)
-    levels = sorted({float(r["level"]) for r in rows})
-    unpruned = 100 * unpruned_accuracy(rows)
+    """Test accuracy (%) per method, setting and level: with several networks, the mean ± SD
+    over networks of each network's mean over masks; with one, mean ± SD over masks."""
+    cells = cells_of(rows)
+    networks = list(dict.fromkeys(row["network"] for row in rows))
+    levels = sorted({float(row["level"]) for row in rows})
+    unpruned = sorted({(r["network"], 100 * float(r["unpruned_accuracy"])) for r in rows})
+    accuracy = np.array([value for _, value in unpruned])
+    if len(networks) > 1:
+        header = (
+            f"Test accuracy (%) of {len(networks)} networks: each network's mean over its masks, "
+            f"then their mean ± SD; unpruned: {accuracy.mean():.2f}% "
+            f"({accuracy.min():.2f}–{accuracy.max():.2f}%)."
+        )
+    else:
+        header = f"Test accuracy (%), mean ± SD over masks; unpruned: {accuracy[0]:.2f}%."
     lines = [
-        f"Test accuracy (%), mean ± std over masks; unpruned: {unpruned:.2f}%.",
+        header,
         "",
         "| method | reweighting | " + " | ".join(f"{level:g}%" for level in levels) + " |",
         "|---|---|" + "---|" * len(levels),
     ]
-    for (label, reweighting), points in summary.items():
-        by_level = {level: (mean, std, n) for level, _, mean, std, n in points}
-        cells = []
-        for level in levels:
-            if level not in by_level:
-                cells.append("")
-                continue
-            mean, std, n = by_level[level]
-            cells.append(f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}")
-        lines.append(
-            f"| {label} | {'yes' if reweighting else 'no'} | " + " | ".join(cells) + " |"
-        )
+    for label in dict.fromkeys(group_label(row) for row in rows):
+        for reweighting in (False, True):
+            values = []
+            for level in levels:
+                if len(networks) > 1:
+                    per = network_means(cells, label, reweighting, level)
+                else:
+                    per = accuracies(cells.get((networks[0], label, reweighting, level), []))
+                values.append(f"{per.mean():.2f} ± {sample_std(per):.2f}" if len(per) else "")
+            lines.append(
+                f"| {label} | {'yes' if reweighting else 'no'} | {' | '.join(values)} |"
+            )
     lines += [
         "",
         "Levels are percents of the weights kept (biases excluded); edge methods keep the",
@@ -256,134 +332,280 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Comparisons
+# Tests
 # ----------------------------------------------------------------------------------------------
 
 
-def compare_accuracies(
-    first: np.ndarray, second: np.ndarray, alpha: float = ALPHA
-) -> tuple[float, float, float, float, str]:
-    """first - second in mean accuracy (points) with its 1 - alpha confidence interval, the
-    p-value of Welch's t-test (scipy) and a verdict: "better", "worse", "no evidence", or
-    "n/a" where neither side has any spread to test against.
+@dataclass(frozen=True)
+class Test:
+    """A difference first - second in mean accuracy (points) with its 1 - ALPHA confidence
+    interval and two-sided p-value; networks: how many networks it is over."""
 
-    A side without spread (a single value from a deterministic method, or equal values) counts
-    as known exactly: the test is then scipy's one-sample t-test of the other side against its
-    mean, which is what Welch's test reduces to when one variance is 0.
-    -> (difference, low, high, p-value, verdict).
-    """
-    difference = float(first.mean() - second.mean())
-    spread = [len(side) > 1 and float(side.var(ddof=1)) > 0.0 for side in (first, second)]
-    if not any(spread):
-        return difference, math.nan, math.nan, math.nan, "n/a"
-    if all(spread):
-        test = scipy.stats.ttest_ind(first, second, equal_var=False)
-        offset = 0.0
-    elif spread[0]:
-        test = scipy.stats.ttest_1samp(first, second.mean())
-        offset = float(second.mean())
-    else:  # first - second = -(second - first)
-        test = scipy.stats.ttest_1samp(second, first.mean())
-        offset = float(first.mean())
-    interval = test.confidence_interval(1.0 - alpha)
-    low, high = float(interval.low) - offset, float(interval.high) - offset
-    if not spread[0]:
-        low, high = -high, -low
-    p_value = float(test.pvalue)
-    verdict = "better" if difference > 0 else "worse"
-    return difference, low, high, p_value, verdict if p_value < alpha else "no evidence"
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    networks: int
 
 
-def comparison_pairs(rows: Sequence[Row]) -> list[tuple[str, str]]:
-    """The (first, second) group labels a sweep report compares: every DPP group against the
-    random and the importance method of its kind, and edge groups against node groups at the
-    same levels (matched budgets): DPP against DPP at the same beta, random and importance
-    against their like, and random edges against DPP nodes (the paper's "even random")."""
-    groups = {group_label(row): row for row in rows}
-    pairs = []
-    for first, a in groups.items():
-        for second, b in groups.items():
-            role_a, role_b = method_role(a), method_role(b)
-            same_kind = a["kind"] == b["kind"]
-            if same_kind and role_a == "dpp" and role_b in ("random", "importance"):
-                pairs.append((first, second))
-            elif a["kind"] == "edge" and b["kind"] == "node" and role_a and role_b:
-                like = role_a == role_b and (role_a != "dpp" or a["beta"] == b["beta"])
-                if like or (role_a, role_b) == ("random", "dpp"):
-                    pairs.append((first, second))
-    return pairs
-
-
-def sweep_comparisons(rows: Sequence[Row]) -> list[dict[str, object]]:
-    """compare_accuracies for every comparison_pairs at every level, without and with
-    reweighting (COMPARISON_FIELDS)."""
-    groups = sweep_groups(rows)
-    levels = sorted({float(r["level"]) for r in rows})
-    comparisons = []
-    for first, second in comparison_pairs(rows):
-        for reweighting in (False, True):
-            for level in levels:
-                a, b = (
-                    groups.get((first, reweighting, level)),
-                    groups.get((second, reweighting, level)),
-                )
-                if not a or not b:
-                    continue
-                difference, low, high, p_value, verdict = compare_accuracies(
-                    accuracies(a), accuracies(b)
-                )
-                comparisons.append(
-                    {
-                        "first": first,
-                        "second": second,
-                        "level": level,
-                        "reweighting": reweighting,
-                        "masks_first": len(a),
-                        "masks_second": len(b),
-                        "difference": round(difference, 4),
-                        "ci_low": round(low, 4),
-                        "ci_high": round(high, 4),
-                        "p_value": f"{p_value:.3g}",
-                        "verdict": verdict,
-                    }
-                )
-    return comparisons
-
-
-def comparisons_markdown(comparisons: Sequence[dict[str, object]]) -> str:
-    """One table per compared pair: the difference in test accuracy (points) with its 95%
-    confidence interval, Welch's p-value and the verdict, per level, without and with
-    reweighting."""
-    header = (
-        f"Differences in test accuracy (points), first minus second, with "
-        f"{100 * (1 - ALPHA):g}% confidence intervals over masks, Welch's t-test p-values "
-        f"(one-sample against a side without spread, such as a deterministic method) and "
-        f"verdicts at alpha = {ALPHA:g}."
+def paired_over_networks(first: np.ndarray, second: np.ndarray) -> Test:
+    """first - second by the per-network differences: scipy's paired t-test and its interval.
+    first, second: one value per network, in the same order."""
+    test = scipy.stats.ttest_rel(first, second)
+    if not np.isfinite(test.pvalue):  # every network the same difference: nothing to test
+        difference = float(np.mean(first - second))
+        return Test(difference, difference, difference, 1.0, len(first))
+    interval = test.confidence_interval(1 - ALPHA)
+    return Test(
+        float(np.mean(first - second)),
+        float(interval.low),
+        float(interval.high),
+        float(test.pvalue),
+        len(first),
     )
-    lines = [header]
-    pairs = list(dict.fromkeys((c["first"], c["second"]) for c in comparisons))
-    for first, second in pairs:
+
+
+def one_network_test(
+    first_masks: np.ndarray,
+    second_masks: np.ndarray,
+    first_images: np.ndarray,
+    second_images: np.ndarray,
+) -> Test:
+    """first - second on one network, accounting for both what is random: the masks and the
+    test images. masks: each mask's accuracy (%); images: each test image's share of the
+    side's masks that get it right (in [0, 1], the same images in the same order).
+
+    The variance of the difference is that of each side's mean over its masks (a
+    deterministic side, one mask, adds none) plus that of the mean over images of the paired
+    per-image differences; degrees of freedom by Welch-Satterthwaite. For two deterministic
+    sides this is scipy's paired t-test over the images, close to McNemar's test; it counts
+    the mask spread twice in part, so it errs on the side of no verdict."""
+    parts = [
+        (float(np.var(masks, ddof=1)) / len(masks), len(masks) - 1)
+        for masks in (first_masks, second_masks)
+        if len(masks) > 1
+    ]
+    per_image = 100.0 * (first_images.astype(float) - second_images.astype(float))
+    parts.append((float(np.var(per_image, ddof=1)) / len(per_image), len(per_image) - 1))
+    difference = float(first_masks.mean() - second_masks.mean())
+    variance = sum(v for v, _ in parts)
+    if variance == 0.0:
+        return Test(difference, difference, difference, 1.0, 1)
+    dof = variance**2 / sum(v**2 / d for v, d in parts if v > 0)
+    scale = math.sqrt(variance)
+    half = float(scipy.stats.t.ppf(1 - ALPHA / 2, dof)) * scale
+    p_value = float(2 * scipy.stats.t.sf(abs(difference) / scale, dof))
+    return Test(difference, difference - half, difference + half, p_value, 1)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (not in scipy): the i-th smallest
+    times (m - i + 1), made non-decreasing and capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))
+    result = np.empty_like(p)
+    result[order] = np.minimum(adjusted, 1.0)
+    return result
+
+
+def side(
+    cells: Cells, network: str, group: str, reweighting: bool, levels: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One network's masks of a group over levels: (each mask's mean accuracy over the
+    levels (%), each test image's share of right answers over masks and levels)."""
+    rows = [row for level in levels for row in cells[network, group, reweighting, level]]
+    by_mask: dict[str, list[float]] = {}
+    for row in rows:
+        by_mask.setdefault(row["mask"], []).append(100.0 * float(row["accuracy"]))
+    masks = np.array([np.mean(v) for v in by_mask.values() if len(v) == len(levels)])
+    images = np.mean([unpack_bits(row["correct_images"]) for row in rows], axis=0)
+    return masks, images
+
+
+def compare(
+    cells: Cells, first: str, second: str, reweighting: bool, levels: Sequence[float]
+) -> Test | None:
+    """first - second in mean accuracy over levels (the area under the accuracy-budget curve
+    when levels are all of them): paired over the networks that have both, or, with one
+    such network, one_network_test. None when no network has both at every level."""
+    networks = [
+        network
+        for network in dict.fromkeys(key[0] for key in cells)
+        if all((network, g, reweighting, lv) in cells for g in (first, second) for lv in levels)
+    ]
+    if len(networks) > 1:
+        means = [
+            np.array(
+                [
+                    np.mean(
+                        [accuracies(cells[n, group, reweighting, lv]).mean() for lv in levels]
+                    )
+                    for n in networks
+                ]
+            )
+            for group in (first, second)
+        ]
+        return paired_over_networks(*means)
+    if networks:
+        (first_masks, first_images), (second_masks, second_images) = (
+            side(cells, networks[0], group, reweighting, levels) for group in (first, second)
+        )
+        return one_network_test(first_masks, second_masks, first_images, second_images)
+    return None
+
+
+def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+    """(claim, first, second) for every comparison of CLAIMS, first the side the claim says
+    is better: A, each DPP node setting against random_node and importance_node; B, random
+    edges against each DPP node setting; C, each DPP edge setting against the random and
+    importance edges and every node method with a role."""
+    groups = {group_label(row): (row["kind"], method_role(row)) for row in rows}
+
+    def of(kind: str, *roles: str) -> list[str]:
+        return [g for g, (k, role) in groups.items() if k == kind and role in roles]
+
+    node_methods = of("node", "dpp", "random", "importance")
+    return [
+        *(("A", d, b) for d in of("node", "dpp") for b in of("node", "random", "importance")),
+        *(("B", r, d) for r in of("edge", "random") for d in of("node", "dpp")),
+        *(("C", d, c) for d in of("edge", "dpp") for c in of("edge", "random", "importance")),
+        *(("C", d, c) for d in of("edge", "dpp") for c in node_methods),
+    ]
+
+
+def verdict(test: Test, adjusted: float) -> str:
+    """What a test says of "first beats second", at ALPHA after adjustment."""
+    if adjusted >= ALPHA:
+        return "not shown"
+    return "holds" if test.difference > 0 else "reversed"
+
+
+def claim_tests(rows: Sequence[Row]) -> list[dict[str, object]]:
+    """Every test of the claims (TEST_FIELDS): per comparison and reweighting state the
+    primary endpoint (the mean over all levels), Holm-adjusted over all of them together,
+    then each level, Benjamini-Hochberg-adjusted within its claim."""
+    cells = cells_of(rows)
+    levels = sorted({float(row["level"]) for row in rows})
+    tests: list[tuple[dict[str, object], Test]] = []
+    for claim, first, second in claim_comparisons(rows):
+        for reweighting in (False, True):
+            for endpoint, over in [(ENDPOINT, levels), *((f"{lv:g}%", [lv]) for lv in levels)]:
+                test = compare(cells, first, second, reweighting, over)
+                if test is not None:
+                    record = {"claim": claim, "first": first, "second": second}
+                    record |= {"reweighting": reweighting, "endpoint": endpoint}
+                    tests.append((record, test))
+    families = [("Holm", [i for i, (r, _) in enumerate(tests) if r["endpoint"] == ENDPOINT])]
+    families += [
+        (
+            "BH",
+            [
+                i
+                for i, (r, _) in enumerate(tests)
+                if r["claim"] == c and r["endpoint"] != ENDPOINT
+            ],
+        )
+        for c in CLAIMS
+    ]
+    adjusted = np.full(len(tests), math.nan)
+    method = [""] * len(tests)
+    for name, members in families:
+        if members:
+            p = [tests[i][1].p_value for i in members]
+            fixed = holm(p) if name == "Holm" else scipy.stats.false_discovery_control(p)
+            adjusted[members] = fixed
+            for i in members:
+                method[i] = name
+    return [
+        {
+            **record,
+            "networks": test.networks,
+            "difference": round(test.difference, 4),
+            "ci_low": round(test.low, 4),
+            "ci_high": round(test.high, 4),
+            "p_value": f"{test.p_value:.3g}",
+            "adjusted_p": f"{adjusted[i]:.3g}",
+            "adjustment": method[i],
+            "verdict": verdict(test, adjusted[i]),
+        }
+        for i, (record, test) in enumerate(tests)
+    ]
+
+
+def interval(test: dict[str, object]) -> str:
+    return f"{test['difference']:+.2f} [{test['ci_low']:+.2f}, {test['ci_high']:+.2f}]"
+
+
+def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]]) -> str:
+    """The claims, the primary table, then the level-by-level tests of each comparison."""
+    networks = len({row["network"] for row in rows})
+    levels = sorted({float(row["level"]) for row in rows})
+    primary = [t for t in tests if t["endpoint"] == ENDPOINT]
+    unit = (
+        f"{networks} networks, the unit of every test: each network's masks are averaged "
+        "first, and methods compared by the per-network differences (paired t-test)"
+        if networks > 1
+        else "one network: every test is about this network only, over its masks and, paired, "
+        "over the test images (a deterministic method's one mask varies only with the images)"
+    )
+    lines = [
+        "# Does diversity help? The paper's claims, tested",
+        "",
+        f"Data: {rows[0]['dataset']}; {unit}.",
+        "",
+        *(f"* **{claim}.** {text}." for claim, text in CLAIMS.items()),
+        "",
+        (
+            "Primary endpoint, one per comparison and reweighting state, stated before the test: the "
+            f"difference in mean test accuracy over the {len(levels)} levels of weights kept "
+            f"({levels[0]:g}% … {levels[-1]:g}%), the area under the accuracy–budget curve, first "
+            f"minus second, in points, with its 95% confidence interval. Its {len(primary)} tests, "
+            f"all claims together, are one family, Holm-corrected at α = {ALPHA:g}: a claim holds "
+            "for a comparison when its Holm p < 0.05 and the difference is positive, is reversed "
+            "when negative."
+        ),
+        "",
+        "| claim | comparison | setting | endpoint | difference [95% CI] | Holm p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in primary:
+        setting = "with reweighting" if t["reweighting"] else "without reweighting"
+        lines.append(
+            f"| {t['claim']} | {t['first']} − {t['second']} | {setting} | mean accuracy "
+            f"over levels | {interval(t)} | {t['adjusted_p']} | {t['verdict']} |"
+        )
+    for claim, text in CLAIMS.items():
+        mine = [t for t in tests if t["claim"] == claim and t["endpoint"] != ENDPOINT]
+        if not mine:
+            continue
         lines += [
             "",
-            f"**{first}** vs **{second}**",
+            f"## Claim {claim}, level by level (secondary)",
             "",
-            "| level | without reweighting | with reweighting |",
-            "|---|---|---|",
+            (
+                f"{text[0].upper()}{text[1:]}. Difference [95% CI], p, and the Benjamini–Hochberg "
+                f"q-value over the claim's {len(mine)} level-wise tests; verdict at q < {ALPHA:g}."
+            ),
         ]
-        cells: dict[float, dict[bool, str]] = {}
-        for c in comparisons:
-            if (c["first"], c["second"]) != (first, second):
-                continue
-            if c["verdict"] == "n/a":
-                text = f"{c['difference']:+.2f} (no spread to test)"
-            else:
-                text = (
-                    f"{c['difference']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], "
-                    f"p {c['p_value']}, {c['verdict']}"
-                )
-            cells.setdefault(float(c["level"]), {})[bool(c["reweighting"])] = text
-        for level, by in cells.items():
-            lines.append(f"| {level:g}% | {by.get(False, '')} | {by.get(True, '')} |")
+        pairs = list(dict.fromkeys((t["first"], t["second"]) for t in mine))
+        for first, second in pairs:
+            lines += [
+                "",
+                f"**{first}** − **{second}**",
+                "",
+                "| level | without reweighting | with reweighting |",
+                "|---|---|---|",
+            ]
+            cells: dict[str, dict[bool, str]] = {}
+            for t in mine:
+                if (t["first"], t["second"]) == (first, second):
+                    text_ = (
+                        f"{interval(t)}, p {t['p_value']}, q {t['adjusted_p']}, {t['verdict']}"
+                    )
+                    cells.setdefault(str(t["endpoint"]), {})[bool(t["reweighting"])] = text_
+            for level, by in cells.items():
+                lines.append(f"| {level} | {by.get(False, '')} | {by.get(True, '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -392,17 +614,7 @@ def comparisons_markdown(comparisons: Sequence[dict[str, object]]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def save_figure(fig: Figure, path: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and free it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
-
-
-def pyplot():
+def pyplot():  # -> the matplotlib.pyplot module
     """matplotlib.pyplot on the file-only Agg backend, imported when a figure is drawn."""
     import matplotlib
 
@@ -412,40 +624,55 @@ def pyplot():
     return plt
 
 
-def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
-    """Accuracy vs. percent of weights kept, mean +- std bands, without / with reweighting;
-    solid lines for edge methods, dashed for node methods."""
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and free it."""
     plt = pyplot()
-    summary = summarize_sweep(rows)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def colours(rows: Sequence[Row]) -> dict[str, tuple[float, ...]]:
+    """One distinct colour per group, the same in every figure (tab10, then tab20's)."""
+    plt = pyplot()
+    palette = [*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]]
+    labels = dict.fromkeys(group_label(row) for row in rows)
+    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+
+
+def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
+    """Accuracy against weights kept, without / with reweighting: per group the mean over
+    networks (over masks for one network) with its 95% confidence band; edge methods solid,
+    node methods dashed."""
+    plt = pyplot()
+    cells = cells_of(rows)
+    networks = list(dict.fromkeys(row["network"] for row in rows))
+    levels = sorted({float(row["level"]) for row in rows})
+    colour = colours(rows)
     kinds = {group_label(row): row["kind"] for row in rows}
-    labels = list(dict.fromkeys(label for label, _ in summary))
-    palette = plt.get_cmap("tab20").colors
-    colors = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
-    # own y-scales: with reweighting everything is close to the unpruned accuracy
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
     for ax, reweighting in zip(axes, (False, True)):
-        for label in labels:
-            points = summary.get((label, reweighting), [])
-            if not points:
-                continue
-            kept, mean, std = (np.array(column) for column in list(zip(*points))[1:4])
-            style = "--" if kinds[label] == "node" else "-"
-            ax.plot(
-                kept,
-                mean,
-                style,
-                marker="o",
-                markersize=3,
-                color=colors[label],
-                label=label,
-            )
-            ax.fill_between(kept, mean - std, mean + std, color=colors[label], alpha=0.15)
-        ax.axhline(
-            100 * unpruned_accuracy(rows),
-            color="black",
-            linestyle=":",
-            label="unpruned",
-        )
+        for label, kind in kinds.items():
+            at, mean, low, high = [], [], [], []
+            for level in levels:
+                if len(networks) > 1:
+                    values = network_means(cells, label, reweighting, level)
+                else:
+                    values = accuracies(cells.get((networks[0], label, reweighting, level), []))
+                if not len(values):
+                    continue
+                half = 0.0
+                if len(values) > 1:
+                    sem = scipy.stats.sem(values)
+                    half = float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * sem
+                at.append(level)
+                mean.append(values.mean())
+                low.append(values.mean() - half)
+                high.append(values.mean() + half)
+            style = "--" if kind == "node" else "-"
+            ax.plot(at, mean, style, marker="o", markersize=3, color=colour[label], label=label)
+            ax.fill_between(at, low, high, color=colour[label], alpha=0.15, linewidth=0)
         ax.set_title("with least-squares reweighting" if reweighting else "without reweighting")
         ax.set_xlabel("weights kept (%)")
         ax.set_ylabel("test accuracy (%)")
@@ -455,95 +682,72 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
     save_figure(fig, path)
 
 
-def save_beta_figure(rows: Sequence[Row], path: Path) -> bool:
-    """Per level (columns) and without / with reweighting (rows): each DPP method's accuracy
-    (mean +- std over masks) against beta, one line per node-feature choice, next to the
-    random and importance methods of its kind as bands (mean +- std). False, and no file,
-    when the sweep holds no DPP method."""
-    dpp_rows = [row for row in rows if method_role(row) == "dpp"]
-    if not dpp_rows:
-        return False
+def save_claim_figure(
+    rows: Sequence[Row], tests: Sequence[dict[str, object]], claim: str, path: Path
+) -> None:
+    """The difference the claim is about (first - second) against the weights kept, without
+    and with reweighting, one panel per opponent: per DPP setting each network as a faint
+    line, their mean bold with its 95% confidence band (the level-wise tests), zero marked."""
     plt = pyplot()
-    betas = list(dict.fromkeys(row["beta"] for row in dpp_rows))
-    levels = sorted({float(row["level"]) for row in rows})
-    groups = sweep_groups(rows)
-    lines = list(
-        dict.fromkeys((row["method"], row["node_features"], row["kind"]) for row in dpp_rows)
-    )
-    bands = list(
-        dict.fromkeys(
-            (group_label(row), row["kind"])
-            for row in rows
-            if method_role(row) in ("random", "importance")
-        )
-    )
-    palette = plt.get_cmap("tab20").colors
-    colors = {name: palette[i % len(palette)] for i, name in enumerate([*lines, *bands])}
+    cells = cells_of(rows)
+    networks = list(dict.fromkeys(row["network"] for row in rows))
+    colour = colours(rows)
+    pairs = list(dict.fromkeys((t["first"], t["second"]) for t in tests if t["claim"] == claim))
+    # the DPP setting is the line, the method it is compared with the panel
+    line_of = (lambda p: p[1]) if claim == "B" else (lambda p: p[0])
+    panels = list(dict.fromkeys(p[0] if claim == "B" else p[1] for p in pairs))
     fig, axes = plt.subplots(
-        2, len(levels), figsize=(2.3 * len(levels) + 1, 5.6), squeeze=False
+        len(panels), 2, figsize=(11, 2.6 * len(panels) + 0.8), squeeze=False, sharex=True
     )
-    x = np.arange(len(betas))
-    for row_index, reweighting in enumerate((False, True)):
-        for column, level in enumerate(levels):
-            ax = axes[row_index, column]
-            for line in lines:
-                method, features, kind = line
-                means, stds = [], []
-                for beta in betas:
-                    label = setting_label(method, beta, features)
-                    group = groups.get((label, reweighting, level), [])
-                    values = accuracies(group) if group else np.array([np.nan])
-                    means.append(values.mean())
-                    stds.append(sample_std(values))
-                label = f"{method} ({features})" if features else method
-                style = "--" if kind == "node" else "-"
-                ax.errorbar(
-                    x,
-                    means,
-                    yerr=stds,
-                    fmt=style,
-                    marker="o",
-                    markersize=3,
-                    capsize=2,
-                    color=colors[line],
-                    label=label,
-                )
-            for band in bands:
-                label, kind = band
-                group = groups.get((label, reweighting, level), [])
-                if not group:
-                    continue
-                values = accuracies(group)
-                spread = sample_std(values)
-                ax.axhspan(
-                    values.mean() - spread,
-                    values.mean() + spread,
-                    color=colors[band],
-                    alpha=0.2,
-                    label=label,
-                )
-                ax.axhline(
-                    values.mean(),
-                    color=colors[band],
-                    linewidth=0.8,
-                    linestyle="--" if kind == "node" else "-",
-                )
-            ax.set_xticks(x, betas, fontsize=7)
-            ax.tick_params(axis="y", labelsize=7)
+    for first, second in pairs:
+        panel = panels.index(first if claim == "B" else second)
+        line = line_of((first, second))
+        for column, reweighting in enumerate((False, True)):
+            ax = axes[panel, column]
+            mine = [
+                t
+                for t in tests
+                if (t["claim"], t["first"], t["second"], t["reweighting"])
+                == (claim, first, second, reweighting)
+                and t["endpoint"] != ENDPOINT
+            ]
+            levels = [float(str(t["endpoint"]).rstrip("%")) for t in mine]
+            for network in networks if len(networks) > 1 else []:
+                per = [
+                    accuracies(cells[network, first, reweighting, lv]).mean()
+                    - accuracies(cells[network, second, reweighting, lv]).mean()
+                    for lv in levels
+                    if (network, first, reweighting, lv) in cells
+                    and (network, second, reweighting, lv) in cells
+                ]
+                if len(per) == len(levels):
+                    ax.plot(levels, per, color=colour[line], alpha=0.25, linewidth=0.8)
+            ax.plot(
+                levels,
+                [t["difference"] for t in mine],
+                color=colour[line],
+                linewidth=2,
+                marker="o",
+                markersize=3,
+                label=line,
+            )
+            low, high = [t["ci_low"] for t in mine], [t["ci_high"] for t in mine]
+            ax.fill_between(levels, low, high, color=colour[line], alpha=0.15, linewidth=0)
+            ax.axhline(0.0, color="black", linewidth=0.8)
             ax.grid(alpha=0.3)
-            if row_index == 0:
-                ax.set_title(f"{level:g}% kept", fontsize=9)
-            if column == 0:
-                ax.set_ylabel(
-                    ("with" if reweighting else "without") + " reweighting\naccuracy (%)",
-                    fontsize=8,
-                )
+            setting = "with" if reweighting else "without"
+            opponent = panels[panel]
+            title = f"{opponent} − DPP" if claim == "B" else f"DPP − {opponent}"
+            ax.set_title(f"{title}, {setting} reweighting", fontsize=9)
+            ax.set_ylabel("difference (points)", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("weights kept (%)")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=7)
-    fig.supxlabel("beta of the DPP kernels", fontsize=9, y=0.09)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), fontsize=8)
+    unit = f"{len(networks)} networks (faint)" if len(networks) > 1 else "one network"
+    fig.suptitle(f"Claim {claim}: {CLAIMS[claim]}\n{unit}, mean and 95% CI", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     save_figure(fig, path)
-    return True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -560,45 +764,66 @@ class Report:
     written: list[Path]
 
 
-def render_report(rows: Sequence[Row]) -> dict[str, str]:
-    """The text files of a report, by name: sweep.md, statistics.md and statistics.csv."""
-    comparisons = sweep_comparisons(rows)
+def render_report(rows: Sequence[Row], tests: Sequence[dict[str, object]]) -> dict[str, str]:
+    """The text files of a report, by name: sweep.md, statistics.md and statistics.csv;
+    tests: claim_tests(rows)."""
     return {
         "sweep.md": sweep_markdown(rows),
-        "statistics.md": comparisons_markdown(comparisons),
-        "statistics.csv": csv_text(comparisons, COMPARISON_FIELDS),
+        "statistics.md": statistics_markdown(rows, tests),
+        "statistics.csv": csv_text(tests, TEST_FIELDS),
     }
 
 
-def write_report(out_dir: Path) -> Report:
-    """Rewrite a sweep folder's reports (sweep.md, statistics.md and .csv, the figures) from
-    its sweep.csv alone. ValueError when sweep.csv is missing, unreadable or empty."""
-    files = SweepFiles(out_dir)
-    if not files.csv.is_file():
-        raise ValueError(f"{out_dir} holds no sweep.csv")
-    rows = read_csv(files.csv)
-    if not rows:
-        raise ValueError(f"{files.csv} holds no rows")
-    texts = render_report(rows)
+def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report:
+    """Write the report of one sweep folder, or of several (a sweep's shards) merged, into
+    out_dir (by default the one folder): sweep.md, statistics.md and .csv, the figures, and
+    for several folders the merged sweep.csv. ValueError for what merged_rows refuses."""
+    rows = merged_rows(folders)
+    out_dir = out_dir or folders[0]
+    written = []
+    if list(folders) != [out_dir]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(SweepFiles(out_dir).csv, csv_text(rows, SWEEP_FIELDS))
+        written.append(SweepFiles(out_dir).csv)
+    tests = claim_tests(rows)
+    texts = render_report(rows, tests)
     for name, text in texts.items():
         atomic_write_text(out_dir / name, text)
-    save_sweep_figure(rows, files.figure)
-    written = [out_dir / name for name in texts] + [files.figure]
-    if save_beta_figure(rows, files.beta_figure):
-        written.append(files.beta_figure)
+        written.append(out_dir / name)
+    save_sweep_figure(rows, out_dir / "sweep.png")
+    written.append(out_dir / "sweep.png")
+    for claim in CLAIMS:
+        if any(t["claim"] == claim for t in tests):
+            save_claim_figure(rows, tests, claim, SweepFiles(out_dir).claim_figure(claim))
+            written.append(SweepFiles(out_dir).claim_figure(claim))
     return Report(texts["sweep.md"], texts["statistics.md"], written)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="report.py",
-        description="Rewrite a sweep's reports (sweep.md, statistics.md, statistics.csv, "
-        "figures) from its sweep.csv.",
+        description="Write a sweep's report (sweep.md, statistics.md and .csv, figures) from "
+        "its sweep.csv, or merge the folders of a sweep's shards into one report.",
     )
-    parser.add_argument("folder", type=Path, help="a sweep's folder, holding its sweep.csv")
+    parser.add_argument(
+        "folders", type=Path, nargs="+", help="sweep folders, each with its sweep.csv"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="where the report (and, merging several folders, the merged sweep.csv) goes; "
+        "by default the one folder given",
+    )
     args = parser.parse_args(argv)
+    if len(args.folders) > 1 and (args.out_dir is None or args.out_dir in args.folders):
+        print(
+            f"{parser.prog}: error: merging {len(args.folders)} folders needs an --out-dir of its own",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        report = write_report(args.folder)
+        report = write_report(args.folders, args.out_dir)
     except (ValueError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -611,7 +611,7 @@ def main() -> int:
         sys.exit(f"error: need 1 <= --k-edge <= {M.INPUT_DIM} and 1 <= --k-node <= {H}")
     test_x = M.normalise(raw["test_images"])
     test_y = torch.as_tensor(raw["test_labels"], dtype=torch.int64)
-    _, correct = M.evaluate(model, test_x, test_y, 1000)
+    correct = int(M.evaluate(model, test_x, test_y, 1000)[1].sum())
     print(
         f"Data: {data_name}, {len(y)} training images. Weights: H={H}, {how}, "
         f"test accuracy {100 * correct / len(test_y):.2f}%"

@@ -269,6 +269,33 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         "no/such/folder/p.pt",
     ),
     "save-pruned onto a directory": ([*TEST, "--save-pruned", "adir"], "adir"),
+    "shard zero": (["--procedure", "sweep", "--shard", "0/3"], "--shard"),
+    "shard past its count": (["--procedure", "sweep", "--shard", "4/3"], "--shard"),
+    "shard not i/n": (["--procedure", "sweep", "--shard", "half"], "--shard"),
+    "shard outside a sweep": ([*TEST, "--shard", "1/2"], "--shard"),
+    "node setting of unknown features": (
+        ["--procedure", "sweep", "--node-settings", "auto:outputs"],
+        "--node-settings",
+    ),
+    "node setting of a bad beta": (
+        ["--procedure", "sweep", "--node-settings", "-1:activation"],
+        "--node-settings",
+    ),
+    "node settings outside a sweep": (
+        [*TEST, "--node-settings", "auto:activation"],
+        "--node-settings",
+    ),
+    "save-as outside training": ([*TEST, "--save-as", "x.pt"], "--save-as"),
+    "save-as without saving": (["--save-as", "x.pt", "--no-save-model"], "--save-as"),
+    "save-as into a missing folder": (["--save-as", "no/such/folder/x.pt"], "no/such/folder"),
+    "two checkpoints outside a sweep": (
+        ["--procedure", "test", "--trained_weights", "small.pt,small.pt"],
+        "--trained_weights",
+    ),
+    "a checkpoint listed twice": (
+        ["--procedure", "sweep", "--trained_weights", "small.pt,small.pt"],
+        "--trained_weights",
+    ),
     "sweep out-dir is a file": (
         [
             "--procedure",

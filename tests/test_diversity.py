@@ -129,22 +129,19 @@ def test_a_beta_sweep_writes_the_expected_rows_report_and_figures(
     baseline = next(r for r in rows if r["method"] == "random_node")
     assert baseline["beta_used"] == baseline["effective_rank"] == baseline["uniformity"] == ""
     statistics = (folder / "statistics.md").read_text()
-    assert "**dpp_node (beta auto, activation)** vs **random_node**" in statistics
-    assert "**dpp_node (beta 0.3, preactivation)** vs **importance_node**" in statistics
-    assert "**dpp_edge (beta auto)** vs **dpp_node (beta auto, preactivation)**" in statistics
+    assert "**dpp_node (beta auto, activation)** − **random_node**" in statistics  # claim A
+    assert "| A | dpp_node (beta 0.3, preactivation) − importance_node |" in statistics
+    assert "**dpp_edge (beta auto)** − **dpp_node (beta auto, preactivation)**" in statistics
     with (folder / "statistics.csv").open(newline="") as f:
-        comparisons = list(csv.DictReader(f))
-    assert {c["verdict"] for c in comparisons} <= {
-        "better",
-        "worse",
-        "no evidence",
-        "n/a",
-    }
-    assert len(comparisons) == 2 * len(
-        {(c["first"], c["second"]) for c in comparisons}
-    )  # one level, without and with reweighting
-    for name in ("sweep.png", "sweep_beta.png"):
+        tests = list(csv.DictReader(f))
+    assert {t["verdict"] for t in tests} <= {"holds", "reversed", "not shown"}
+    # A: 4 node settings x 2 node baselines; C: 2 edge settings x 6 node groups; no B (no
+    # random_edge); each without and with reweighting, over all levels and at the one level
+    assert len(tests) == (4 * 2 + 2 * 6) * 2 * 2
+    assert {t["claim"] for t in tests} == {"A", "C"}
+    for name in ("sweep.png", "claim_A.png", "claim_C.png"):
         assert (folder / name).read_bytes().startswith(b"\x89PNG")
+    assert not (folder / "claim_B.png").exists()
     assert statistics in run.out
 
 

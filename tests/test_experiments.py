@@ -15,6 +15,7 @@ from conftest import SMALL_HIDDEN, Run, synthetic_digits
 
 import dpp_sample
 import MNIST as M
+import report
 
 
 def test_budget_formula_reproduces_the_original_table() -> None:
@@ -179,6 +180,105 @@ def test_sweep_refuses_to_mix_results_of_another_run(
     assert (workdir / "mixed" / "sweep.csv").read_bytes() == before
 
 
+def small_network(workdir: Path, name: str, seed: int) -> str:
+    """A 784-12-10 network of its own seed saved as name in workdir; returns name."""
+    torch.manual_seed(seed)
+    M.save_checkpoint(workdir / name, M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
+    return name
+
+
+def test_a_network_retrained_at_the_same_path_is_not_resumed(
+    cli: Callable[..., Run], workdir: Path
+) -> None:
+    """Same path, other weights: the earlier rows belong to another network (by fingerprint)."""
+    path = small_network(workdir, "retrained.pt", seed=5)
+    args = [*SWEEP[:3], path, *SWEEP[4:], "--methods", "random_node", "--out-dir", "retrained"]
+    assert cli(*args).code == 0
+    before = (workdir / "retrained" / "sweep.csv").read_bytes()
+    small_network(workdir, "retrained.pt", seed=6)
+    run = cli(*args)
+    assert run.code == 2 and "other weights at --trained_weights retrained.pt" in run.err
+    assert len(run.err.splitlines()) == 1
+    assert (workdir / "retrained" / "sweep.csv").read_bytes() == before
+
+
+def test_masks_of_another_seed_are_not_resumed(cli: Callable[..., Run], workdir: Path) -> None:
+    args = [*SWEEP, "--methods", "random_node", "--out-dir", "seeded"]
+    assert cli(*args).code == 0
+    run = cli(*args, "--seed", "2")
+    assert run.code == 2 and "masks drawn with --seed 1" in run.err
+
+
+def test_a_sweep_of_several_networks_names_each_row_s_network(
+    cli: Callable[..., Run], workdir: Path
+) -> None:
+    paths = [small_network(workdir, f"study_{seed}.pt", seed) for seed in (11, 12)]
+    args = [*SWEEP[:3], ",".join(paths), *SWEEP[4:], "--methods", "random_node,importance_node"]
+    run = cli(*args, "--out-dir", "two_networks")
+    assert run.code == 0, run.err
+    rows = read_rows(workdir / "two_networks" / "sweep.csv")
+    fingerprints = {
+        path: M.weights_fingerprint(M.load_checkpoint(workdir / path)[0]) for path in paths
+    }
+    assert {(r["checkpoint"], r["network"]) for r in rows} == set(fingerprints.items())
+    assert len(rows) == 2 * (2 * 2 + 2) * 2  # per network: 2 levels x (2 masks + 1)
+    assert "2 networks, the unit of every test" in run.out
+
+
+def test_shards_together_are_the_sweep_bit_for_bit(
+    cli: Callable[..., Run], workdir: Path
+) -> None:
+    """Three shards of a sweep of two networks: disjoint, and their rows are the unsharded
+    sweep's rows; report.py merges them into one report."""
+    paths = ",".join(small_network(workdir, f"shard_{seed}.pt", seed) for seed in (21, 22))
+    args = [*SWEEP[:3], paths, *SWEEP[4:], "--methods", "dpp_node,random_node,importance_edge"]
+    assert cli(*args, "--out-dir", "unsharded").code == 0
+    whole = read_rows(workdir / "unsharded" / "sweep.csv")
+    parts = []
+    for i in (1, 2, 3):
+        assert cli(*args, "--shard", f"{i}/3", "--out-dir", f"shard_{i}").code == 0
+        parts.append(read_rows(workdir / f"shard_{i}" / "sweep.csv"))
+    assert all(parts) and sum(len(part) for part in parts) == len(whole)
+    sharded = sorted(tuple(row.values()) for part in parts for row in part)
+    assert sharded == sorted(tuple(row.values()) for row in whole)
+    folders = [str(workdir / f"shard_{i}") for i in (1, 2, 3)]
+    assert report.main([*folders, "--out-dir", str(workdir / "merged")]) == 0
+    merged = (workdir / "merged" / "statistics.md").read_text()
+    assert merged == (workdir / "unsharded" / "statistics.md").read_text()
+
+
+@pytest.mark.parametrize("problem", ["other data set", "other hidden size", "same weights"])
+def test_a_sweep_s_networks_share_data_and_architecture(
+    problem: str, cli: Callable[..., Run], workdir: Path
+) -> None:
+    first = small_network(workdir, "shared_a.pt", seed=31)
+    if problem == "other data set":
+        torch.manual_seed(32)
+        record = {"dataset": "Fashion-MNIST"}
+        M.save_checkpoint(workdir / "shared_b.pt", M.TwoLayerMLP(SMALL_HIDDEN), record)
+    elif problem == "other hidden size":
+        M.save_checkpoint(workdir / "shared_b.pt", M.TwoLayerMLP(SMALL_HIDDEN + 1))
+    else:
+        (workdir / "shared_b.pt").write_bytes((workdir / first).read_bytes())
+    args = [*SWEEP[:3], f"{first},shared_b.pt", *SWEEP[4:], "--out-dir", "shared"]
+    run = cli(*args)
+    assert run.code == 2 and len(run.err.splitlines()) == 1 and "shared_b.pt" in run.err
+    assert not (workdir / "shared" / "sweep.csv").exists()
+
+
+def test_node_settings_are_the_exact_settings_of_node_dpp_methods(
+    cli: Callable[..., Run], workdir: Path
+) -> None:
+    settings = "auto:activation,10/N:preactivation"
+    run = cli(*SWEEP, "--methods", "dpp_node", "--node-settings", settings, "--out-dir", "ns")
+    assert run.code == 0, run.err
+    rows = read_rows(workdir / "ns" / "sweep.csv")
+    assert {(r["beta"], r["node_features"]) for r in rows} == {
+        ("auto", "activation"),
+        ("10/N", "preactivation"),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # The oracle: the sweep as it was drawn before one kernel build served all of a method's masks
 # (a full kernel build per mask, node reweighting on the N rows, G's null space found again
@@ -248,7 +348,7 @@ def sweep_per_mask(
         else:
             reweighted.w1.weight.copy_(per_mask_reweight_edges(inputs.W1, mask, inputs.gram()))
         key = (method.name, cell.level, cell.index)
-        correct = evaluation.evaluate(pruned)[1], evaluation.evaluate(reweighted)[1]
+        correct = [int(evaluation.evaluate(net)[1].sum()) for net in (pruned, reweighted)]
         results[key] = (mask, *correct)
     return results
 

@@ -1,11 +1,11 @@
-"""report.py on rows the tests write: summaries, statistics against scipy, the comparisons a
-report makes, the files it writes, its command line, and that it needs no torch."""
+"""report.py on rows the tests write: the paired analysis over networks, Holm and
+Benjamini-Hochberg, the one-network test over masks and test images, the claims' comparisons,
+merging shards, the files a report writes, its command line, and that it needs no torch."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,9 @@ import report as R
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
+IMAGES = 200  # test images of the rows written here
 
-# (method, kind, deterministic, samples_dpp, baseline) as MNIST.py's table writes them
+# (kind, deterministic, samples_dpp, baseline) as MNIST.py's table writes them
 METHOD_COLUMNS = {
     "dpp_edge": ("edge", "False", "True", ""),
     "dpp_node": ("node", "False", "True", ""),
@@ -28,18 +29,25 @@ METHOD_COLUMNS = {
 }
 
 
+def right_images(correct: int, shift: int = 0) -> np.ndarray:
+    """IMAGES bools, `correct` of them True, starting at image `shift`."""
+    return np.roll(np.arange(IMAGES) < correct, shift)
+
+
 def sweep_row(
     method: str,
     level: float,
     mask: int,
     reweighting: bool,
-    accuracy: float,
+    right: np.ndarray,
     beta: str = "",
     node_features: str = "",
-) -> dict[str, object]:
-    """One row of a sweep CSV, every column filled as MNIST.py fills it."""
+    network: str = "net1",
+    seed: int = 1,
+) -> dict[str, str]:
+    """One row of a sweep CSV, every column filled as MNIST.py fills it, as read back."""
     kind, deterministic, samples_dpp, baseline = METHOD_COLUMNS[method]
-    return {
+    row = {
         "method": method,
         "kind": kind,
         "beta": beta,
@@ -47,183 +55,242 @@ def sweep_row(
         "level": level,
         "k": 5,
         "mask": mask,
-        "seed": 1 + mask,
+        "seed": seed + mask,
         "reweighting": reweighting,
         "remaining_weights": 100,
         "total_weights": 1000,
         "percent_kept": level,
-        "accuracy": accuracy,
+        "accuracy": right.mean(),
         "loss": 0.5,
         "beta_used": "",
         "effective_rank": "",
         "uniformity": "",
         "dataset": "MNIST",
-        "checkpoint": "net.pt",
+        "checkpoint": f"{network}.pt",
         "deterministic": deterministic,
         "samples_dpp": samples_dpp,
         "baseline": baseline,
         "unpruned_accuracy": 0.9788,
+        "network": network,
+        "correct_images": R.pack_bits(right),
     }
+    return {key: str(value) for key, value in row.items()}
 
 
-def small_sweep_rows() -> list[dict[str, object]]:
-    """dpp_node (beta auto, preactivation) clearly above random_node, importance_node one
-    mask, two levels, without and with reweighting."""
-    rng = np.random.default_rng(0)
+DPP_NODE = ("dpp_node", "auto", "preactivation")
+
+
+def study_rows(networks: int = 3, masks: int = 3) -> list[dict[str, str]]:
+    """A small study: per network, dpp_node (beta auto) a few images above random_node,
+    importance_node one mask, dpp_edge and random_edge; 2 levels, without and with
+    reweighting. Networks differ by a few images, masks by one or two."""
     rows = []
-    for reweighting in (False, True):
-        for level in (10.0, 50.0):
-            for mask in range(4):
+    for n in range(networks):
+        network = f"net{n + 1}"
+        spread = np.random.default_rng(n).integers(0, 6, size=5)  # the network's own share
+        for reweighting in (False, True):
+            for level in (10.0, 50.0):
+                base = 120 + 10 * n + int(level) // 10
+                for mask in range(masks):
+                    for method, beta, features, extra in (
+                        (*DPP_NODE, 20 + spread[0]),
+                        ("random_node", "", "", spread[1]),
+                        ("dpp_edge", "0.3", "", 40 + spread[2]),
+                        ("random_edge", "", "", 30 + spread[3]),
+                    ):
+                        right = right_images(base + extra + (mask * (n + 1)) % 3, shift=mask)
+                        rows.append(
+                            sweep_row(
+                                method, level, mask, reweighting, right, beta, features, network
+                            )
+                        )
                 rows.append(
                     sweep_row(
-                        "dpp_node",
+                        "importance_node",
                         level,
-                        mask,
+                        0,
                         reweighting,
-                        0.8 + 0.01 * rng.random(),
-                        "auto",
-                        "preactivation",
+                        right_images(base + 5),
+                        network=network,
                     )
                 )
-                rows.append(
-                    sweep_row(
-                        "random_node",
-                        level,
-                        mask,
-                        reweighting,
-                        0.6 + 0.01 * rng.random(),
-                    )
-                )
-            rows.append(sweep_row("importance_node", level, 0, reweighting, 0.7))
     return rows
 
 
-def write_sweep_folder(folder: Path, rows: list[dict[str, object]]) -> Path:
+def write_folder(folder: Path, rows: list[dict[str, str]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sweep.csv").write_text(R.csv_text(rows, R.SWEEP_FIELDS))
     return folder
 
 
-def test_welch_comparison_agrees_with_scipy() -> None:
+def test_packed_images_round_trip() -> None:
+    right = np.random.default_rng(0).random(1003) < 0.7
+    assert np.array_equal(R.unpack_bits(R.pack_bits(right)), right)
+
+
+def test_the_paired_analysis_over_networks_is_scipys_paired_t_test() -> None:
     first = np.array([91.2, 90.4, 92.8, 91.9, 90.7])
-    second = np.array([89.1, 90.2, 88.4, 89.9, 88.8, 90.5])
-    difference, low, high, p_value, verdict = R.compare_accuracies(first, second)
-    reference = scipy.stats.ttest_ind(first, second, equal_var=False)
+    second = np.array([89.1, 90.2, 88.4, 89.9, 88.8])
+    test = R.paired_over_networks(first, second)
+    reference = scipy.stats.ttest_rel(first, second)
     interval = reference.confidence_interval(0.95)
-    assert difference == pytest.approx(first.mean() - second.mean())
-    assert p_value == pytest.approx(reference.pvalue, rel=1e-10)
-    assert (low, high) == (pytest.approx(interval.low), pytest.approx(interval.high))
-    assert verdict == "better" and p_value < 0.05
-    assert R.compare_accuracies(second, first)[4] == "worse"
-    same = R.compare_accuracies(first, first + 0.01)
-    assert same[4] == "no evidence" and same[1] < 0 < same[2]
+    assert test.difference == pytest.approx((first - second).mean())
+    assert test.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    assert (test.low, test.high) == (pytest.approx(interval.low), pytest.approx(interval.high))
+    assert test.networks == 5
 
 
-def test_a_deterministic_method_is_compared_by_a_one_sample_test() -> None:
-    masks = np.array([95.1, 95.6, 94.8, 95.3, 95.0])
-    difference, low, high, p_value, verdict = R.compare_accuracies(masks, np.array([94.2]))
-    assert difference == pytest.approx(masks.mean() - 94.2)
-    reference = scipy.stats.ttest_1samp(masks, 94.2)
-    interval = reference.confidence_interval(0.95)
-    assert p_value == pytest.approx(reference.pvalue, rel=1e-10)
-    assert (low + 94.2, high + 94.2) == (
-        pytest.approx(interval.low),
-        pytest.approx(interval.high),
-    )
-    assert verdict == "better"
-    assert R.compare_accuracies(np.array([1.0]), np.array([2.0]))[4] == "n/a"
-
-
-def test_a_side_with_equal_values_gives_welchs_limit_without_warnings() -> None:
-    masks = np.array([95.1, 95.6, 94.8, 95.3, 95.0])
-    constant = np.array([96.0, 96.0, 96.0])
-    # Welch with one variance 0: t = d / sqrt(s1^2 / n1) on n1 - 1 degrees of freedom.
-    d = masks.mean() - 96.0
-    scale = masks.std(ddof=1) / np.sqrt(len(masks))
-    p_reference = 2 * scipy.stats.t.sf(abs(d / scale), len(masks) - 1)
-    half_width = scipy.stats.t.ppf(0.975, len(masks) - 1) * scale
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        forward = R.compare_accuracies(masks, constant)
-        backward = R.compare_accuracies(constant, masks)
-    assert forward[0] == pytest.approx(d) and backward[0] == pytest.approx(-d)
-    assert forward[3] == pytest.approx(p_reference) == backward[3]
-    assert forward[1:3] == (
-        pytest.approx(d - half_width),
-        pytest.approx(d + half_width),
-    )
-    assert backward[1:3] == (
-        pytest.approx(-d - half_width),
-        pytest.approx(-d + half_width),
-    )
-    assert (forward[4], backward[4]) == ("worse", "better")
-
-
-def test_the_report_compares_dpp_with_baselines_and_edges_with_nodes() -> None:
-    """comparison_pairs, from the roles the rows record: DPP against its kind's baselines,
-    edge against node."""
-    rows = [
-        {k: str(v) for k, v in sweep_row(method, 10.0, 0, False, 0.5, beta, f).items()}
-        for method, beta, f in (
-            ("dpp_edge", "0.3", ""),
-            ("dpp_node", "0.3", "preactivation"),
-            ("dpp_node", "auto", "preactivation"),
-            ("random_edge", "", ""),
-            ("random_node", "", ""),
-            ("importance_edge", "", ""),
-            ("importance_node", "", ""),
-        )
-    ]
-    pairs = R.comparison_pairs(rows)
-    assert len(pairs) == len(set(pairs))
-    expected = {
-        ("dpp_edge (beta 0.3)", "random_edge"),
-        ("dpp_edge (beta 0.3)", "importance_edge"),
-        *(
-            (f"dpp_node (beta {b}, preactivation)", base)
-            for b in ("0.3", "auto")
-            for base in ("random_node", "importance_node")
-        ),
-        ("dpp_edge (beta 0.3)", "dpp_node (beta 0.3, preactivation)"),
-        ("random_edge", "dpp_node (beta 0.3, preactivation)"),
-        ("random_edge", "dpp_node (beta auto, preactivation)"),
-        ("random_edge", "random_node"),
-        ("importance_edge", "importance_node"),
-    }
-    assert set(pairs) == expected
-    # a method of no role (a user's, registered without a baseline) is compared with nothing
+def test_the_primary_endpoint_is_paired_over_networks_of_mask_averages() -> None:
+    """compare: each network's masks averaged, then over levels; one value per network."""
+    rows = study_rows()
+    cells = R.cells_of(rows)
+    test = R.compare(cells, R.setting_label(*DPP_NODE), "random_node", False, [10.0, 50.0])
+    per_network = {}
     for row in rows:
+        if row["reweighting"] == "False" and row["method"] in ("dpp_node", "random_node"):
+            sign = 1 if row["method"] == "dpp_node" else -1
+            per_network.setdefault(row["network"], []).append(sign * float(row["accuracy"]))
+    # 2 levels x 3 masks a side: the mean over masks and levels, per network, of the difference
+    differences = np.array([100 * sum(v) / 6 for v in per_network.values()])
+    reference = scipy.stats.ttest_1samp(differences, 0.0)
+    assert test.networks == 3 and test.difference == pytest.approx(differences.mean())
+    assert test.p_value == pytest.approx(reference.pvalue)
+
+
+def test_holm_on_a_hand_checked_family() -> None:
+    """Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04, made monotone."""
+    adjusted = R.holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(R.holm([0.5, 0.9]), [1.0, 1.0])
+
+
+def test_the_claims_are_holm_corrected_and_the_levels_bh_corrected_within_a_claim() -> None:
+    tests = R.claim_tests(study_rows())
+    primary = [t for t in tests if t["endpoint"] == R.ENDPOINT]
+    assert {t["adjustment"] for t in primary} == {"Holm"}
+    p = [float(t["p_value"]) for t in primary]
+    np.testing.assert_allclose([float(t["adjusted_p"]) for t in primary], R.holm(p), rtol=1e-2)
+    for claim in ("A", "B", "C"):
+        levels = [t for t in tests if t["claim"] == claim and t["endpoint"] != R.ENDPOINT]
+        assert {t["adjustment"] for t in levels} == {"BH"}
+        q = scipy.stats.false_discovery_control([float(t["p_value"]) for t in levels])
+        np.testing.assert_allclose([float(t["adjusted_p"]) for t in levels], q, rtol=1e-2)
+    dpp_vs_random = next(
+        t
+        for t in primary
+        if (t["claim"], t["second"], t["reweighting"]) == ("A", "random_node", False)
+    )
+    assert dpp_vs_random["verdict"] == "holds" and float(dpp_vs_random["difference"]) > 5
+
+
+def test_the_claims_compare_what_the_rows_roles_say() -> None:
+    rows = study_rows(networks=1, masks=1)
+    pairs = {(c, f, s) for c, f, s in R.claim_comparisons(rows)}
+    node = R.setting_label(*DPP_NODE)
+    assert pairs == {
+        ("A", node, "random_node"),
+        ("A", node, "importance_node"),
+        ("B", "random_edge", node),
+        ("C", "dpp_edge (beta 0.3)", "random_edge"),
+        *(
+            ("C", "dpp_edge (beta 0.3)", other)
+            for other in (node, "random_node", "importance_node")
+        ),
+    }
+    for row in rows:  # a method without a role (a user's) is compared with nothing
         if row["method"] == "random_node":
             row["baseline"] = ""
-    assert not any("random_node" in pair for pair in R.comparison_pairs(rows))
+    assert not any("random_node" in pair for pair in R.claim_comparisons(rows))
 
 
-def test_level_accuracy_table_uses_sample_std() -> None:
-    rows = [
-        {k: str(v) for k, v in sweep_row("random_node", 10, i, False, a).items()}
-        for i, a in enumerate((0.5, 0.7))
+def test_with_one_network_two_images_never_make_a_verdict() -> None:
+    """Two deterministic masks 2 of 10,000 images apart: the paired test over the images
+    (scipy's ttest_rel on the per-image outcomes) finds nothing, p 0.16."""
+    n = 10_000
+    second = np.arange(n) < 9_700
+    first = second.copy()
+    first[[9_800, 9_900]] = True
+    test = R.one_network_test(
+        np.array([100 * first.mean()]), np.array([100 * second.mean()]), first, second
+    )
+    reference = scipy.stats.ttest_rel(100.0 * first, 100.0 * second)
+    assert test.difference == pytest.approx(0.02)
+    assert test.p_value == pytest.approx(reference.pvalue) and test.p_value > 0.15
+    assert test.low < 0 < test.high
+
+
+def test_with_one_network_masks_without_spread_are_not_a_verdict_either() -> None:
+    """Three DPP masks at 97.02, 97.03, 97.02% against a deterministic 97.00%: over the masks
+    alone (a one-sample t-test) "better", p 0.02; with the test images counted, 2 or 3 images
+    are no evidence."""
+    n = 10_000
+    deterministic = np.arange(n) < 9_700
+    masks = [np.arange(n) < 9_700 + extra for extra in (2, 3, 2)]
+    accuracies = np.array([100 * m.mean() for m in masks])
+    assert scipy.stats.ttest_1samp(accuracies, 97.0).pvalue < 0.05
+    test = R.one_network_test(
+        accuracies, np.array([97.0]), np.mean(masks, axis=0), deterministic
+    )
+    assert test.p_value > 0.1 and test.low < 0 < test.high
+
+
+def test_one_network_reports_say_so_and_test_over_images() -> None:
+    rows = study_rows(networks=1)
+    statistics = R.render_report(rows, R.claim_tests(rows))["statistics.md"]
+    assert "one network: every test is about this network only" in statistics
+    assert (
+        "3 networks"
+        in R.render_report(study_rows(), R.claim_tests(study_rows()))["statistics.md"]
+    )
+
+
+def test_the_accuracy_table_averages_masks_then_networks() -> None:
+    rows = study_rows()
+    table = R.sweep_markdown(rows)
+    per_network = [
+        np.mean(
+            [
+                100 * float(r["accuracy"])
+                for r in rows
+                if (r["network"], r["method"], r["level"], r["reweighting"])
+                == (f"net{n}", "random_edge", "10.0", "False")
+            ]
+        )
+        for n in (1, 2, 3)
     ]
-    ((level, kept, mean, std, n),) = R.summarize_sweep(rows)[("random_node", False)]
-    assert (level, kept, n) == (10.0, 10.0, 2) and mean == pytest.approx(60.0)
-    assert std == pytest.approx(np.std([50.0, 70.0], ddof=1))
-    assert R.sample_std([3.0]) == 0.0
+    cell = f"{np.mean(per_network):.2f} ± {np.std(per_network, ddof=1):.2f}"
+    assert f"| random_edge | no | {cell} |" in table
+    assert "Test accuracy (%) of 3 networks" in table
 
 
-def test_a_report_is_written_from_the_csv_alone(tmp_path: Path) -> None:
-    folder = write_sweep_folder(tmp_path / "sweep", small_sweep_rows())
-    report = R.write_report(folder)
-    files = R.SweepFiles(folder)
-    assert report.table == files.table.read_text()
-    assert "unpruned: 97.88%" in report.table
-    assert "| dpp_node (beta auto, preactivation) | no |" in report.table
-    statistics = files.statistics.read_text()
-    assert statistics == report.statistics
-    assert "**dpp_node (beta auto, preactivation)** vs **random_node**" in statistics
-    comparisons = R.read_csv(files.statistics_csv, R.COMPARISON_FIELDS)
-    better = [c for c in comparisons if c["second"] == "random_node"]
-    assert len(better) == 4 and {c["verdict"] for c in better} == {"better"}
-    for figure in (files.figure, files.beta_figure):
-        assert figure.read_bytes().startswith(b"\x89PNG")
+def test_shards_merge_into_one_report_and_overlaps_are_refused(tmp_path: Path) -> None:
+    rows = study_rows()
+    one = write_folder(tmp_path / "one", rows[: len(rows) // 2])
+    two = write_folder(tmp_path / "two", rows[len(rows) // 2 :])
+    report = R.write_report([one, two], tmp_path / "merged")
+    assert R.read_csv(tmp_path / "merged" / "sweep.csv") == rows
+    whole = write_folder(tmp_path / "whole", rows)
+    assert R.write_report([whole]).statistics == report.statistics
+    overlapping = write_folder(tmp_path / "overlap", rows[:3])
+    with pytest.raises(ValueError, match="repeats a row"):
+        R.merged_rows([one, overlapping])
+    other_seed = write_folder(tmp_path / "seed", [{**rows[-1], "seed": "7", "mask": "0"}])
+    with pytest.raises(ValueError, match="different seeds"):
+        R.merged_rows([one, other_seed])
+    other_data = write_folder(tmp_path / "data", [{**rows[-1], "dataset": "Fashion-MNIST"}])
+    with pytest.raises(ValueError, match="different data sets"):
+        R.merged_rows([one, other_data])
+
+
+def test_a_report_writes_its_files(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "sweep", study_rows())
+    report = R.write_report([folder])
+    assert (folder / "sweep.md").read_text() == report.table
+    assert (folder / "statistics.md").read_text() == report.statistics
+    tests = R.read_csv(folder / "statistics.csv", R.TEST_FIELDS)
+    assert len(tests) == 7 * 2 * 3  # 7 comparisons, with and without reweighting, 3 endpoints
+    for name in ("sweep.png", "claim_A.png", "claim_B.png", "claim_C.png"):
+        assert (folder / name).read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["sweep.csv", *(p.name for p in report.written)]
     )
@@ -240,33 +307,31 @@ sys.meta_path.insert(0, NoTorch())
 """
 
 
-def run_report(*argv: str, block_torch: bool = False) -> subprocess.CompletedProcess:
-    """python3 report.py ARGV as a real process; block_torch makes `import torch` fail."""
-    code = (NO_TORCH if block_torch else "import sys\n") + (
+def test_the_command_line_merges_folders_without_torch(tmp_path: Path) -> None:
+    rows = study_rows()
+    one = write_folder(tmp_path / "one", rows[:40])
+    two = write_folder(tmp_path / "two", rows[40:])
+    code = NO_TORCH + (
         "import report\n"
         "code = report.main(sys.argv[1:])\n"
         "assert 'torch' not in sys.modules\n"
         "sys.exit(code)\n"
     )
-    return subprocess.run(
+    argv = [str(one), str(two), "--out-dir", str(tmp_path / "merged")]
+    done = subprocess.run(
         [sys.executable, "-c", code, *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
         check=False,
     )
-
-
-def test_the_command_line_rewrites_a_folder_without_torch(tmp_path: Path) -> None:
-    folder = write_sweep_folder(tmp_path / "sweep", small_sweep_rows())
-    done = run_report(str(folder), block_torch=True)
     assert done.returncode == 0, done.stderr
-    assert (folder / "statistics.md").read_text() in done.stdout
-    assert "Wrote " in done.stdout
+    assert (tmp_path / "merged" / "statistics.md").read_text() in done.stdout
 
 
-@pytest.mark.parametrize("case", ["missing folder", "no csv", "other columns"])
+@pytest.mark.parametrize(
+    "case", ["missing folder", "no csv", "other columns", "several without --out-dir"]
+)
 def test_the_command_line_refuses_bad_folders_in_one_line(
     tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -275,18 +340,17 @@ def test_the_command_line_refuses_bad_folders_in_one_line(
         folder.mkdir()
     if case == "other columns":
         (folder / "sweep.csv").write_text("method,accuracy\ndpp_edge,0.5\n")
-    assert R.main([str(folder)]) == 2
+    argv = [str(folder), str(folder)] if case.startswith("several") else [str(folder)]
+    assert R.main(argv) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and str(folder) in err
+    assert len(err.splitlines()) == 1 and str(folder) in err or "--out-dir" in err
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(p.name for p in RESULTS.iterdir() if (p / "sweep.csv").is_file()),
-)
+@pytest.mark.parametrize("name", sorted(p.parent.name for p in RESULTS.glob("*/sweep.csv")))
 def test_the_committed_reports_are_what_report_py_writes(name: str) -> None:
     """Every results folder's sweep.md and statistics are what report.py renders from its CSV
     (write_report writes exactly these, and the figures)."""
     folder = RESULTS / name
-    for file, text in R.render_report(R.read_csv(folder / "sweep.csv")).items():
+    rows = R.read_csv(folder / "sweep.csv")
+    for file, text in R.render_report(rows, R.claim_tests(rows)).items():
         assert text == (folder / file).read_text(), file
