@@ -554,7 +554,7 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
         "",
         f"Data: {rows[0]['dataset']}; {unit}.",
         "",
-        *(f"* **{claim}.** {text}." for claim, text in CLAIMS.items()),
+        *(f"* **{claim}.** {text[0].upper()}{text[1:]}." for claim, text in CLAIMS.items()),
         "",
         (
             "Primary endpoint, one per comparison and reweighting state, stated before the test: the "
@@ -685,25 +685,31 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
 def save_claim_figure(
     rows: Sequence[Row], tests: Sequence[dict[str, object]], claim: str, path: Path
 ) -> None:
-    """The difference the claim is about (first - second) against the weights kept, without
-    and with reweighting, one panel per opponent: per DPP setting each network as a faint
-    line, their mean bold with its 95% confidence band (the level-wise tests), zero marked."""
+    """The difference a claim is about, DPP minus the method it is compared with, against the
+    weights kept, without and with reweighting, one panel per such method: per DPP setting
+    each network as a faint line, their mean bold with its 95% confidence band (the level-wise
+    tests), zero marked. Claim B says the DPP side is worse: it holds below zero."""
     plt = pyplot()
     cells = cells_of(rows)
     networks = list(dict.fromkeys(row["network"] for row in rows))
     colour = colours(rows)
+    sign = -1.0 if claim == "B" else 1.0  # B's tests are random edges minus DPP nodes
     pairs = list(dict.fromkeys((t["first"], t["second"]) for t in tests if t["claim"] == claim))
-    # the DPP setting is the line, the method it is compared with the panel
-    line_of = (lambda p: p[1]) if claim == "B" else (lambda p: p[0])
-    panels = list(dict.fromkeys(p[0] if claim == "B" else p[1] for p in pairs))
+    dpp_and_other = [
+        (second, first) if claim == "B" else (first, second) for first, second in pairs
+    ]
+    panels = list(dict.fromkeys(other for _, other in dpp_and_other))
     fig, axes = plt.subplots(
-        len(panels), 2, figsize=(11, 2.6 * len(panels) + 0.8), squeeze=False, sharex=True
+        len(panels),
+        2,
+        figsize=(11, 2.6 * len(panels) + 1.3),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
     )
-    for first, second in pairs:
-        panel = panels.index(first if claim == "B" else second)
-        line = line_of((first, second))
+    for (first, second), (dpp, other) in zip(pairs, dpp_and_other):
         for column, reweighting in enumerate((False, True)):
-            ax = axes[panel, column]
+            ax = axes[panels.index(other), column]
             mine = [
                 t
                 for t in tests
@@ -713,40 +719,44 @@ def save_claim_figure(
             ]
             levels = [float(str(t["endpoint"]).rstrip("%")) for t in mine]
             for network in networks if len(networks) > 1 else []:
-                per = [
-                    accuracies(cells[network, first, reweighting, lv]).mean()
-                    - accuracies(cells[network, second, reweighting, lv]).mean()
-                    for lv in levels
-                    if (network, first, reweighting, lv) in cells
-                    and (network, second, reweighting, lv) in cells
+                keys = [
+                    (network, group, reweighting, lv) for lv in levels for group in (dpp, other)
                 ]
-                if len(per) == len(levels):
-                    ax.plot(levels, per, color=colour[line], alpha=0.25, linewidth=0.8)
+                if all(key in cells for key in keys):
+                    per = [
+                        accuracies(cells[network, dpp, reweighting, lv]).mean()
+                        - accuracies(cells[network, other, reweighting, lv]).mean()
+                        for lv in levels
+                    ]
+                    ax.plot(levels, per, color=colour[dpp], alpha=0.25, linewidth=0.8)
+            mean = [sign * float(t["difference"]) for t in mine]
+            ends = [sign * float(t[end]) for t in mine for end in ("ci_low", "ci_high")]
+            low, high = np.minimum(ends[::2], ends[1::2]), np.maximum(ends[::2], ends[1::2])
             ax.plot(
                 levels,
-                [t["difference"] for t in mine],
-                color=colour[line],
+                mean,
+                color=colour[dpp],
                 linewidth=2,
                 marker="o",
                 markersize=3,
-                label=line,
+                label=dpp,
             )
-            low, high = [t["ci_low"] for t in mine], [t["ci_high"] for t in mine]
-            ax.fill_between(levels, low, high, color=colour[line], alpha=0.15, linewidth=0)
+            ax.fill_between(levels, low, high, color=colour[dpp], alpha=0.15, linewidth=0)
             ax.axhline(0.0, color="black", linewidth=0.8)
             ax.grid(alpha=0.3)
             setting = "with" if reweighting else "without"
-            opponent = panels[panel]
-            title = f"{opponent} − DPP" if claim == "B" else f"DPP − {opponent}"
-            ax.set_title(f"{title}, {setting} reweighting", fontsize=9)
+            ax.set_title(f"DPP − {other}, {setting} reweighting", fontsize=9)
             ax.set_ylabel("difference (points)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("weights kept (%)")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), fontsize=8)
+    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=8)
     unit = f"{len(networks)} networks (faint)" if len(networks) > 1 else "one network"
-    fig.suptitle(f"Claim {claim}: {CLAIMS[claim]}\n{unit}, mean and 95% CI", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    holds = "below" if claim == "B" else "above"
+    fig.suptitle(
+        f"Claim {claim}: {CLAIMS[claim]}\n{unit}, mean and 95% CI; the claim holds {holds} zero",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 
