@@ -1,13 +1,13 @@
 """Benchmark: what each speed mechanism of the sweep saves.
 
-Runs the default sweep (MNIST.py --procedure sweep --num-masks 3, six methods, nine levels,
-every mask without and with reweighting) as whole processes, one after another: once as
-MNIST.py is, and once with each mechanism switched off alone (ABLATIONS; the last variant
-instead switches on a mechanism MNIST.py no longer has, to keep its cost on record). Every variant must
-draw the same masks (digests of every mask, in order) and give the same accuracies and
-losses. Reported per variant: wall time of the whole process, the share of the variant's time
-that MNIST.py as it is saves, (t_variant - t_as_is) / t_variant, and the process's peak
-resident memory (VmHWM).
+Runs the default sweep with three masks (MNIST.py --procedure sweep --num-masks 3: six
+methods, nine levels, every mask without and with reweighting) as whole processes, one after
+another: once as MNIST.py is, and once with each mechanism switched off alone (ABLATIONS; the
+last variant instead switches on a mechanism MNIST.py no longer has, to keep its cost on
+record). Every variant must draw the same masks (digests of every mask, in order) and give
+the same accuracies and losses. Reported per variant: wall time of the whole process, the
+share of the variant's time that MNIST.py as it is saves, (t_variant - t_as_is) / t_variant,
+and the process's peak resident memory (VmHWM).
 --rounds N runs the variants N times, interleaved, and averages: timings on a shared
 machine drift by tens of percent within an hour, so only one run's ratios compare.
 
@@ -86,10 +86,14 @@ def child(variant: str, sweep_args: list[str], result_path: Path) -> None:
     prune_with_mask = M.prune_with_mask
 
     def recording(
-        inputs: M.PruningInputs, kind: str, mask: torch.Tensor, reweighting: bool
+        inputs: M.PruningInputs,
+        evaluation: M.Evaluation,
+        kind: str,
+        mask: torch.Tensor,
+        reweighting: bool,
     ) -> M.PruningResult:
         digests.append(hashlib.sha256(mask.cpu().numpy().tobytes()).hexdigest()[:16])
-        return prune_with_mask(inputs, kind, mask, reweighting)
+        return prune_with_mask(inputs, evaluation, kind, mask, reweighting)
 
     M.prune_with_mask = recording
     with contextlib.redirect_stdout(io.StringIO()):
@@ -154,7 +158,10 @@ def report(results: dict[str, list[dict]]) -> str:
         else None
     )
     lines = [
-        "| variant | wall (s), each round | mean (s) | MNIST.py saves | peak RSS (MiB) | masks, accuracies |",
+        (
+            "| variant | wall (s), each round | mean (s) | MNIST.py saves | peak RSS (MiB) "
+            "| masks, accuracies |"
+        ),
         "|---|---|---:|---:|---:|---|",
     ]
     for variant, runs in results.items():

@@ -1,0 +1,38 @@
+"""The benchmarks still run against MNIST.py as it is, on the small data of the tests: each
+variant of bench_sweep.py draws the masks of the sweep as MNIST.py is (its timings are not
+tested). The variants run in this process, their switches undone afterwards."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+import dpp_sample
+import MNIST as M
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_sweep as B
+
+
+def test_every_sweep_variant_draws_the_masks_of_the_sweep(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(workdir)
+    results = {}
+    for i, variant in enumerate(("all on", "draws one at a time")):
+        name = next(v for v in B.ABLATIONS if v.startswith(variant))
+        monkeypatch.setattr(dpp_sample, "sample_draws", dpp_sample.sample_draws)
+        monkeypatch.setattr(M, "prune_with_mask", M.prune_with_mask)
+        sweep = ["--procedure", "sweep", "--trained_weights", "small.pt", "--levels", "30,70"]
+        sweep += ["--methods", "dpp_edge,dpp_node", "--num-masks", "2", "--no-progress"]
+        sweep += ["--out-dir", str(tmp_path / str(i))]
+        B.child(name, sweep, tmp_path / f"{i}.json")
+        result = json.loads((tmp_path / f"{i}.json").read_text())
+        results[name] = [{**result, "process_seconds": result["seconds"]}]
+    assert len(results["all on"][0]["digests"]) == 2 * 2 * 2  # methods x levels x masks
+    table = B.report(results).splitlines()[2:]
+    assert len(table) == 2 and all("same as all on" in line for line in table), table
