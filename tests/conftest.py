@@ -2,7 +2,8 @@
 themselves, one working directory for the CLI, full MNIST where this machine has it, small
 pruning inputs, and the independent references the sampler and kernel tests check against
 (the exact k-DPP law by enumeration, RBF kernels from explicit differences). Test modules
-import what they share from here, never from each other."""
+import what they share from here, never from each other; torch and MNIST are imported only
+by the helpers that use them, so test_report.py imports neither."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import chi2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import dpp_sample
-import MNIST as M
+if TYPE_CHECKING:  # torch and MNIST are imported where used: report tests run without them
+    import torch
+
+    import MNIST as M
 
 REAL_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 SMALL_HIDDEN = 12  # hidden units of the workdir's small.pt
@@ -50,6 +53,8 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def write_mnist_idx(
     folder: Path, n_train: int = 300, n_test: int = 100, gz: bool = True
 ) -> Path:
+    import MNIST as M
+
     folder.mkdir(parents=True, exist_ok=True)
     train_images, train_labels = synthetic_digits(n_train, seed=1)
     test_images, test_labels = synthetic_digits(n_test, seed=2)
@@ -71,6 +76,10 @@ def write_mnist_idx(
 def make_workdir(folder: Path) -> Path:
     """A working directory for the CLI: ./data holds small IDX files (the default --data-dir)
     and small.pt an untrained 784-12-10 network that records no data set."""
+    import torch
+
+    import MNIST as M
+
     write_mnist_idx(folder / "data")
     torch.manual_seed(0)
     M.save_checkpoint(folder / "small.pt", M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
@@ -80,6 +89,10 @@ def make_workdir(folder: Path) -> Path:
 def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
     """What pruning methods get: a random 784-hidden-10 network with non-zero biases (so that
     removed nodes add a real constant) and 80 random training images."""
+    import torch
+
+    import MNIST as M
+
     torch.manual_seed(seed)
     model = M.TwoLayerMLP(hidden)
     with torch.no_grad():
@@ -90,11 +103,19 @@ def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
 
 def tiny_evaluation() -> M.Evaluation:
     """30 random test images, all of class 0, scored 16 at a time."""
+    import torch
+
+    import MNIST as M
+
     return M.Evaluation(torch.randn(30, 784), torch.zeros(30, dtype=torch.long), 16)
 
 
 def small_inputs(hidden: int, images: int, seed: int, scale: float) -> M.PruningInputs:
     """A network with first-layer weights of the given scale and random images, seeded."""
+    import torch
+
+    import MNIST as M
+
     rng = np.random.default_rng(seed)
     model = M.TwoLayerMLP(hidden)
     with torch.no_grad():
@@ -108,6 +129,11 @@ def kernels_sampled_by(
     method: str, inputs: M.PruningInputs, monkeypatch: pytest.MonkeyPatch
 ) -> torch.Tensor:
     """Every kernel that METHODS[method] hands to the sampler, stacked: (B, n, n)."""
+    import torch
+
+    import dpp_sample
+    import MNIST as M
+
     seen = []
     prepare = dpp_sample.prepare_k_dpp
 
@@ -193,6 +219,8 @@ def cli(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., Run]:
     """cli("--flag", "value", ...) runs MNIST.main in workdir and returns a Run."""
+    import MNIST as M
+
     monkeypatch.chdir(workdir)
 
     def run(*argv: str) -> Run:
