@@ -38,7 +38,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import scipy.stats
@@ -195,6 +196,11 @@ def cell_key(row: Row) -> tuple[str, str, str, str, float, int]:
     )
 
 
+def drawn_with_seed(row: Row) -> int:
+    """The --seed of the sweep that drew a row's mask (mask i has seed --seed + i)."""
+    return int(row["seed"]) - int(row["mask"])
+
+
 def merged_rows(folders: Sequence[Path]) -> list[Row]:
     """The rows of one or more sweep folders (the shards of one sweep), in order. ValueError
     when a folder holds no rows, when two hold the same mask, or when they disagree on what
@@ -218,7 +224,7 @@ def merged_rows(folders: Sequence[Path]) -> list[Row]:
             seen[key] = path
         rows += new
     datasets = {row["dataset"] for row in rows}
-    seeds = {int(row["seed"]) - int(row["mask"]) for row in rows}
+    seeds = {drawn_with_seed(row) for row in rows}
     unpruned = {(row["network"], row["unpruned_accuracy"]) for row in rows}
     if len(datasets) > 1:
         raise ValueError(
@@ -278,8 +284,13 @@ def accuracies(rows: Sequence[Row]) -> np.ndarray:
     return np.array([100.0 * float(row["accuracy"]) for row in rows])
 
 
-def network_means(cells: Cells, group: str, reweighting: bool, level: float) -> np.ndarray:
-    """Each network's mean accuracy (%) over its masks of a group at a level."""
+def level_values(
+    cells: Cells, networks: Sequence[str], group: str, reweighting: bool, level: float
+) -> np.ndarray:
+    """A group's accuracies (%) at a level, what the summaries and their spread are over:
+    with several networks each network's mean over its masks, with one its masks'."""
+    if len(networks) == 1:
+        return accuracies(cells.get((networks[0], group, reweighting, level), []))
     return np.array(
         [
             accuracies(masks).mean()
@@ -299,7 +310,8 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
     accuracy = np.array([value for _, value in unpruned])
     if len(networks) > 1:
         header = (
-            f"Test accuracy (%) of {len(networks)} networks: each network's mean over its masks, "
+            f"Test accuracy (%) of {len(networks)} networks: each network's mean over its "
+            "masks, "
             f"then their mean ± SD; unpruned: {accuracy.mean():.2f}% "
             f"({accuracy.min():.2f}–{accuracy.max():.2f}%)."
         )
@@ -315,10 +327,7 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
         for reweighting in (False, True):
             values = []
             for level in levels:
-                if len(networks) > 1:
-                    per = network_means(cells, label, reweighting, level)
-                else:
-                    per = accuracies(cells.get((networks[0], label, reweighting, level), []))
+                per = level_values(cells, networks, label, reweighting, level)
                 values.append(f"{per.mean():.2f} ± {sample_std(per):.2f}" if len(per) else "")
             lines.append(
                 f"| {label} | {'yes' if reweighting else 'no'} | {' | '.join(values)} |"
@@ -326,7 +335,7 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
     lines += [
         "",
         "Levels are percents of the weights kept (biases excluded); edge methods keep the",
-        "parameter-matched floor((k·794 − 10·H)/H) edges per node, the exact percent is in the CSV.",
+        "parameter-matched floor((k·794 − 10·H)/H) edges per node; exact percents in the CSV.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -337,9 +346,9 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
 
 
 @dataclass(frozen=True)
-class Test:
-    """A difference first - second in mean accuracy (points) with its 1 - ALPHA confidence
-    interval and two-sided p-value; networks: how many networks it is over."""
+class Comparison:
+    """A tested difference first - second in mean accuracy (points) with its 1 - ALPHA
+    confidence interval and two-sided p-value; networks: how many networks it is over."""
 
     difference: float
     low: float
@@ -348,15 +357,15 @@ class Test:
     networks: int
 
 
-def paired_over_networks(first: np.ndarray, second: np.ndarray) -> Test:
+def paired_over_networks(first: np.ndarray, second: np.ndarray) -> Comparison:
     """first - second by the per-network differences: scipy's paired t-test and its interval.
     first, second: one value per network, in the same order."""
     test = scipy.stats.ttest_rel(first, second)
     if not np.isfinite(test.pvalue):  # every network the same difference: nothing to test
         difference = float(np.mean(first - second))
-        return Test(difference, difference, difference, 1.0, len(first))
+        return Comparison(difference, difference, difference, 1.0, len(first))
     interval = test.confidence_interval(1 - ALPHA)
-    return Test(
+    return Comparison(
         float(np.mean(first - second)),
         float(interval.low),
         float(interval.high),
@@ -370,13 +379,14 @@ def one_network_test(
     second_masks: np.ndarray,
     first_images: np.ndarray,
     second_images: np.ndarray,
-) -> Test:
+) -> Comparison:
     """first - second on one network, accounting for both what is random: the masks and the
-    test images. masks: each mask's accuracy (%); images: each test image's share of the
-    side's masks that get it right (in [0, 1], the same images in the same order).
+    test images. masks: each mask's accuracy (%), one mask for a deterministic method, two or
+    more for one of random masks; images: each test image's share of the side's masks that
+    get it right (in [0, 1], the same images in the same order).
 
     The variance of the difference is that of each side's mean over its masks (a
-    deterministic side, one mask, adds none) plus that of the mean over images of the paired
+    deterministic side adds none) plus that of the mean over images of the paired
     per-image differences; degrees of freedom by Welch-Satterthwaite. For two deterministic
     sides this is scipy's paired t-test over the images, close to McNemar's test; it counts
     the mask spread twice in part, so it errs on the side of no verdict."""
@@ -390,12 +400,12 @@ def one_network_test(
     difference = float(first_masks.mean() - second_masks.mean())
     variance = sum(v for v, _ in parts)
     if variance == 0.0:
-        return Test(difference, difference, difference, 1.0, 1)
+        return Comparison(difference, difference, difference, 1.0, 1)
     dof = variance**2 / sum(v**2 / d for v, d in parts if v > 0)
     scale = math.sqrt(variance)
     half = float(scipy.stats.t.ppf(1 - ALPHA / 2, dof)) * scale
     p_value = float(2 * scipy.stats.t.sf(abs(difference) / scale, dof))
-    return Test(difference, difference - half, difference + half, p_value, 1)
+    return Comparison(difference, difference - half, difference + half, p_value, 1)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -411,27 +421,33 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 def side(
     cells: Cells, network: str, group: str, reweighting: bool, levels: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """One network's masks of a group over levels: (each mask's mean accuracy over the
-    levels (%), each test image's share of right answers over masks and levels)."""
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One network's masks of a group that have every level: (each mask's mean accuracy over
+    the levels (%), each test image's share of right answers over those masks and levels,
+    whether the group's method is deterministic)."""
     rows = [row for level in levels for row in cells[network, group, reweighting, level]]
-    by_mask: dict[str, list[float]] = {}
+    by_mask: dict[str, list[Row]] = {}
     for row in rows:
-        by_mask.setdefault(row["mask"], []).append(100.0 * float(row["accuracy"]))
-    masks = np.array([np.mean(v) for v in by_mask.values() if len(v) == len(levels)])
-    images = np.mean([unpack_bits(row["correct_images"]) for row in rows], axis=0)
-    return masks, images
+        by_mask.setdefault(row["mask"], []).append(row)
+    complete = [mask for mask in by_mask.values() if len(mask) == len(levels)]
+    masks = np.array([accuracies(mask).mean() for mask in complete])
+    images = np.mean(
+        [unpack_bits(row["correct_images"]) for m in complete for row in m], axis=0
+    )
+    return masks, images, rows[0]["deterministic"] == "True"
 
 
 def compare(
     cells: Cells, first: str, second: str, reweighting: bool, levels: Sequence[float]
-) -> Test | None:
-    """first - second in mean accuracy over levels (the area under the accuracy-budget curve
-    when levels are all of them): paired over the networks that have both, or, with one
-    such network, one_network_test. None when no network has both at every level."""
+) -> Comparison | None:
+    """first - second in mean accuracy over levels, each level weighing the same: paired over
+    the networks that have both at every level; with one network in the sweep,
+    one_network_test. None when that is not testable: fewer than two networks with both, or,
+    with one network, a method of random masks with fewer than two masks."""
+    everyone = list(dict.fromkeys(key[0] for key in cells))
     networks = [
         network
-        for network in dict.fromkeys(key[0] for key in cells)
+        for network in everyone
         if all((network, g, reweighting, lv) in cells for g in (first, second) for lv in levels)
     ]
     if len(networks) > 1:
@@ -447,12 +463,13 @@ def compare(
             for group in (first, second)
         ]
         return paired_over_networks(*means)
-    if networks:
-        (first_masks, first_images), (second_masks, second_images) = (
-            side(cells, networks[0], group, reweighting, levels) for group in (first, second)
-        )
-        return one_network_test(first_masks, second_masks, first_images, second_images)
-    return None
+    if len(everyone) > 1 or not networks:
+        return None
+    sides = [side(cells, networks[0], group, reweighting, levels) for group in (first, second)]
+    if any(len(masks) < 2 and not deterministic for masks, _, deterministic in sides):
+        return None
+    (first_masks, first_images, _), (second_masks, second_images, _) = sides
+    return one_network_test(first_masks, second_masks, first_images, second_images)
 
 
 def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
@@ -474,7 +491,12 @@ def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
     ]
 
 
-def verdict(test: Test, adjusted: float) -> str:
+def level_label(level: float) -> str:
+    """A level's endpoint in the tests, e.g. "10%"."""
+    return f"{level:g}%"
+
+
+def verdict(test: Comparison, adjusted: float) -> str:
     """What a test says of "first beats second", at ALPHA after adjustment."""
     if adjusted >= ALPHA:
         return "not shown"
@@ -487,10 +509,11 @@ def claim_tests(rows: Sequence[Row]) -> list[dict[str, object]]:
     then each level, Benjamini-Hochberg-adjusted within its claim."""
     cells = cells_of(rows)
     levels = sorted({float(row["level"]) for row in rows})
-    tests: list[tuple[dict[str, object], Test]] = []
+    tests: list[tuple[dict[str, object], Comparison]] = []
     for claim, first, second in claim_comparisons(rows):
         for reweighting in (False, True):
-            for endpoint, over in [(ENDPOINT, levels), *((f"{lv:g}%", [lv]) for lv in levels)]:
+            by_level = ((level_label(lv), [lv]) for lv in levels)
+            for endpoint, over in [(ENDPOINT, levels), *by_level]:
                 test = compare(cells, first, second, reweighting, over)
                 if test is not None:
                     record = {"claim": claim, "first": first, "second": second}
@@ -538,7 +561,8 @@ def interval(test: dict[str, object]) -> str:
 
 
 def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]]) -> str:
-    """The claims, the primary table, then the level-by-level tests of each comparison."""
+    """The primary table, the claims and how they are tested, then the level-by-level tests
+    of each comparison."""
     networks = len({row["network"] for row in rows})
     levels = sorted({float(row["level"]) for row in rows})
     primary = [t for t in tests if t["endpoint"] == ENDPOINT]
@@ -547,24 +571,11 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
         "first, and methods compared by the per-network differences (paired t-test)"
         if networks > 1
         else "one network: every test is about this network only, over its masks and, paired, "
-        "over the test images (a deterministic method's one mask varies only with the images)"
+        "over the test images (a deterministic method's one mask varies only with the images; "
+        "a method of random masks needs two or more, --num-masks, to be tested)"
     )
     lines = [
         "# Does diversity help? The paper's claims, tested",
-        "",
-        f"Data: {rows[0]['dataset']}; {unit}.",
-        "",
-        *(f"* **{claim}.** {text[0].upper()}{text[1:]}." for claim, text in CLAIMS.items()),
-        "",
-        (
-            "Primary endpoint, one per comparison and reweighting state, stated before the test: the "
-            f"difference in mean test accuracy over the {len(levels)} levels of weights kept "
-            f"({levels[0]:g}% … {levels[-1]:g}%), the area under the accuracy–budget curve, first "
-            f"minus second, in points, with its 95% confidence interval. Its {len(primary)} tests, "
-            f"all claims together, are one family, Holm-corrected at α = {ALPHA:g}: a claim holds "
-            "for a comparison when its Holm p < 0.05 and the difference is positive, is reversed "
-            "when negative."
-        ),
         "",
         "| claim | comparison | setting | endpoint | difference [95% CI] | Holm p | verdict |",
         "|---|---|---|---|---|---|---|",
@@ -575,6 +586,22 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
             f"| {t['claim']} | {t['first']} − {t['second']} | {setting} | mean accuracy "
             f"over levels | {interval(t)} | {t['adjusted_p']} | {t['verdict']} |"
         )
+    lines += [
+        "",
+        f"Data: {rows[0]['dataset']}; {unit}.",
+        "",
+        *(f"* **{claim}.** {text[0].upper()}{text[1:]}." for claim, text in CLAIMS.items()),
+        "",
+        (
+            "Primary endpoint, one per comparison and reweighting state, stated before the "
+            f"test: the difference in mean test accuracy over the {len(levels)} levels of "
+            f"weights kept ({levels[0]:g}% … {levels[-1]:g}%, each weighing the same), first "
+            "minus second, in points, with its 95% confidence interval. Its "
+            f"{len(primary)} tests, all claims together, are one family, Holm-corrected at "
+            f"α = {ALPHA:g}: a claim holds for a comparison when its Holm p < {ALPHA:g} and "
+            "the difference is positive, is reversed when negative."
+        ),
+    ]
     for claim, text in CLAIMS.items():
         mine = [t for t in tests if t["claim"] == claim and t["endpoint"] != ENDPOINT]
         if not mine:
@@ -584,8 +611,9 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
             f"## Claim {claim}, level by level (secondary)",
             "",
             (
-                f"{text[0].upper()}{text[1:]}. Difference [95% CI], p, and the Benjamini–Hochberg "
-                f"q-value over the claim's {len(mine)} level-wise tests; verdict at q < {ALPHA:g}."
+                f"{text[0].upper()}{text[1:]}. Difference [95% CI], p, and the "
+                f"Benjamini–Hochberg q-value over the claim's {len(mine)} level-wise tests; "
+                f"verdict at q < {ALPHA:g}."
             ),
         ]
         pairs = list(dict.fromkeys((t["first"], t["second"]) for t in mine))
@@ -600,10 +628,10 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
             cells: dict[str, dict[bool, str]] = {}
             for t in mine:
                 if (t["first"], t["second"]) == (first, second):
-                    text_ = (
+                    summary = (
                         f"{interval(t)}, p {t['p_value']}, q {t['adjusted_p']}, {t['verdict']}"
                     )
-                    cells.setdefault(str(t["endpoint"]), {})[bool(t["reweighting"])] = text_
+                    cells.setdefault(str(t["endpoint"]), {})[bool(t["reweighting"])] = summary
             for level, by in cells.items():
                 lines.append(f"| {level} | {by.get(False, '')} | {by.get(True, '')} |")
     return "\n".join(lines) + "\n"
@@ -614,8 +642,9 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
 # ----------------------------------------------------------------------------------------------
 
 
-def pyplot():  # -> the matplotlib.pyplot module
-    """matplotlib.pyplot on the file-only Agg backend, imported when a figure is drawn."""
+def pyplot() -> ModuleType:
+    """The matplotlib.pyplot module on the file-only Agg backend, imported when a figure is
+    drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -656,10 +685,7 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
         for label, kind in kinds.items():
             at, mean, low, high = [], [], [], []
             for level in levels:
-                if len(networks) > 1:
-                    values = network_means(cells, label, reweighting, level)
-                else:
-                    values = accuracies(cells.get((networks[0], label, reweighting, level), []))
+                values = level_values(cells, networks, label, reweighting, level)
                 if not len(values):
                     continue
                 half = 0.0
@@ -693,6 +719,7 @@ def save_claim_figure(
     cells = cells_of(rows)
     networks = list(dict.fromkeys(row["network"] for row in rows))
     colour = colours(rows)
+    level_of = {level_label(lv): lv for lv in {float(row["level"]) for row in rows}}
     sign = -1.0 if claim == "B" else 1.0  # B's tests are random edges minus DPP nodes
     pairs = list(dict.fromkeys((t["first"], t["second"]) for t in tests if t["claim"] == claim))
     dpp_and_other = [
@@ -717,7 +744,7 @@ def save_claim_figure(
                 == (claim, first, second, reweighting)
                 and t["endpoint"] != ENDPOINT
             ]
-            levels = [float(str(t["endpoint"]).rstrip("%")) for t in mine]
+            levels = [level_of[str(t["endpoint"])] for t in mine]
             for network in networks if len(networks) > 1 else []:
                 keys = [
                     (network, group, reweighting, lv) for lv in levels for group in (dpp, other)
@@ -754,7 +781,8 @@ def save_claim_figure(
     unit = f"{len(networks)} networks (faint)" if len(networks) > 1 else "one network"
     holds = "below" if claim == "B" else "above"
     fig.suptitle(
-        f"Claim {claim}: {CLAIMS[claim]}\n{unit}, mean and 95% CI; the claim holds {holds} zero",
+        f"Claim {claim}: {CLAIMS[claim]}\n{unit}, mean and 95% CI; the claim holds {holds} "
+        "zero",
         fontsize=10,
     )
     save_figure(fig, path)
@@ -791,7 +819,7 @@ def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report
     rows = merged_rows(folders)
     out_dir = out_dir or folders[0]
     written = []
-    if list(folders) != [out_dir]:
+    if [folder.resolve() for folder in folders] != [out_dir.resolve()]:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(SweepFiles(out_dir).csv, csv_text(rows, SWEEP_FIELDS))
         written.append(SweepFiles(out_dir).csv)
@@ -809,8 +837,21 @@ def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report
     return Report(texts["sweep.md"], texts["statistics.md"], written)
 
 
+def usage_error(message: str) -> int:
+    """Say what is wrong in one line on stderr; the exit code of bad input."""
+    print(f"report.py: error: {message}", file=sys.stderr)
+    return 2
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2), without the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.exit(usage_error(message))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="report.py",
         description="Write a sweep's report (sweep.md, statistics.md and .csv, figures) from "
         "its sweep.csv, or merge the folders of a sweep's shards into one report.",
@@ -826,17 +867,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by default the one folder given",
     )
     args = parser.parse_args(argv)
-    if len(args.folders) > 1 and (args.out_dir is None or args.out_dir in args.folders):
-        print(
-            f"{parser.prog}: error: merging {len(args.folders)} folders needs an --out-dir of its own",
-            file=sys.stderr,
-        )
-        return 2
+    inputs = {folder.resolve() for folder in args.folders}
+    if len(args.folders) > 1 and (args.out_dir is None or args.out_dir.resolve() in inputs):
+        return usage_error(f"merging {len(args.folders)} folders needs an --out-dir of its own")
     try:
         report = write_report(args.folders, args.out_dir)
     except (ValueError, OSError) as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
+        return usage_error(str(e))
     print(report.table)
     print(report.statistics)
     print("Wrote " + ", ".join(str(path) for path in report.written))

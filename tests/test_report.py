@@ -158,7 +158,8 @@ def test_the_primary_endpoint_is_paired_over_networks_of_mask_averages() -> None
 
 
 def test_holm_on_a_hand_checked_family() -> None:
-    """Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04, made monotone."""
+    """Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04, made
+    monotone."""
     adjusted = R.holm([0.01, 0.04, 0.03, 0.005])
     np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
     np.testing.assert_allclose(R.holm([0.5, 0.9]), [1.0, 1.0])
@@ -343,7 +344,20 @@ def test_the_command_line_refuses_bad_folders_in_one_line(
     argv = [str(folder), str(folder)] if case.startswith("several") else [str(folder)]
     assert R.main(argv) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and str(folder) in err or "--out-dir" in err
+    assert len(err.splitlines()) == 1 and (str(folder) in err or "--out-dir" in err)
+
+
+def test_no_folder_is_one_line_and_no_shard_is_the_merge_s_out_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        R.main([])
+    assert exit_.value.code == 2 and len(capsys.readouterr().err.splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    for shard in ("a", "b"):
+        (tmp_path / shard).mkdir()
+    assert R.main(["a", "b", "--out-dir", str(tmp_path / "a")]) == 2  # "a" by another name
+    assert "--out-dir of its own" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(p.parent.name for p in RESULTS.glob("*/sweep.csv")))
