@@ -194,7 +194,8 @@ class KernelStats:
 def draw_uniforms(
     rngs: Sequence[np.random.Generator], shape: tuple[int, ...], device: torch.device
 ) -> torch.Tensor:
-    """One float64 array of the given shape from each generator, stacked: (len(rngs), *shape)."""
+    """One float64 array of the given shape from each generator, stacked:
+    (len(rngs), *shape)."""
     draws = np.stack([rng.random(shape) for rng in rngs])
     return torch.from_numpy(draws).to(device)
 
@@ -320,7 +321,8 @@ class BlockSpectrum:
     order: (B, n) the block's items in ascending order, then the singletons; size: (B,) items in
     the block; eigvals: (B, n) > 0, the block's eigenvalues, then the singletons' diagonal
     entries; eigvecs: (B, m, m) the block's eigenvectors in columns, zero-padded to the largest
-    block m. Eigenvalue j < size belongs to eigenvector j, eigenvalue j >= size to item order[j].
+    block m. Eigenvalue j < size belongs to eigenvector j, eigenvalue j >= size to item
+    order[j].
     """
 
     order: torch.Tensor

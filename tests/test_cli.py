@@ -16,7 +16,10 @@ import MNIST as M
 README_COMMANDS = [
     "--procedure training --epochs 40 --lr .07",
     "--procedure training --epochs 45 --lr .2 --drop-option 'out' --probability .5",
-    "--procedure test --pruning_choice dpp_node --k 250 --reweighting --trained_weights mnist_two_layer_Dropout.pt",
+    (
+        "--procedure test --pruning_choice dpp_node --k 250 --reweighting --trained_weights "
+        "mnist_two_layer_Dropout.pt"
+    ),
 ]
 
 

@@ -59,7 +59,8 @@ def test_edge_export_keeps_mask_and_record_and_loads_back(
     assert run.code == 0, run.err
     summary = run.out.strip().splitlines()[-1]
     assert summary.startswith(
-        f"Saved pruned model to {out}: {60 * SMALL_HIDDEN}/{794 * SMALL_HIDDEN} weights (7.56% kept)"
+        f"Saved pruned model to {out}: {60 * SMALL_HIDDEN}/{794 * SMALL_HIDDEN} weights "
+        "(7.56% kept)"
     )
     assert "KiB" in summary
     model, meta = M.load_checkpoint(out)

@@ -16,7 +16,8 @@ import MNIST as M
 
 
 def lstsq_edge_reference(X: np.ndarray, W1: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per node: w_S + d, d the minimum-norm lstsq solution of X_S d ~ X w - X_S w_S (N rows)."""
+    """Per node: w_S + d, d the minimum-norm lstsq solution of X_S d ~ X w - X_S w_S
+    (N rows)."""
     out = np.zeros_like(W1)
     for h in range(len(W1)):
         S = np.flatnonzero(mask[h])
@@ -113,7 +114,8 @@ def test_edge_reweighting_falls_back_to_the_pseudo_inverse(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Where the Cholesky factorisation of G_SS + c QQ^T reports failure (numerically
-    indefinite), the eigendecomposition's pseudo-inverse gives the same minimum-norm solution."""
+    indefinite), the eigendecomposition's pseudo-inverse gives the same minimum-norm
+    solution."""
     rng = np.random.default_rng(5)
     X = rng.normal(size=(150, 25))
     X[:, :6] = 0.37  # identical columns: G_SS singular, as with MNIST's blank pixels
