@@ -235,6 +235,22 @@ def test_with_one_network_masks_without_spread_are_not_a_verdict_either() -> Non
     assert test.p_value > 0.1 and test.low < 0 < test.high
 
 
+def test_what_cannot_be_tested_is_not() -> None:
+    """One mask of a method of random masks on one network: its spread over masks is unknown,
+    so no test rests on the images alone (two masks are tested). Of several networks, one
+    with both methods is never tested as if it were the only one."""
+    assert R.claim_tests(study_rows(networks=1, masks=1)) == []
+    assert len(R.claim_tests(study_rows(networks=1, masks=2))) == 7 * 2 * 3
+    rows = [
+        row
+        for row in study_rows(networks=2)
+        if (row["network"], row["method"]) != ("net2", "importance_node")
+    ]
+    tests = R.claim_tests(rows)
+    assert not any("importance_node" in (t["first"], t["second"]) for t in tests)
+    assert {t["networks"] for t in tests} == {2}
+
+
 def test_one_network_reports_say_so_and_test_over_images() -> None:
     rows = study_rows(networks=1)
     statistics = R.render_report(rows, R.claim_tests(rows))["statistics.md"]
