@@ -580,6 +580,8 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]])
         "| claim | comparison | setting | endpoint | difference [95% CI] | Holm p | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
+    if not primary:
+        lines[2:] = ["No comparison of the claims can be tested on these rows (see below)."]
     for t in primary:
         setting = "with reweighting" if t["reweighting"] else "without reweighting"
         lines.append(

@@ -239,7 +239,9 @@ def test_what_cannot_be_tested_is_not() -> None:
     """One mask of a method of random masks on one network: its spread over masks is unknown,
     so no test rests on the images alone (two masks are tested). Of several networks, one
     with both methods is never tested as if it were the only one."""
-    assert R.claim_tests(study_rows(networks=1, masks=1)) == []
+    rows = study_rows(networks=1, masks=1)
+    assert R.claim_tests(rows) == []
+    assert "No comparison of the claims can be tested" in R.statistics_markdown(rows, [])
     assert len(R.claim_tests(study_rows(networks=1, masks=2))) == 7 * 2 * 3
     rows = [
         row
