@@ -2011,21 +2011,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="input batch size for training",
     )
     training.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=10,
-        metavar="N",
-        help="number of epochs to train",
+        "--epochs", type=positive_int, default=10, metavar="N", help="number of epochs to train"
     )
     training.add_argument(
         "--lr", type=positive_float, default=0.001, metavar="LR", help="learning rate"
     )
     training.add_argument(
-        "--momentum",
-        type=nonnegative_float,
-        default=0.9,
-        metavar="M",
-        help="SGD momentum",
+        "--momentum", type=nonnegative_float, default=0.9, metavar="M", help="SGD momentum"
     )
     training.add_argument(
         "--log-interval",
@@ -2062,10 +2054,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hidden size)",
     )
     pruning.add_argument(
-        "--pruning_choice",
-        choices=tuple(METHODS),
-        default="dpp_edge",
-        help="pruning method",
+        "--pruning_choice", choices=tuple(METHODS), default="dpp_edge", help="pruning method"
     )
     pruning.add_argument(
         "--k",
