@@ -1,15 +1,16 @@
-"""Diversity-based (DPP) edge and node pruning of a two-layer MNIST MLP.
+"""Diversity-based (DPP) edge and node pruning of a sigmoid MNIST MLP.
 
 Reference implementation of the MNIST experiments of
 
     "Understanding Diversity based Edge and Node Pruning of Neural Networks"
 
-A 784-H-10 sigmoid MLP is trained on MNIST, then pruned without retraining:
+A 784-H-10 sigmoid MLP (or a deeper 784-H_1-...-H_L-10 one) is trained on MNIST, then one of
+its hidden layers is pruned without retraining:
 
-* dpp_edge    - for every hidden node, keep k of its 784 incoming edges, drawn from a k-DPP
-                whose kernel measures how similar the edges' contributions w_i * x_i are over
-                the training set (diverse edges are kept together);
-* dpp_node    - keep k hidden nodes drawn from a k-DPP over the nodes' pre-activations over
+* dpp_edge    - for every node of the layer, keep k of its d incoming edges, drawn from a
+                k-DPP whose kernel measures how similar the edges' contributions w_i * a_i are
+                over the training set (diverse edges are kept together);
+* dpp_node    - keep k nodes of the layer drawn from a k-DPP over their pre-activations over
                 the training set (the paper's kernel; --node-features activation uses their
                 sigmoid outputs, as the node pruning of Mariet & Sra, "Diversity Networks",
                 ICLR 2016);
@@ -86,7 +87,7 @@ DEFAULT_LEVELS = "10,20,30,40,50,60,70,80,90"  # percents of the weights kept in
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CHECKPOINT_FORMAT = "dpp-pruning-mlp"
-CHECKPOINT_VERSION = 1  # load_checkpoint reads this version and older
+CHECKPOINT_VERSION = 2  # load_checkpoint reads this version and older (1: one hidden layer)
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -103,9 +104,6 @@ T = TypeVar("T")
 # the beta of the RBF kernels: a number > 0, "auto" (median heuristic) or "C/N" (C over the
 # number N of training images), see resolve_beta
 Beta = float | str
-# what a method without a kernel is passed, and ignores: every draw of the method table is
-# called as draw(inputs, k, beta, seed)
-UnusedBeta = Beta
 
 
 class UsageError(Exception):
@@ -117,30 +115,83 @@ class UsageError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
-class TwoLayerMLP(nn.Module):
-    """784 -> H (sigmoid, optional dropout) -> 10. Parameter names w1/w2 as in the original."""
+def architecture(hidden_sizes: Sequence[int]) -> str:
+    """The layer sizes of the MLP with these hidden layers, e.g. "784-500-10"."""
+    return "-".join(map(str, (INPUT_DIM, *hidden_sizes, NUM_CLASSES)))
+
+
+class MLP(nn.Module):
+    """784 -> H_1 -> ... -> H_L -> 10, a sigmoid (then dropout, if any) after every hidden
+    layer. Its linear layers are w1 ... w{L+1}, as the original named the two of 784-H-10."""
 
     def __init__(
-        self, hidden_size: int = DEFAULT_HIDDEN_SIZE, dropout: float | None = None
+        self,
+        hidden_sizes: Sequence[int] = (DEFAULT_HIDDEN_SIZE,),
+        dropout: float | None = None,
     ) -> None:
         super().__init__()
-        self.hidden_size = hidden_size
+        self.hidden_sizes = tuple(hidden_sizes)
         self.dropout_p = dropout
-        self.w1 = nn.Linear(INPUT_DIM, hidden_size)  # weight: (H, 784)
-        self.w2 = nn.Linear(hidden_size, NUM_CLASSES)  # weight: (10, H)
+        sizes = (INPUT_DIM, *self.hidden_sizes, NUM_CLASSES)
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+            setattr(self, f"w{i}", nn.Linear(fan_in, fan_out))  # weight: (fan_out, fan_in)
         self.dropout = nn.Dropout(p=dropout) if dropout is not None else nn.Identity()
-        nn.init.xavier_uniform_(self.w1.weight)
-        nn.init.xavier_uniform_(self.w2.weight)
-        nn.init.zeros_(self.w1.bias)
-        nn.init.zeros_(self.w2.bias)
+        for linear in self.layers:
+            nn.init.xavier_uniform_(linear.weight)
+            nn.init.zeros_(linear.bias)
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 784) -> hidden activations (B, H)."""
-        return torch.sigmoid(self.w1(x))
+    @property
+    def layers(self) -> list[nn.Linear]:
+        """The linear layers w1 ... w{L+1}, from the input to the output."""
+        return [getattr(self, f"w{i}") for i in range(1, len(self.hidden_sizes) + 2)]
+
+    @property
+    def architecture(self) -> str:
+        return architecture(self.hidden_sizes)
+
+    def hidden(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """(B, 784) -> the activations of hidden layer `layer` (1-based), (B, H_layer);
+        layer 0 is the input itself."""
+        for linear in self.layers[:layer]:
+            x = self.dropout(torch.sigmoid(linear(x)))
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 784) -> logits (B, 10)."""
-        return self.w2(self.dropout(self.hidden(x)))
+        return self.layers[-1](self.hidden(x, len(self.hidden_sizes)))
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What a hidden layer's pruning budgets depend on: its d inputs, its H nodes and the
+    H_next nodes of the layer above (the 10 outputs above the last hidden layer). Pruning it
+    changes the weights of two layers, its own (H x d) and the one above (H_next x H)."""
+
+    inputs: int
+    nodes: int
+    above: int
+
+    @classmethod
+    def of(cls, hidden_sizes: Sequence[int], layer: int) -> LayerShape:
+        sizes = (INPUT_DIM, *hidden_sizes, NUM_CLASSES)
+        return cls(sizes[layer - 1], sizes[layer], sizes[layer + 1])
+
+    @property
+    def total_weights(self) -> int:
+        """H (d + H_next): the weights of the layer and of the one above, biases excluded."""
+        return self.nodes * (self.inputs + self.above)
+
+    def kept_weights(self, kind: str, k: int) -> int:
+        """Weights the two layers keep: k nodes keep their d incoming and H_next outgoing
+        weights, k (d + H_next); k edges per node keep H (k + H_next)."""
+        if kind == "node":
+            return k * (self.inputs + self.above)
+        return self.nodes * (k + self.above)
+
+    def ground_size(self, kind: str) -> int:
+        """How many items a method of this kind keeps k of: incoming edges per node, or
+        nodes."""
+        return self.inputs if kind == "edge" else self.nodes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,7 +208,7 @@ def minibatches(
 
 
 def train_epoch(
-    model: TwoLayerMLP,
+    model: MLP,
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -187,7 +238,7 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: TwoLayerMLP, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+    model: MLP, images: torch.Tensor, labels: torch.Tensor, batch_size: int
 ) -> tuple[float, torch.Tensor]:
     """Returns (mean cross-entropy per image, which images are predicted right: (M,) bool)."""
     model.eval()
@@ -215,12 +266,24 @@ def result_line(loss: float, right: torch.Tensor) -> str:
 # (one coordinate per training image); all squared distances come from inner products.
 
 
-def gram_matrix(X: torch.Tensor, chunk_rows: int = ROWS_AT_ONCE) -> torch.Tensor:
-    """G = X^T X in float64, accumulated over row chunks. X: (N, D) -> G: (D, D)."""
-    G = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
+@torch.no_grad()
+def gram_matrix(
+    X: torch.Tensor,
+    features: Callable[[torch.Tensor], torch.Tensor] = lambda rows: rows,
+    intercept: bool = False,
+    chunk_rows: int = ROWS_AT_ONCE,
+) -> torch.Tensor:
+    """F^T F in float64 for the features F = features(X) of the rows of X, accumulated over
+    row chunks (F is never held whole); with intercept, of [1, F], whose row and column 0
+    belong to the constant 1. X: (N, D0), F: (N, D) -> (D, D), or (D + 1, D + 1)."""
+    G = None
     for start in range(0, len(X), chunk_rows):
-        block = X[start : start + chunk_rows].to(torch.float64)
-        G += block.T @ block
+        block = features(X[start : start + chunk_rows]).to(torch.float64)
+        if intercept:
+            ones = torch.ones(len(block), 1, dtype=torch.float64, device=X.device)
+            block = torch.cat([ones, block], dim=1)
+        G = block.T @ block if G is None else G.add_(block.T @ block)
+    assert G is not None, "no rows"
     return G
 
 
@@ -266,58 +329,41 @@ def rbf_kernel(D: torch.Tensor, beta: torch.Tensor, eps: float = KERNEL_EPS) -> 
 
 
 def edge_kernels(
-    W1: torch.Tensor,
+    W: torch.Tensor,
     G: torch.Tensor,
     beta: Beta,
     num_images: int | None = None,
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernels of dpp_edge: one per hidden node h, over its incoming edges,
-    L_h[i, j] = exp(-beta ||w_hi x_i - w_hj x_j||^2) + eps [i = j], x_i the i-th column of X.
+    """The kernels of dpp_edge: one per node h of the pruned layer, over its incoming edges,
+    L_h[i, j] = exp(-beta ||w_hi a_i - w_hj a_j||^2) + eps [i = j], a_i the i-th column of
+    the layer's inputs A over the training images.
 
-    ||w_i x_i - w_j x_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, so G = X^T X is all
-    that is needed. W1: (B, 784) rows of the first layer, G: (784, 784) float64 over
-    num_images images -> (L: (B, 784, 784) float64, written to out when given; the beta of
-    each kernel: (B,)).
+    ||w_i a_i - w_j a_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, so G = A^T A is all
+    that is needed. W: (B, d) rows of the layer's weights, G: (d, d) float64 over num_images
+    images -> (L: (B, d, d) float64, written to out when given; the beta of each kernel:
+    (B,)).
     """
-    W = W1.to(torch.float64)
+    W = W.to(torch.float64)
     cross = torch.mul(G, W.unsqueeze(-1), out=out).mul_(W.unsqueeze(-2))
     D = squared_distances_from_gram(W.square() * G.diagonal(), cross)
     beta_used = resolve_beta(D, beta, num_images)
     return rbf_kernel(D, beta_used), beta_used
 
 
-@torch.no_grad()
-def hidden_gram(
-    model: TwoLayerMLP, X: torch.Tensor, chunk_rows: int = ROWS_AT_ONCE
-) -> torch.Tensor:
-    """[1, A]^T [1, A] in float64, A = model.hidden(X) the hidden activations, accumulated over
-    row chunks (A itself is never held whole). X: (N, 784) -> (H + 1, H + 1); row and column
-    0 belong to the constant 1 (an intercept)."""
-    model.eval()
-    H = model.hidden_size
-    gram = torch.zeros(H + 1, H + 1, dtype=torch.float64, device=X.device)
-    for start in range(0, len(X), chunk_rows):
-        activations = model.hidden(X[start : start + chunk_rows]).to(torch.float64)
-        ones = torch.ones(len(activations), 1, dtype=torch.float64, device=X.device)
-        block = torch.cat([ones, activations], dim=1)
-        gram += block.T @ block
-    return gram
-
-
-def preactivation_gram(W1: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """Z^T Z for the pre-activations Z = X W1^T (no bias), from G = X^T X alone:
-    Z^T Z = W1 G W1^T. W1: (H, 784), G: (784, 784) float64 -> (H, H) float64."""
-    W = W1.to(torch.float64)
+def preactivation_gram(W: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """Z^T Z for the pre-activations Z = A W^T (no bias) of a layer with inputs A, from
+    G = A^T A alone: Z^T Z = W G W^T. W: (H, d), G: (d, d) float64 -> (H, H) float64."""
+    W = W.to(torch.float64)
     return W @ G @ W.T
 
 
 def node_kernel(
     cross: torch.Tensor, beta: Beta, num_images: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A kernel over hidden nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b], from the
-    inner products cross = Z^T Z of the nodes' N-long vectors z_a (node_gram: pre-activations
-    or activations over num_images = N training images).
+    """A kernel over a layer's nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b],
+    from the inner products cross = Z^T Z of the nodes' N-long vectors z_a (node_gram:
+    pre-activations or activations over num_images = N training images).
 
     cross: (H, H) -> (L: (1, H, H) float64, a batch of one kernel; its beta: (1,)).
     """
@@ -334,60 +380,93 @@ def node_kernel(
 
 @dataclass
 class PruningInputs:
-    """What a pruning method reads: the trained network and the training images, and what is
-    costly to derive from them, computed at most once.
+    """What a pruning method reads: one hidden layer of the trained network (the pruned one),
+    its inputs over the training images, and what is costly to derive from them, computed at
+    most once.
 
-    model: the unpruned network; train_x: (N, 784) training images, the data of the kernels
-    and of reweighting; dpp_backend: how the DPP methods sample (dpp_sample.BACKENDS);
-    node_features: the vectors of dpp_node's kernel, "preactivation" (X W1^T, the paper's)
-    or "activation" (sigmoid(X W1^T + b1), as Diversity Networks).
+    model: the unpruned network, kept in eval mode; train_x: (N, 784) training images;
+    layer: the pruned hidden layer, 1-based; dpp_backend: how the DPP methods sample
+    (dpp_sample.BACKENDS); node_features: the vectors of dpp_node's kernel, "preactivation"
+    (A W^T, the paper's) or "activation" (sigmoid(A W^T + b), as Diversity Networks).
 
-    The cache (gram, gram_systems, activation_gram, activation_systems, activations) depends
-    on model and train_x only; kernel_stats, summaries of the DPP kernels built so far, on
-    those and on the kernel_key. dataclasses.replace with other node_features or dpp_backend
-    shares both; a new model or train_x needs new PruningInputs.
+    Of the pruned layer: W (H, d), its weights; W_next (H_next, H) and b_next, the weights
+    and biases of the layer above (the output layer above the last hidden layer); inputs()
+    A (N, d), what it reads on the training images: the images for layer 1, the unpruned
+    network's activations of layer - 1, below it; gram() A^T A and activation_gram(), from
+    which the built-in methods and reweighting compute all they need. The cache depends on
+    model, train_x and layer only: dataclasses.replace with another layer, node_features or
+    dpp_backend shares it; a new model or train_x needs new PruningInputs.
     """
 
-    model: TwoLayerMLP
+    model: MLP
     train_x: torch.Tensor
+    layer: int = 1
     dpp_backend: str = "torch"
     node_features: str = "preactivation"
-    kernel_stats: dict[tuple[str, str, str], dpp_sample.KernelStats] = field(
-        default_factory=dict
-    )
-    _cache: dict[str, object] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[int, str], object] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
 
     @property
-    def hidden_size(self) -> int:
-        return self.model.hidden_size
+    def W(self) -> torch.Tensor:
+        """The pruned layer's weights, (H, d)."""
+        return self.model.layers[self.layer - 1].weight.detach()
 
     @property
-    def W1(self) -> torch.Tensor:
-        """First-layer weights (H, 784)."""
-        return self.model.w1.weight.detach()
+    def W_next(self) -> torch.Tensor:
+        """The weights of the layer above, (H_next, H)."""
+        return self.model.layers[self.layer].weight.detach()
 
     @property
-    def W2(self) -> torch.Tensor:
-        """Second-layer weights (10, H)."""
-        return self.model.w2.weight.detach()
+    def b_next(self) -> torch.Tensor:
+        """The biases of the layer above, (H_next,)."""
+        return self.model.layers[self.layer].bias.detach()
+
+    @property
+    def shape(self) -> LayerShape:
+        return LayerShape.of(self.model.hidden_sizes, self.layer)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.train_x)
 
     def _cached(self, name: str, compute: Callable[[], T]) -> T:
-        if name not in self._cache:
-            self._cache[name] = compute()
-        return self._cache[name]  # type: ignore[return-value]
+        key = (self.layer, name)
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]  # type: ignore[return-value]
+
+    def _reads(self, images: torch.Tensor) -> torch.Tensor:
+        """What the pruned layer reads for these images: (B, 784) -> (B, d)."""
+        return self.model.hidden(images, self.layer - 1)
+
+    def _outputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What the pruned layer outputs for these images: (B, 784) -> (B, H)."""
+        return self.model.hidden(images, self.layer)
+
+    @torch.no_grad()
+    def inputs(self) -> torch.Tensor:
+        """A, the pruned layer's inputs over the training images, (N, d) float32."""
+        if self.layer == 1:
+            return self.train_x
+        chunks = self.train_x.split(ROWS_AT_ONCE)
+        return self._cached("inputs", lambda: torch.cat([self._reads(x) for x in chunks]))
 
     def gram(self) -> torch.Tensor:
-        """G = X^T X over the training images, (784, 784) float64."""
-        return self._cached("gram", lambda: gram_matrix(self.train_x))
+        """G = A^T A over the training images, (d, d) float64."""
+        return self._cached("gram", lambda: gram_matrix(self.train_x, self._reads))
 
     def gram_systems(self) -> GramSystems:
         """What reweighting edges needs of gram()."""
         return self._cached("gram_systems", lambda: GramSystems.of(self.gram()))
 
     def activation_gram(self) -> torch.Tensor:
-        """[1, A]^T [1, A], A the unpruned model's hidden activations on the training images,
+        """[1, Y]^T [1, Y], Y the pruned layer's activations over the training images,
         (H + 1, H + 1) float64."""
-        return self._cached("activation_gram", lambda: hidden_gram(self.model, self.train_x))
+        return self._cached(
+            "activation_gram", lambda: gram_matrix(self.train_x, self._outputs, intercept=True)
+        )
 
     def activation_systems(self) -> GramSystems:
         """What reweighting nodes needs of activation_gram()."""
@@ -395,50 +474,36 @@ class PruningInputs:
             "activation_systems", lambda: GramSystems.of(self.activation_gram())
         )
 
-    @torch.no_grad()
-    def activations(self) -> torch.Tensor:
-        """Hidden activations of the unpruned model on the training images, (N, H) float32
-        (not used by the built-in methods, which need only activation_gram)."""
-
-        def compute() -> torch.Tensor:
-            self.model.eval()
-            batches = minibatches(self.train_x, self.train_x, ROWS_AT_ONCE)
-            return torch.cat([self.model.hidden(x) for x, _ in batches])
-
-        return self._cached("activations", compute)
-
     def node_gram(self) -> torch.Tensor:
         """Z^T Z of the node kernel's vectors Z (N, H), node_features: pre-activations from
         gram() (preactivation_gram), or activations from activation_gram(). (H, H) float64."""
         if self.node_features == "activation":
             return self.activation_gram()[1:, 1:]
-        return preactivation_gram(self.W1, self.gram())
-
-    def kernel_key(self, kind: str, beta: Beta) -> tuple[str, str, str]:
-        """What a kind's kernels depend on besides the checkpoint: (kind, beta, and for
-        node kernels the node features)."""
-        return kind, str(beta), self.node_features if kind == "node" else ""
-
-    def new_kernel_stats(self, kind: str, beta: Beta) -> dpp_sample.KernelStats | None:
-        """An empty dpp_sample.KernelStats, now kept in kernel_stats, for the DPP kernels of
-        this kind and beta (kernel_key) to fill; None when such a summary is kept already: the
-        same kernel_key builds the same kernels, whose summary adds nothing."""
-        key = self.kernel_key(kind, beta)
-        if key in self.kernel_stats:
-            return None
-        self.kernel_stats[key] = dpp_sample.KernelStats()
-        return self.kernel_stats[key]
-
-    def kernel_summary(self, kind: str, beta: Beta) -> dpp_sample.KernelStats | None:
-        """The summary of the DPP kernels of this kind and beta built so far, if any."""
-        return self.kernel_stats.get(self.kernel_key(kind, beta))
+        return preactivation_gram(self.W, self.gram())
 
 
 Draw = tuple[int, int]  # (k, seed): one mask to draw
 
 
+@dataclass
+class Drawn:
+    """What a method's draw returns: one mask per (k, seed) asked for, in their order (edge
+    methods (H, d) bool with k True per row, node methods (H,) bool with k True), and for a
+    method that samples DPP kernels the summary of those kernels."""
+
+    masks: list[torch.Tensor]
+    kernels: dpp_sample.KernelStats | None = None
+
+
+def keep_first(order: torch.Tensor, k: int) -> torch.Tensor:
+    """The mask keeping the first k items of an order along its last axis.
+    order: (..., n) int64, each row a permutation -> (..., n) bool."""
+    mask = torch.zeros(order.shape, dtype=torch.bool, device=order.device)
+    return mask.scatter_(-1, order[..., :k], True)
+
+
 def dpp_edge_masks(
-    W1: torch.Tensor,
+    W: torch.Tensor,
     G: torch.Tensor,
     draws: Sequence[Draw],
     beta: Beta,
@@ -448,8 +513,8 @@ def dpp_edge_masks(
     draws_at_once: int = dpp_sample.DRAWS_AT_ONCE,
     stats: dpp_sample.KernelStats | None = None,
 ) -> list[torch.Tensor]:
-    """For every (k, seed) of draws, k incoming edges per hidden node drawn from that node's
-    edge k-DPP (edge_kernels).
+    """For every (k, seed) of draws, k incoming edges per node drawn from that node's edge
+    k-DPP (edge_kernels).
 
     Kernels are built and prepared for sampling chunk_size nodes at a time, every draw is
     sampled from them, and they are dropped before the next chunk: one kernel build serves all
@@ -457,17 +522,17 @@ def dpp_edge_masks(
     at a time as one batch (dpp_sample.sample_draws). Node h draws from its own random stream
     of the draw's seed, so a mask depends on neither chunk_size, draws_at_once nor the other
     draws. stats, if given, collects a summary of the kernels.
-    W1: (H, 784); G = X^T X: (784, 784) over num_images images -> one (H, 784) bool mask per
-    draw, k True per row.
+    W: (H, d); G = A^T A: (d, d) over num_images images -> one (H, d) bool mask per draw, k
+    True per row.
     """
-    H, D = W1.shape
+    H, d = W.shape
     node_seeds = {seed: np.random.SeedSequence(seed).spawn(H) for _, seed in draws}
-    masks = [torch.zeros(H, D, dtype=torch.bool, device=W1.device) for _ in draws]
-    buffer = torch.empty(min(chunk_size, H), D, D, dtype=torch.float64, device=W1.device)
+    masks = [torch.zeros(H, d, dtype=torch.bool, device=W.device) for _ in draws]
+    buffer = torch.empty(min(chunk_size, H), d, d, dtype=torch.float64, device=W.device)
     for start in range(0, H, chunk_size):
         stop = min(start + chunk_size, H)
         L, beta_used = edge_kernels(
-            W1[start:stop], G, beta, num_images, out=buffer[: stop - start]
+            W[start:stop], G, beta, num_images, out=buffer[: stop - start]
         )
         if stats is not None:
             stats.update(L, beta_used)
@@ -475,104 +540,89 @@ def dpp_edge_masks(
         chunk_draws = [(k, node_seeds[seed][start:stop]) for k, seed in draws]
         drawn = dpp_sample.sample_draws(kernels, chunk_draws, draws_at_once)
         del kernels  # before the next chunk's are built
-        rows = torch.arange(start, stop, device=W1.device).unsqueeze(-1)
+        rows = torch.arange(start, stop, device=W.device).unsqueeze(-1)
         for mask, kept in zip(masks, drawn):
             mask[rows, kept] = True
     return masks
 
 
-def dpp_edge_draws(
-    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
-) -> list[torch.Tensor]:
-    """dpp_edge for many (k, seed) at once, from one build of the kernels."""
-    return dpp_edge_masks(
-        inputs.W1,
-        inputs.gram(),
-        draws,
-        beta,
-        len(inputs.train_x),
-        inputs.dpp_backend,
-        stats=inputs.new_kernel_stats("edge", beta),
+def dpp_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep k incoming edges per node, drawn from that node's edge k-DPP (dpp_edge_masks),
+    for every (k, seed) from one build of the kernels."""
+    stats = dpp_sample.KernelStats()
+    masks = dpp_edge_masks(
+        inputs.W, inputs.gram(), draws, beta, inputs.num_images, inputs.dpp_backend, stats=stats
     )
+    return Drawn(masks, stats)
 
 
-def dpp_edge(inputs: PruningInputs, k: int, beta: Beta, seed: int) -> torch.Tensor:
-    """Keep k incoming edges per hidden node, drawn from that node's edge k-DPP -> (H, 784)."""
-    return dpp_edge_draws(inputs, [(k, seed)], beta)[0]
-
-
-def dpp_node_draws(
-    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
-) -> list[torch.Tensor]:
-    """dpp_node for many (k, seed) at once, from one build of the kernel."""
-    L, beta_used = node_kernel(inputs.node_gram(), beta, len(inputs.train_x))
-    stats = inputs.new_kernel_stats("node", beta)
-    if stats is not None:
-        stats.update(L, beta_used)
+def dpp_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep k nodes drawn from the k-DPP over their inputs.node_features (node_kernel:
+    pre-activations or activations over the training images), for every (k, seed) from one
+    build of the kernel."""
+    L, beta_used = node_kernel(inputs.node_gram(), beta, inputs.num_images)
+    stats = dpp_sample.KernelStats()
+    stats.update(L, beta_used)
     kernel = dpp_sample.prepare_k_dpp(L, inputs.dpp_backend)
     node_draws = [(k, [np.random.SeedSequence(seed)]) for k, seed in draws]
     masks = []
     for kept in dpp_sample.sample_draws(kernel, node_draws):
-        keep = torch.zeros(inputs.hidden_size, dtype=torch.bool, device=L.device)
+        keep = torch.zeros(L.shape[-1], dtype=torch.bool, device=L.device)
         keep[kept[0]] = True
         masks.append(keep)
-    return masks
+    return Drawn(masks, stats)
 
 
-def dpp_node(inputs: PruningInputs, k: int, beta: Beta, seed: int) -> torch.Tensor:
-    """Keep k hidden nodes drawn from the k-DPP over their inputs.node_features (node_kernel:
-    pre-activations or activations over the training images) -> (H,) bool."""
-    return dpp_node_draws(inputs, [(k, seed)], beta)[0]
+def random_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep k incoming edges per node uniformly at random."""
+    shape = inputs.W.shape
+    return Drawn(
+        [
+            keep_first(
+                torch.from_numpy(np.argsort(np.random.default_rng(seed).random(shape))), k
+            )
+            for k, seed in draws
+        ]
+    )
 
 
-def random_edge(inputs: PruningInputs, k: int, beta: UnusedBeta, seed: int) -> torch.Tensor:
-    """Keep k incoming edges per hidden node uniformly at random -> (H, 784) bool."""
-    H = inputs.hidden_size
-    kept = np.argsort(np.random.default_rng(seed).random((H, INPUT_DIM)), axis=1)[:, :k]
-    mask = np.zeros((H, INPUT_DIM), dtype=bool)
-    np.put_along_axis(mask, kept, True, axis=1)
-    return torch.from_numpy(mask)
+def random_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep k nodes uniformly at random."""
+    H = len(inputs.W)
+    return Drawn(
+        [
+            keep_first(torch.from_numpy(np.random.default_rng(seed).permutation(H)), k)
+            for k, seed in draws
+        ]
+    )
 
 
-def random_node(inputs: PruningInputs, k: int, beta: UnusedBeta, seed: int) -> torch.Tensor:
-    """Keep k hidden nodes uniformly at random -> (H,) bool."""
-    keep = np.zeros(inputs.hidden_size, dtype=bool)
-    keep[np.random.default_rng(seed).permutation(inputs.hidden_size)[:k]] = True
-    return torch.from_numpy(keep)
+def importance_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep the k incoming edges of largest |w| per node (ties: lower index first)."""
+    order = torch.argsort(-inputs.W.abs(), dim=1, stable=True)
+    return Drawn([keep_first(order, k) for k, _ in draws])
 
 
-def importance_edge(inputs: PruningInputs, k: int, beta: UnusedBeta, seed: int) -> torch.Tensor:
-    """Keep the k incoming edges of largest |w| per hidden node (ties: lower index first)
-    -> (H, 784) bool."""
-    kept = torch.argsort(-inputs.W1.abs(), dim=1, stable=True)[:, :k]
-    return torch.zeros_like(inputs.W1, dtype=torch.bool).scatter_(1, kept, True)
+def importance_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep the k nodes of largest mean |outgoing weight| (a column of W_next)."""
+    order = torch.argsort(-inputs.W_next.abs().mean(0), stable=True)
+    return Drawn([keep_first(order, k) for k, _ in draws])
 
 
-def importance_node(inputs: PruningInputs, k: int, beta: UnusedBeta, seed: int) -> torch.Tensor:
-    """Keep the k hidden nodes of largest mean |outgoing weight| (a column of W2).
-    -> (H,) bool."""
-    kept = torch.argsort(-inputs.W2.abs().mean(0), stable=True)[:k]
-    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool, device=kept.device)
-    keep[kept] = True
-    return keep
-
-
-DrawFunction = Callable[[PruningInputs, int, Beta, int], torch.Tensor]
-DrawManyFunction = Callable[[PruningInputs, Sequence[Draw], Beta], list[torch.Tensor]]
+DrawFunction = Callable[[PruningInputs, Sequence[Draw], Beta], Drawn]
 
 
 @dataclass(frozen=True)
 class Method:
     """One pruning method of the table.
 
-    draw(inputs, k, beta, seed) returns what is kept: for kind "edge" a (H, 784) bool mask
-    with k incoming edges per hidden node, for kind "node" a (H,) bool mask of k hidden nodes.
+    draw(inputs, draws, beta) returns Drawn: for every (k, seed) of draws what is kept, for
+    kind "edge" a (H, d) bool mask with k incoming edges per node of the pruned layer, for
+    kind "node" a (H,) bool mask of k nodes; beta is the DPP kernels' (others ignore it).
     deterministic: the mask depends on neither beta nor seed, so one mask is evaluated however
-    many are asked for; samples_dpp: the method draws from DPP kernels (the reports then print
-    the summary that inputs.kernel_stats holds for kernels of its kind); draw_many, if
-    given: draw_many(inputs, [(k, seed), ...], beta) gives the masks of draw for every pair,
-    at less cost (the DPP methods build their kernels once for all of them); baseline:
-    "random" or "importance" for the baselines a sweep report compares DPP methods with.
+    many are asked for; samples_dpp: the method draws from DPP kernels and returns their
+    summary; baseline: "random" or "importance" for the baselines a sweep report compares DPP
+    methods with.
     """
 
     name: str
@@ -580,31 +630,18 @@ class Method:
     draw: DrawFunction
     deterministic: bool = False
     samples_dpp: bool = False
-    draw_many: DrawManyFunction | None = None
     baseline: str | None = None
 
 
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("dpp_edge", "edge", dpp_edge, samples_dpp=True, draw_many=dpp_edge_draws),
-        Method("dpp_node", "node", dpp_node, samples_dpp=True, draw_many=dpp_node_draws),
+        Method("dpp_edge", "edge", dpp_edge, samples_dpp=True),
+        Method("dpp_node", "node", dpp_node, samples_dpp=True),
         Method("random_edge", "edge", random_edge, baseline="random"),
         Method("random_node", "node", random_node, baseline="random"),
-        Method(
-            "importance_edge",
-            "edge",
-            importance_edge,
-            deterministic=True,
-            baseline="importance",
-        ),
-        Method(
-            "importance_node",
-            "node",
-            importance_node,
-            deterministic=True,
-            baseline="importance",
-        ),
+        Method("importance_edge", "edge", importance_edge, True, baseline="importance"),
+        Method("importance_node", "node", importance_node, True, baseline="importance"),
     )
 }
 
@@ -615,12 +652,11 @@ def register_method(
     draw: DrawFunction,
     deterministic: bool = False,
     samples_dpp: bool = False,
-    draw_many: DrawManyFunction | None = None,
     baseline: str | None = None,
 ) -> Method:
     """Add a pruning method to METHODS: --pruning_choice and --methods then accept it, and
-    reweighting, --num-masks, --save-pruned and sweeps treat it like the built-in ones.
-    See Method for what draw (and draw_many) must return."""
+    reweighting, --num-masks, --save-pruned and sweeps treat it like the built-in ones, at any
+    --prune-layer. See Method for what draw must return."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"method name {name!r}: use letters, digits, '_', '.' or '-'")
     if kind not in METHOD_KINDS:
@@ -629,26 +665,24 @@ def register_method(
         raise ValueError(f"a pruning method named {name!r} is already registered")
     if baseline not in (None, "random", "importance"):
         raise ValueError(f"method {name!r}: baseline must be 'random', 'importance' or None")
-    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp, draw_many, baseline)
+    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp, baseline)
     return METHODS[name]
-
-
-def ground_size(kind: str, hidden_size: int) -> int:
-    """How many items a method of this kind keeps k of: incoming edges per node, or nodes."""
-    return INPUT_DIM if kind == "edge" else hidden_size
 
 
 def draw_masks(
     method: Method, inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
-) -> list[torch.Tensor]:
-    """The masks of method for every (k, seed) of draws (by draw_many when it has one), each
-    checked to be a bool mask of its kind's shape, on the model's device."""
-    if method.draw_many is not None:
-        masks = method.draw_many(inputs, draws, beta)
-    else:
-        masks = [method.draw(inputs, k, beta, seed) for k, seed in draws]
-    H = inputs.hidden_size
-    shape = (H, INPUT_DIM) if method.kind == "edge" else (H,)
+) -> Drawn:
+    """What method draws for every (k, seed) of draws, each mask checked to be a bool mask of
+    its kind's shape, moved to the model's device."""
+    drawn = method.draw(inputs, draws, beta)
+    masks = drawn.masks if isinstance(drawn, Drawn) else None
+    shape = tuple(inputs.W.shape) if method.kind == "edge" else (len(inputs.W),)
+    if masks is None or len(masks) != len(draws):
+        got = f"{len(masks)} masks" if masks is not None else f"a {type(drawn).__name__}"
+        raise ValueError(
+            f"pruning method {method.name} returned {got}; its draw must return a Drawn "
+            f"with one mask per (k, seed), {len(draws)} here"
+        )
     for mask in masks:
         if not (
             isinstance(mask, torch.Tensor)
@@ -661,17 +695,10 @@ def draw_masks(
                 else f"a {type(mask).__name__}"
             )
             raise ValueError(
-                f"pruning method {method.name} returned {got}; its draw must return a "
-                f"torch.bool tensor of shape {shape} (kind {method.kind!r})"
+                f"pruning method {method.name} returned {got}; its masks must be torch.bool "
+                f"tensors of shape {shape} (kind {method.kind!r})"
             )
-    return [mask.to(inputs.W1.device) for mask in masks]
-
-
-def draw_mask(
-    method: Method, inputs: PruningInputs, k: int, beta: Beta, seed: int
-) -> torch.Tensor:
-    """One mask of method, checked (draw_masks)."""
-    return draw_masks(method, inputs, [(k, seed)], beta)[0]
+    return Drawn([mask.to(inputs.W.device) for mask in masks], drawn.kernels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -798,26 +825,26 @@ class GramSystems:
 
 
 def reweight_edges(
-    W1: torch.Tensor,
+    W: torch.Tensor,
     mask: torch.Tensor,
     systems: GramSystems,
     chunk_size: int = NODES_AT_ONCE,
 ) -> torch.Tensor:
-    """Least-squares correction of every hidden node's kept incoming weights.
+    """Least-squares correction of every node's kept incoming weights.
 
     For node h with kept edges S and pruned edges R, delta is the minimum-norm minimiser of
-    ||X_S (w_S + delta) - X w||^2 over the training images, i.e. of ||X_S delta - X_R w_R||^2;
-    its normal equations use only G = X^T X: G_SS delta = G_SR w_R (GramSystems.solve).
-    Nodes with the same number of kept edges are solved chunk_size at a time, the chunks
-    side by side on the CPU cores.
-    W1: (H, 784), mask: (H, 784) bool, systems: GramSystems.of(G) -> new W1 (H, 784), zero off
-    the mask.
+    ||A_S (w_S + delta) - A w||^2 over the training images (A the layer's inputs), i.e. of
+    ||A_S delta - A_R w_R||^2; its normal equations use only G = A^T A:
+    G_SS delta = G_SR w_R (GramSystems.solve). Nodes with the same number of kept edges are
+    solved chunk_size at a time, the chunks side by side on the CPU cores.
+    W: (H, d), mask: (H, d) bool, systems: GramSystems.of(G) -> new W (H, d), zero off the
+    mask.
     """
-    W = W1.to(torch.float64)
-    pruned_w = torch.where(mask, torch.zeros_like(W), W)  # w_R in place, zeros on S
-    # (H, 784): row h is (G w_R)^T, so its entry j in S is (G_SR w_R)_j
+    W64 = W.to(torch.float64)
+    pruned_w = torch.where(mask, torch.zeros_like(W64), W64)  # w_R in place, zeros on S
+    # (H, d): row h is (G w_R)^T, so its entry j in S is (G_SR w_R)_j
     rhs_all = pruned_w @ systems.G
-    result = torch.where(mask, W, torch.zeros_like(W))
+    result = torch.where(mask, W64, torch.zeros_like(W64))
     counts = mask.sum(1)
     batches = []  # nodes with the same number of kept edges, chunk_size at a time
     for count in counts.unique().tolist():
@@ -833,36 +860,37 @@ def reweight_edges(
         rhs = rhs_all[rows.unsqueeze(-1), kept].unsqueeze(-1)  # (B, k, 1)
         result[rows.unsqueeze(-1), kept] += systems.solve(kept, rhs).squeeze(-1)
 
-    dpp_sample.side_by_side(reweight, len(batches), W1.device)
-    return result.to(W1.dtype)
+    dpp_sample.side_by_side(reweight, len(batches), W.device)
+    return result.to(W.dtype)
 
 
 def reweight_nodes(
-    systems: GramSystems, keep: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor
+    systems: GramSystems, keep: torch.Tensor, W_next: torch.Tensor, b_next: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold the pruned nodes into the kept ones by one multi-target least squares.
 
-    Each pruned node's activation a_p is regressed on [1, a_kept] over the training images,
-    a_p ~ c_p + A_kept alpha_p; the outgoing weights of p then move onto the kept nodes
-    (W2[:, kept] += W2[:, p] alpha_p^T) and the intercept into the output bias. The regression
-    needs only the Gram matrix [1, A]^T [1, A] (hidden_gram): its normal equations are
-    gram_SS [c_p; alpha_p] = gram_Sp, S the intercept and the kept nodes, solved for the
-    minimum-norm solution that least squares on the rows gives (GramSystems.solve).
-    systems: GramSystems.of(hidden_gram(...)); keep: (H,) bool; W2: (10, H); b2: (10,)
-    -> (new W2 with zero columns for pruned nodes, new b2).
+    Each pruned node's activation y_p is regressed on [1, Y_kept] over the training images,
+    y_p ~ c_p + Y_kept alpha_p; the outgoing weights of p then move onto the kept nodes
+    (W_next[:, kept] += W_next[:, p] alpha_p^T) and the intercept into the bias of the layer
+    above. The regression needs only the Gram matrix [1, Y]^T [1, Y]
+    (PruningInputs.activation_gram): its normal equations are gram_SS [c_p; alpha_p] =
+    gram_Sp, S the intercept and the kept nodes, solved for the minimum-norm solution that
+    least squares on the rows gives (GramSystems.solve).
+    systems: GramSystems.of(activation gram); keep: (H,) bool; W_next: (H_next, H); b_next:
+    (H_next,) -> (new W_next with zero columns for pruned nodes, new b_next).
     """
     if keep.all():
-        return W2.clone(), b2.clone()
+        return W_next.clone(), b_next.clone()
     intercept = torch.zeros(1, dtype=torch.int64, device=keep.device)
     S = torch.cat([intercept, torch.nonzero(keep).squeeze(-1) + 1])
     P = torch.nonzero(~keep).squeeze(-1) + 1
     coef = systems.solve(S.unsqueeze(0), systems.G[S][:, P].unsqueeze(0))[0]
-    W2d, b2d = W2.to(torch.float64), b2.to(torch.float64)
-    W2_pruned = W2d[:, ~keep]  # (10, H - k)
-    new_W2 = torch.zeros_like(W2d)
-    new_W2[:, keep] = W2d[:, keep] + W2_pruned @ coef[1:].T
-    new_b2 = b2d + W2_pruned @ coef[0]
-    return new_W2.to(W2.dtype), new_b2.to(b2.dtype)
+    W64, b64 = W_next.to(torch.float64), b_next.to(torch.float64)
+    W_pruned = W64[:, ~keep]  # (H_next, H - k)
+    new_W = torch.zeros_like(W64)
+    new_W[:, keep] = W64[:, keep] + W_pruned @ coef[1:].T
+    new_b = b64 + W_pruned @ coef[0]
+    return new_W.to(W_next.dtype), new_b.to(b_next.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -871,50 +899,48 @@ def reweight_nodes(
 
 
 @torch.no_grad()
-def masked_copy(model: TwoLayerMLP, kind: str, mask: torch.Tensor) -> TwoLayerMLP:
-    """A copy of model with the pruned weights zeroed.
+def masked_copy(model: MLP, layer: int, kind: str, mask: torch.Tensor) -> MLP:
+    """A copy of model with the pruned weights of hidden layer `layer` zeroed.
 
-    Edge mask (H, 784): the pruned incoming edges. Node mask (H,): the incoming weights of the
+    Edge mask (H, d): the pruned incoming edges. Node mask (H,): the incoming weights of the
     pruned nodes, as the original did; their bias stays, so without reweighting a pruned node
-    still adds the constant sigmoid(b1_p) * W2[:, p] to the logits.
+    still adds the constant sigmoid(b_p) * W_next[:, p] to the layer above.
     """
     pruned = copy.deepcopy(model)
+    weight = pruned.layers[layer - 1].weight
     if kind == "node":
-        pruned.w1.weight[~mask] = 0.0
+        weight[~mask] = 0.0
     else:
-        pruned.w1.weight.mul_(mask.to(pruned.w1.weight.dtype))
+        weight.mul_(mask.to(weight.dtype))
     return pruned
 
 
 @torch.no_grad()
-def reweighted_copy(
-    pruned: TwoLayerMLP, inputs: PruningInputs, kind: str, mask: torch.Tensor
-) -> TwoLayerMLP:
-    """A copy of the masked network with the least-squares reweighting of its kind applied."""
+def reweighted_copy(pruned: MLP, inputs: PruningInputs, kind: str, mask: torch.Tensor) -> MLP:
+    """A copy of the masked network with the least-squares reweighting of its kind applied:
+    edges refit the pruned layer, nodes the layer above it."""
     result = copy.deepcopy(pruned)
     if kind == "node":
-        new_W2, new_b2 = reweight_nodes(
-            inputs.activation_systems(), mask, inputs.W2, inputs.model.w2.bias.detach()
+        above = result.layers[inputs.layer]
+        new_W, new_b = reweight_nodes(
+            inputs.activation_systems(), mask, inputs.W_next, inputs.b_next
         )
-        result.w2.weight.copy_(new_W2)
-        result.w2.bias.copy_(new_b2)
+        above.weight.copy_(new_W)
+        above.bias.copy_(new_b)
     else:
-        new_W1 = reweight_edges(inputs.W1, mask, inputs.gram_systems())
-        result.w1.weight.copy_(new_W1)
+        result.layers[inputs.layer - 1].weight.copy_(
+            reweight_edges(inputs.W, mask, inputs.gram_systems())
+        )
     return result
 
 
-def count_remaining_weights(kind: str, mask: torch.Tensor) -> tuple[int, int]:
-    """(remaining, total) weights, biases excluded: kept W1 edges plus W2 columns of kept nodes.
-
-    Edge mask (H, 784): every node keeps its outgoing weights; node mask (H,): a kept node
-    keeps all 784 + 10 of its weights.
-    """
-    H = len(mask)
-    total = H * (INPUT_DIM + NUM_CLASSES)
+def count_remaining_weights(kind: str, mask: torch.Tensor, shape: LayerShape) -> int:
+    """Weights the pruned layer and the one above keep, biases excluded: the kept edges plus
+    every node's H_next outgoing weights (edge mask (H, d)), or all d + H_next weights of
+    each kept node (node mask (H,))."""
     if kind == "node":
-        return int(mask.sum()) * (INPUT_DIM + NUM_CLASSES), total
-    return int(mask.sum()) + NUM_CLASSES * H, total
+        return int(mask.sum()) * (shape.inputs + shape.above)
+    return int(mask.sum()) + shape.above * shape.nodes
 
 
 @dataclass(frozen=True)
@@ -926,10 +952,7 @@ class Evaluation:
     labels: torch.Tensor
     batch_size: int = 1000
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def evaluate(self, model: TwoLayerMLP) -> tuple[float, torch.Tensor]:
+    def evaluate(self, model: MLP) -> tuple[float, torch.Tensor]:
         """(mean test loss, which test images are predicted right: (M,) bool) of a network."""
         return evaluate(model, self.images, self.labels, self.batch_size)
 
@@ -938,10 +961,11 @@ class Evaluation:
 class PruningResult:
     """What pruning one network with one mask gave.
 
-    mask: (H, 784) or (H,) bool, as drawn; loss, right: of the masked network on the test
-    set, right (M,) bool the images it predicts right; reweighted_loss, reweighted_right: of
-    the reweighted one (None without reweighting); model: the pruned network, reweighted when
-    reweighting was asked for.
+    mask: (H, d) or (H,) bool, as drawn; remaining_weights of total_weights: of the pruned
+    layer and the one above (count_remaining_weights, LayerShape.total_weights); loss,
+    right: of the masked network on the test set, right (M,) bool the images it predicts
+    right; reweighted_loss, reweighted_right: of the reweighted one (None without
+    reweighting); model: the pruned network, reweighted when reweighting was asked for.
     """
 
     mask: torch.Tensor
@@ -949,7 +973,7 @@ class PruningResult:
     total_weights: int
     loss: float
     right: torch.Tensor
-    model: TwoLayerMLP
+    model: MLP
     reweighted_loss: float | None = None
     reweighted_right: torch.Tensor | None = None
 
@@ -958,23 +982,15 @@ class PruningResult:
         return 100.0 * self.remaining_weights / self.total_weights
 
     @property
-    def correct(self) -> int:
-        return int(self.right.sum())
-
-    @property
-    def reweighted_correct(self) -> int | None:
-        return None if self.reweighted_right is None else int(self.reweighted_right.sum())
-
-    @property
     def accuracy(self) -> float:
         """Test accuracy of the masked network, in [0, 1]."""
-        return self.correct / len(self.right)
+        return int(self.right.sum()) / len(self.right)
 
     @property
     def reweighted_accuracy(self) -> float | None:
         """Test accuracy of the reweighted network, in [0, 1]; None without reweighting."""
-        correct = self.reweighted_correct
-        return None if correct is None else correct / len(self.right)
+        right = self.reweighted_right
+        return None if right is None else int(right.sum()) / len(right)
 
 
 def prune_with_mask(
@@ -984,12 +1000,13 @@ def prune_with_mask(
     mask: torch.Tensor,
     reweighting: bool,
 ) -> PruningResult:
-    """The per-mask pipeline of every experiment: apply the mask, count what remains, test;
-    with reweighting, also reweight the masked network and test that."""
-    pruned = masked_copy(inputs.model, kind, mask)
-    remaining, total = count_remaining_weights(kind, mask)
+    """The per-mask pipeline of every experiment: apply the mask to inputs.layer, count what
+    remains, test; with reweighting, also reweight the masked network and test that."""
+    pruned = masked_copy(inputs.model, inputs.layer, kind, mask)
+    shape = inputs.shape
+    remaining = count_remaining_weights(kind, mask, shape)
     loss, right = evaluation.evaluate(pruned)
-    result = PruningResult(mask, remaining, total, loss, right, pruned)
+    result = PruningResult(mask, remaining, shape.total_weights, loss, right, pruned)
     if reweighting:
         result.model = reweighted_copy(pruned, inputs, kind, mask)
         result.reweighted_loss, result.reweighted_right = evaluation.evaluate(result.model)
@@ -997,23 +1014,30 @@ def prune_with_mask(
 
 
 @torch.no_grad()
-def export_pruned(pruned: TwoLayerMLP, kind: str, mask: torch.Tensor) -> TwoLayerMLP:
+def export_pruned(pruned: MLP, layer: int, kind: str, mask: torch.Tensor) -> MLP:
     """The pruned network as it is stored: node pruning gives a smaller MLP, edge pruning the
     masked one.
 
     A removed node p has zero incoming weights, so its activation is the constant
-    sigmoid(b1_p); its contribution W2[:, p] * sigmoid(b1_p) moves into the output bias and
-    the k-unit network computes the same logits as the masked H-unit one.
+    sigmoid(b_p); its contribution W_next[:, p] * sigmoid(b_p) moves into the bias of the
+    layer above, and the network with the k kept nodes in hidden layer `layer` computes the
+    same logits as the masked one.
     """
     if kind != "node":
         return pruned
     keep = mask.to(pruned.w1.weight.device)
-    small = TwoLayerMLP(int(keep.sum()), pruned.dropout_p).to(pruned.w1.weight.device)
-    small.w1.weight.copy_(pruned.w1.weight[keep])
-    small.w1.bias.copy_(pruned.w1.bias[keep])
-    small.w2.weight.copy_(pruned.w2.weight[:, keep])
-    constant = torch.sigmoid(pruned.w1.bias[~keep])
-    small.w2.bias.copy_(pruned.w2.bias + pruned.w2.weight[:, ~keep] @ constant)
+    sizes = list(pruned.hidden_sizes)
+    sizes[layer - 1] = int(keep.sum())
+    small = MLP(sizes, pruned.dropout_p).to(keep.device)
+    for i, (source, target) in enumerate(zip(pruned.layers, small.layers), start=1):
+        if i not in (layer, layer + 1):  # the layers below and further above: as they are
+            target.load_state_dict(source.state_dict())
+    own, above = pruned.layers[layer - 1], pruned.layers[layer]
+    small.layers[layer - 1].weight.copy_(own.weight[keep])
+    small.layers[layer - 1].bias.copy_(own.bias[keep])
+    small.layers[layer].weight.copy_(above.weight[:, keep])
+    constant = torch.sigmoid(own.bias[~keep])
+    small.layers[layer].bias.copy_(above.bias + above.weight[:, ~keep] @ constant)
     return small
 
 
@@ -1232,12 +1256,12 @@ def atomic_torch_save(obj: object, path: Path) -> None:
     report.atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def save_checkpoint(path: Path, model: TwoLayerMLP, extra: dict | None = None) -> None:
-    """Weights plus what rebuilds the model (hidden size, dropout) and how it was made."""
+def save_checkpoint(path: Path, model: MLP, extra: dict | None = None) -> None:
+    """Weights plus what rebuilds the model (hidden sizes, dropout) and how it was made."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "hidden_size": model.hidden_size,
+        "hidden_sizes": list(model.hidden_sizes),
         "dropout": model.dropout_p,
         "state_dict": {name: t.detach().cpu() for name, t in model.state_dict().items()},
         **(extra or {}),
@@ -1245,7 +1269,7 @@ def save_checkpoint(path: Path, model: TwoLayerMLP, extra: dict | None = None) -
     atomic_torch_save(checkpoint, path)
 
 
-def weights_fingerprint(model: TwoLayerMLP) -> str:
+def weights_fingerprint(model: MLP) -> str:
     """A short hash of a network's weights and biases: it tells networks apart whatever their
     paths (a network retrained at the same path is another network)."""
     digest = hashlib.sha256()
@@ -1255,11 +1279,13 @@ def weights_fingerprint(model: TwoLayerMLP) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
-    """Rebuild the model from our checkpoint format or from a plain state_dict (the original's).
+def load_checkpoint(path: Path) -> tuple[MLP, dict]:
+    """Rebuild the model from our checkpoint format (any version up to CHECKPOINT_VERSION) or
+    from a plain state_dict (the original's w1/w2, with or without "module."); its depth and
+    sizes are those of its weights.
 
     Returns (model, checkpoint metadata). Raises UsageError for anything that is not a
-    loadable, finite two-layer MLP.
+    loadable, finite MLP of 784 inputs and 10 outputs.
     """
     if path.is_dir():
         raise UsageError(
@@ -1296,32 +1322,34 @@ def load_checkpoint(path: Path) -> tuple[TwoLayerMLP, dict]:
     if not isinstance(state, dict):
         raise UsageError(f"--trained_weights {path}: checkpoint has no state_dict")
     state = {key.removeprefix("module."): value for key, value in state.items()}
-    expected = ("w1.weight", "w1.bias", "w2.weight", "w2.bias")
+    depth = 1  # hidden layers: the linear layers w1 ... w{depth + 1} that follow each other
+    while f"w{depth + 2}.weight" in state:
+        depth += 1
+    expected = [f"w{i}.{part}" for i in range(1, depth + 2) for part in ("weight", "bias")]
     missing = [key for key in expected if not isinstance(state.get(key), torch.Tensor)]
-    if missing:
-        raise UsageError(
-            f"--trained_weights {path} is not a two-layer MLP checkpoint (missing "
-            f"{', '.join(missing)})"
-        )
-    hidden = state["w1.weight"].shape[0] if state["w1.weight"].ndim == 2 else -1
-    shapes = {
-        "w1.weight": (hidden, INPUT_DIM),
-        "w1.bias": (hidden,),
-        "w2.weight": (NUM_CLASSES, hidden),
-        "w2.bias": (NUM_CLASSES,),
-    }
-    for key, shape in shapes.items():
-        if tuple(state[key].shape) != shape:
-            raise UsageError(
-                f"--trained_weights {path}: {key} has shape {tuple(state[key].shape)}, "
-                f"expected {shape}"
-            )
-        if not torch.isfinite(state[key]).all():
-            raise UsageError(f"--trained_weights {path}: {key} contains NaN or Inf")
-    if hidden < 1:
-        raise UsageError(f"--trained_weights {path} has no hidden units")
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        wrong = f"missing {', '.join(missing)}" if missing else f"unexpected {unexpected[0]}"
+        raise UsageError(f"--trained_weights {path} is not an MLP checkpoint ({wrong})")
+    hidden = [
+        state[f"w{i}.weight"].shape[0] if state[f"w{i}.weight"].ndim == 2 else -1
+        for i in range(1, depth + 1)
+    ]
+    sizes = (INPUT_DIM, *hidden, NUM_CLASSES)
+    for i in range(1, depth + 2):
+        shapes = {f"w{i}.weight": (sizes[i], sizes[i - 1]), f"w{i}.bias": (sizes[i],)}
+        for key, shape in shapes.items():
+            if tuple(state[key].shape) != shape:
+                raise UsageError(
+                    f"--trained_weights {path}: {key} has shape {tuple(state[key].shape)}, "
+                    f"expected {shape}"
+                )
+            if not torch.isfinite(state[key]).all():
+                raise UsageError(f"--trained_weights {path}: {key} contains NaN or Inf")
+    if min(hidden) < 1:
+        raise UsageError(f"--trained_weights {path} has a hidden layer without units")
     dropout = meta.get("dropout")
-    model = TwoLayerMLP(hidden, dropout if isinstance(dropout, float) else None)
+    model = MLP(hidden, dropout if isinstance(dropout, float) else None)
     model.load_state_dict({key: state[key].to(torch.float32) for key in expected})
     return model, meta
 
@@ -1363,12 +1391,14 @@ def check_same_data(path: Path, meta: dict, data: Dataset, data_dir: Path) -> No
 def save_pruned(
     path: Path,
     result: PruningResult,
+    layer: int,
     kind: str,
     record: dict[str, object],
     data: Dataset,
 ) -> None:
     """Write a pruned network as a checkpoint that --trained_weights loads back by itself,
-    with its mask, how it was made (record) and the data it was pruned on."""
+    with its mask (kept_nodes, or w{layer}_mask of the pruned layer's edges), how it was made
+    (record) and the data it was pruned on."""
     extra: dict[str, object] = {
         "pruning": record,
         "dataset": data.name,
@@ -1377,12 +1407,13 @@ def save_pruned(
     if kind == "node":
         extra["kept_nodes"] = torch.nonzero(result.mask).squeeze(-1).cpu()
     else:
-        extra["w1_mask"] = result.mask.cpu()
-    save_checkpoint(path, export_pruned(result.model, kind, result.mask), extra)
+        extra[f"w{layer}_mask"] = result.mask.cpu()
+    save_checkpoint(path, export_pruned(result.model, layer, kind, result.mask), extra)
     size_kib = path.stat().st_size / 1024
     print(
         f"Saved pruned model to {path}: {result.remaining_weights}/{result.total_weights} "
-        f"weights ({result.percent_kept:.2f}% kept), {size_kib:.1f} KiB"
+        f"weights of layers {layer} and {layer + 1} ({result.percent_kept:.2f}% kept), "
+        f"{size_kib:.1f} KiB"
     )
 
 
@@ -1412,21 +1443,22 @@ class Network:
     """A trained network of a sweep: its checkpoint, model and weights_fingerprint."""
 
     path: Path
-    model: TwoLayerMLP
+    model: MLP
     fingerprint: str
 
 
 @dataclass(frozen=True)
 class Cell:
     """One mask of an experiment: a method with its k, seed and, for DPP methods, the kernels'
-    beta and node features; in a sweep also the level (percent of weights kept) and the mask's
-    index among the level's masks."""
+    beta and node features, the hidden layer it prunes; in a sweep also the level (percent of
+    weights kept) and the mask's index among the level's masks."""
 
     method: Method
     k: int
     seed: int
     beta: Beta
     node_features: str = "preactivation"
+    layer: int = 1
     level: float = 0.0
     index: int = 0
 
@@ -1438,9 +1470,14 @@ class Cell:
         return str(self.beta), self.node_features if self.method.kind == "node" else ""
 
     @property
-    def key(self) -> tuple[str, str, str, float, int]:
-        """The cell as a sweep's rows record it: (method, beta, node features, level, index)."""
-        return (self.method.name, *self.setting, self.level, self.index)
+    def group(self) -> tuple[int, str, str, str]:
+        """(layer, method, beta, node features): the cells whose masks are drawn together."""
+        return (self.layer, self.method.name, *self.setting)
+
+    @property
+    def key(self) -> tuple[int, str, str, str, float, int]:
+        """The cell as a sweep's rows record it (report.cell_key, but the network)."""
+        return (*self.group, self.level, self.index)
 
 
 def run_cells(
@@ -1451,34 +1488,28 @@ def run_cells(
     on_drawn: Callable[[Cell, dpp_sample.KernelStats | None], None] = lambda cell, stats: None,
     on_stage: Callable[[str], None] = lambda text: None,
 ) -> Iterator[tuple[Cell, PruningResult, dpp_sample.KernelStats | None]]:
-    """Every cell through the pipeline (prune_with_mask), with the summary of the kernels its
-    mask was drawn from (None for methods that draw from none). The cells of a method and
-    setting are drawn at once (draw_masks), so the DPP methods build their kernels once for
-    all of them; a mask is the one a single draw with its k and seed gives. on_drawn hears of
-    each group drawn (its first cell), on_stage what is being done."""
-    for _, group in itertools.groupby(cells, key=lambda c: (c.method.name, c.setting)):
+    """Every cell through the pipeline (prune_with_mask) at its layer, with the summary of the
+    kernels its mask was drawn from (None for methods that draw from none). The cells of a
+    group (Cell.group) are drawn at once, so the DPP methods build their kernels once for all
+    of them; a mask is the one a single draw with its k and seed gives. on_drawn hears of each
+    group drawn (its first cell), on_stage what is being done."""
+    for _, group in itertools.groupby(cells, key=lambda c: c.group):
         group = list(group)
         first = group[0]
         method = first.method
-        drawing = replace(inputs, node_features=first.node_features)
+        drawing = replace(inputs, layer=first.layer, node_features=first.node_features)
         on_stage(f"{method.name}: drawing {len(group)} mask(s)")
-        draws = [(cell.k, cell.seed) for cell in group]
-        masks = draw_masks(method, drawing, draws, first.beta)
-        stats = drawing.kernel_summary(method.kind, first.beta) if method.samples_dpp else None
-        on_drawn(first, stats)
-        for cell, mask in zip(group, masks):
+        drawn = draw_masks(method, drawing, [(cell.k, cell.seed) for cell in group], first.beta)
+        on_drawn(first, drawn.kernels)
+        for cell, mask in zip(group, drawn.masks):
             on_stage(f"{method.name} k={cell.k} seed {cell.seed}: pruning and testing")
             result = prune_with_mask(drawing, evaluation, method.kind, mask, reweighting)
-            yield cell, result, stats
+            yield cell, result, drawn.kernels
 
 
 def masks_bar(total: int, progress: bool) -> tqdm:
     """A progress bar counting masks, whose description run_cells' on_stage sets."""
     return tqdm(total=total, unit="mask", disable=not progress, leave=False)
-
-
-def mean_std(values: Sequence[float]) -> str:
-    return f"{np.mean(values):.2f} ± {report.sample_std(values):.2f}%"
 
 
 def run_test(
@@ -1492,19 +1523,16 @@ def run_test(
     reweighting: bool,
     progress: bool = False,
 ) -> PruningResult:
-    """--procedure test: num_masks masks (mask i with seed + i, all drawn at once), each
-    through the pipeline, printed; returns the last result."""
+    """--procedure test: num_masks masks of inputs.layer (mask i with seed + i, all drawn at
+    once), each through the pipeline, printed; returns the last result."""
     print(f"Unpruned: {result_line(*evaluation.evaluate(inputs.model))}")
     if method.deterministic and num_masks > 1:
         print(f"{method.name} is deterministic: its one mask is evaluated once")
         num_masks = 1
     cells = [
-        Cell(method, k, seed + index, beta, inputs.node_features, index=index)
+        Cell(method, k, seed + index, beta, inputs.node_features, inputs.layer, index=index)
         for index in range(num_masks)
     ]
-
-    def report_drawn(cell: Cell, stats: dpp_sample.KernelStats | None) -> None:
-        report_kernels(stats, method.kind, beta, k)
 
     accuracies: dict[bool, list[float]] = {False: [], True: []}
     with masks_bar(num_masks, progress) as bar:
@@ -1513,15 +1541,12 @@ def run_test(
             evaluation,
             cells,
             reweighting,
-            on_drawn=report_drawn,
+            on_drawn=lambda cell, stats: report_kernels(stats, method.kind, beta, k),
             on_stage=bar.set_description_str,
         ):
             bar.update()
-            prefix = (
-                f"Mask {cell.index + 1}/{num_masks} (seed {cell.seed}): "
-                if num_masks > 1
-                else ""
-            )
+            mask_of = f"Mask {cell.index + 1}/{num_masks} (seed {cell.seed}): "
+            prefix = mask_of if num_masks > 1 else ""
             tqdm.write(
                 f"{prefix}Pruned with {method.name} (k={k}, beta={beta}, seed={cell.seed}): "
                 f"{result.remaining_weights}/{result.total_weights} weights remain "
@@ -1538,51 +1563,62 @@ def run_test(
             reweighted_line = result_line(result.reweighted_loss, result.reweighted_right)
             tqdm.write(f"{prefix}After reweighting: {reweighted_line}")
     if num_masks > 1:
-        summary = f"{method.name} k={k} over {num_masks} masks: {mean_std(accuracies[False])} "
-        summary += "without reweighting"
-        if reweighting:
-            summary += f", {mean_std(accuracies[True])} with reweighting"
-        print(summary)
+        spread = [
+            f"{np.mean(a):.2f} ± {report.sample_std(a):.2f}%" for a in accuracies.values() if a
+        ]
+        summary = f"{method.name} k={k} over {num_masks} masks: {spread[0]} without reweighting"
+        print(summary + (f", {spread[1]} with reweighting" if reweighting else ""))
     return result
 
 
-def matched_edges_per_node(kept_nodes: int, hidden_size: int) -> int:
-    """Edges per node that leave as many weights as keeping kept_nodes nodes (at least 1).
+def matched_edges_per_node(kept_nodes: int, shape: LayerShape) -> int | None:
+    """Edges per node that keep at most the weights of kept_nodes nodes; None when even one
+    edge per node keeps more (its H H_next outgoing weights stay: a wide layer above).
 
-    Node pruning keeps k (784 + 10) weights; edge pruning keeps e H + 10 H, so
-    e = floor((k (784 + 10) - 10 H) / H): 50 -> 69, 250 -> 387, 400 -> 625 for H = 500.
+    k nodes keep k (d + H_next) weights, e edges per node H (e + H_next), so
+    e = floor((k (d + H_next) - H H_next) / H), at most d: 50 -> 69, 250 -> 387, 400 -> 625
+    for the hidden layer of 784-500-10.
     """
-    weights = kept_nodes * (INPUT_DIM + NUM_CLASSES) - NUM_CLASSES * hidden_size
-    return max(1, weights // hidden_size)
+    weights = shape.kept_weights("node", kept_nodes) - shape.nodes * shape.above
+    edges = min(shape.inputs, weights // shape.nodes)
+    return edges if edges >= 1 else None
 
 
-def level_to_k(kind: str, level: float, hidden_size: int) -> int:
-    """k for a pruning level (percent of weights kept) and a method kind:
-    round(level H) nodes, or the parameter-matched number of edges per node."""
-    kept_nodes = min(hidden_size, max(1, round(level / 100.0 * hidden_size)))
-    if kind == "node":
-        return kept_nodes
-    return min(INPUT_DIM, matched_edges_per_node(kept_nodes, hidden_size))
+def level_to_k(kind: str, level: float, shape: LayerShape) -> int | None:
+    """k for a pruning level (percent of the weights of the layer and the one above kept) and
+    a method kind: round(level H) nodes (at least 1), or the parameter-matched edges per node
+    (None where no edge budget matches)."""
+    kept_nodes = min(shape.nodes, max(1, round(level / 100.0 * shape.nodes)))
+    return kept_nodes if kind == "node" else matched_edges_per_node(kept_nodes, shape)
 
 
-def budget_table(hidden_size: int, levels: Sequence[float]) -> str:
-    """Markdown table of parameter-matched node and edge budgets."""
-    total = hidden_size * (INPUT_DIM + NUM_CLASSES)
+def budget_table(hidden_sizes: Sequence[int], layer: int, levels: Sequence[float]) -> str:
+    """Markdown table of parameter-matched node and edge budgets of one hidden layer."""
+    shape = LayerShape.of(hidden_sizes, layer)
+    total = shape.total_weights
+    H, d, above = shape.nodes, shape.inputs, shape.above
     lines = [
-        f"Parameter-matched budgets for H = {hidden_size} ({total} weights, biases excluded):",
+        (
+            f"Parameter-matched budgets for hidden layer {layer} of "
+            f"{architecture(hidden_sizes)}: H = {H} nodes, d = {d} inputs, H_next = {above} "
+            f"above; it and the layer above hold H (d + H_next) = {total} weights (biases "
+            "excluded). k nodes keep k (d + H_next) of them, e edges per node H (e + H_next): "
+            "k = round(level H), e = floor((k (d + H_next) - H H_next) / H), so that edges "
+            f"never keep more weights than nodes; below {H * (1 + above)} weights, one edge "
+            "per node, no edge budget matches (-): a sweep runs no edge method there."
+        ),
         "",
         "| level | nodes kept (k) | weights | edges per node (k) | weights |",
         "|---|---|---|---|---|",
     ]
     for level in levels:
-        nodes = level_to_k("node", level, hidden_size)
-        edges = level_to_k("edge", level, hidden_size)
-        node_weights = nodes * (INPUT_DIM + NUM_CLASSES)
-        edge_weights = (edges + NUM_CLASSES) * hidden_size
-        lines.append(
-            f"| {level:g}% | {nodes} | {node_weights} ({100 * node_weights / total:.2f}%) "
-            f"| {edges} | {edge_weights} ({100 * edge_weights / total:.2f}%) |"
-        )
+        nodes, edges = level_to_k("node", level, shape), level_to_k("edge", level, shape)
+        cells = []
+        for kind, k in (("node", nodes), ("edge", edges)):
+            weights = shape.kept_weights(kind, k) if k is not None else None
+            share = f"{weights} ({100 * weights / total:.2f}%)" if weights is not None else "-"
+            cells.append(f"{k if k is not None else '-'} | {share}")
+        lines.append(f"| {level:g}% | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -1598,8 +1634,8 @@ def sweep_rows(
     (report.SWEEP_FIELDS). The kernel diagnostics (mean beta, mean effective rank, uniformity
     bound at k) are those of the DPP kernels the mask was drawn from; empty for other methods.
     What the report needs to know of the method (kind, samples_dpp, baseline, deterministic)
-    and of the network (its fingerprint, the test images each pruned network gets right) is
-    written into every row."""
+    and of the network (its fingerprint and architecture, the test images each pruned network
+    gets right) is written into every row."""
     assert result.reweighted_accuracy is not None
     method = cell.method
     beta, node_features = cell.setting
@@ -1614,6 +1650,9 @@ def sweep_rows(
     )
     return [
         {
+            "network": network.fingerprint,
+            "architecture": network.model.architecture,
+            "layer": cell.layer,
             "method": method.name,
             "kind": method.kind,
             "beta": beta,
@@ -1635,7 +1674,6 @@ def sweep_rows(
             "samples_dpp": method.samples_dpp,
             "baseline": method.baseline or "",
             "unpruned_accuracy": unpruned_accuracy,
-            "network": network.fingerprint,
             "correct_images": report.pack_bits(right.cpu().numpy()),
         }
         for reweighting, accuracy, loss, right in (
@@ -1697,17 +1735,20 @@ def sweep_cells(
     levels: Sequence[float],
     num_masks: int,
     seed: int,
-    hidden_size: int,
+    hidden_sizes: Sequence[int],
+    layers: Sequence[int] = (1,),
     betas: Sequence[Beta] = (0.3,),
     node_features: Sequence[str] = ("preactivation",),
     node_settings: Sequence[tuple[Beta, str]] | None = None,
 ) -> list[Cell]:
-    """The sweep's grid, method by method and setting by setting. DPP methods run at every
-    beta, node DPP methods at every (beta, node features) of node_settings, by default
-    betas x node_features; other methods once. Mask index i has seed seed + i, deterministic
-    methods one mask per level."""
+    """The sweep's grid for a network of these hidden sizes, layer by layer, method by method
+    and setting by setting. DPP methods run at every beta, node DPP methods at every (beta,
+    node features) of node_settings, by default betas x node_features; other methods once.
+    Mask index i has seed seed + i, deterministic methods one mask per level; edge methods
+    skip the levels that no edge budget matches (level_to_k)."""
     cells = []
-    for method in (METHODS[name] for name in methods):
+    for layer, method in itertools.product(layers, (METHODS[name] for name in methods)):
+        shape = LayerShape.of(hidden_sizes, layer)
         if not method.samples_dpp:
             settings = [(betas[0], node_features[0])]
         elif method.kind == "node":
@@ -1716,22 +1757,25 @@ def sweep_cells(
             settings = [(beta, node_features[0]) for beta in betas]
         for beta, features in settings:
             for level in levels:
-                k = level_to_k(method.kind, level, hidden_size)
-                for index in range(1 if method.deterministic else num_masks):
-                    cells.append(Cell(method, k, seed + index, beta, features, level, index))
+                k = level_to_k(method.kind, level, shape)
+                for index in range(
+                    0 if k is None else 1 if method.deterministic else num_masks
+                ):
+                    cells.append(
+                        Cell(method, k, seed + index, beta, features, layer, level, index)
+                    )
     return cells
 
 
 def shard_cells(
-    networks: Sequence[Network], cells: Sequence[Cell], shard: tuple[int, int] | None
+    cells: dict[str, list[Cell]], shard: tuple[int, int] | None
 ) -> dict[str, list[Cell]]:
     """The cells of each network (by fingerprint) in shard (i, n), the i-th of n disjoint
-    parts of a sweep: its groups (network, method, setting), whose masks are drawn from one
-    kernel build, taken in turn, group j to part j mod n + 1. All of them without a shard."""
+    parts of a sweep: its groups (network, layer, method, setting), whose masks are drawn
+    from one kernel build, taken in turn, group j to part j mod n + 1. All of them without a
+    shard."""
     groups = list(
-        dict.fromkeys(
-            (n.fingerprint, c.method.name, c.setting) for n in networks for c in cells
-        )
+        dict.fromkeys((network, cell.group) for network, mine in cells.items() for cell in mine)
     )
     i, n = shard or (1, 1)
     if i > len(groups):
@@ -1739,14 +1783,10 @@ def shard_cells(
             f"--shard {i}/{n}: this sweep has {len(groups)} parts (its networks' method "
             f"settings); choose a count of at most {len(groups)}"
         )
-    mine = set(groups[i - 1 :: n])
+    chosen = set(groups[i - 1 :: n])
     return {
-        network.fingerprint: [
-            cell
-            for cell in cells
-            if (network.fingerprint, cell.method.name, cell.setting) in mine
-        ]
-        for network in networks
+        network: [cell for cell in mine if (network, cell.group) in chosen]
+        for network, mine in cells.items()
     }
 
 
@@ -1768,19 +1808,17 @@ def run_sweep(
     unpruned_accuracy = int(right.sum()) / len(right)
     done = sum(row["network"] == network.fingerprint for row in rows) // 2
     print(
-        f"Sweep of {network.path} (network {network.fingerprint}, unpruned "
-        f"{100 * unpruned_accuracy:.2f}%): {done} masks done earlier in {csv_path}, "
+        f"Sweep of {network.path} (network {network.fingerprint}, {network.model.architecture},"
+        f" unpruned {100 * unpruned_accuracy:.2f}%): {done} masks done earlier in {csv_path}, "
         f"{len(cells)} to run"
     )
-    largest_k = {}
+    largest_k: dict[tuple[int, str, str, str], int] = {}
     for cell in cells:
-        key = (cell.method.name, cell.setting)
-        largest_k[key] = max(largest_k.get(key, 0), cell.k)
+        largest_k[cell.group] = max(largest_k.get(cell.group, 0), cell.k)
 
     def report_drawn(cell: Cell, stats: dpp_sample.KernelStats | None) -> None:
         """The summary of the kernels cell's group is drawn from, at its largest k."""
-        k = largest_k[cell.method.name, cell.setting]
-        report_kernels(stats, cell.method.kind, cell.beta, k)
+        report_kernels(stats, cell.method.kind, cell.beta, largest_k[cell.group])
 
     with masks_bar(len(cells), progress) as bar:
         for cell, result, stats in run_cells(
@@ -1796,8 +1834,8 @@ def run_sweep(
             bar.update()
             setting = ", ".join(part for part in cell.setting if part)
             tqdm.write(
-                f"{cell.method.name}{f' ({setting})' if setting else ''} {cell.level:g}% "
-                f"(k={cell.k}, mask {cell.index}, seed {cell.seed}): "
+                f"layer {cell.layer} {cell.method.name}{f' ({setting})' if setting else ''} "
+                f"{cell.level:g}% (k={cell.k}, mask {cell.index}, seed {cell.seed}): "
                 f"{100 * result.accuracy:.2f}%, reweighted "
                 f"{100 * result.reweighted_accuracy:.2f}%"
             )
@@ -1852,6 +1890,7 @@ nonnegative_float = checked_number(
     float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"
 )
 probability = checked_number(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+percent = checked_number(float, lambda v: 0.0 < v <= 100.0, "a percent in (0, 100]")
 
 
 def beta_value(text: str) -> Beta:
@@ -1871,54 +1910,61 @@ def beta_value(text: str) -> Beta:
         ) from None
 
 
+def split_items(text: str, what: str) -> list[str]:
+    """The items of a comma-separated flag, stripped; an empty item (as in 0.3,,auto or a
+    trailing comma) is refused, and so is an empty list."""
+    items = [part.strip() for part in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated {what}, none of them empty, got {text!r}"
+        )
+    return items
+
+
 def beta_list(text: str) -> list[Beta]:
     """--betas: comma-separated beta_value's."""
-    betas = [beta_value(part) for part in text.split(",") if part.strip()]
-    if not betas:
-        raise argparse.ArgumentTypeError("expected at least one beta")
-    return list(dict.fromkeys(betas))
+    return list(dict.fromkeys(beta_value(part) for part in split_items(text, "betas")))
 
 
-def feature_list(text: str) -> list[str]:
-    """--node-features: comma-separated choices of NODE_FEATURES."""
-    features = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [f for f in features if f not in NODE_FEATURES]
-    if unknown or not features:
-        raise argparse.ArgumentTypeError(
-            f"unknown node features {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(NODE_FEATURES)}"
-        )
-    return list(dict.fromkeys(features))
+def choice_list(choices: Callable[[], Sequence[str]], what: str) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of choices() (asked when parsing, so
+    that methods registered by then count), each kept once."""
+
+    def parse(text: str) -> list[str]:
+        names = split_items(text, what)
+        unknown = [name for name in names if name not in choices()]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown)}; choose from {', '.join(choices())}"
+            )
+        return list(dict.fromkeys(names))
+
+    return parse
 
 
-def method_list(text: str) -> list[str]:
-    """--methods: comma-separated names from METHODS (as registered when parsing)."""
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise argparse.ArgumentTypeError(
-            f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from "
-            f"{', '.join(METHODS)}"
-        )
-    return list(dict.fromkeys(methods))
+feature_list = choice_list(lambda: NODE_FEATURES, "node features")  # --node-features
+method_list = choice_list(lambda: tuple(METHODS), "methods")  # --methods
 
 
 def level_list(text: str) -> list[float]:
-    try:
-        levels = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated percents in (0, 100], got {text!r}"
-        ) from None
-    if not levels or not all(0 < level <= 100 for level in levels):
-        raise argparse.ArgumentTypeError(f"levels must be percents in (0, 100], got {text!r}")
-    return sorted(set(levels))
+    """--levels: comma-separated percents in (0, 100], sorted."""
+    return sorted({percent(part) for part in split_items(text, "percents")})
+
+
+def size_list(text: str) -> list[int]:
+    """--hidden-sizes: the sizes of the hidden layers, input side first."""
+    return [int(positive_int(part)) for part in split_items(text, "layer sizes")]
+
+
+def layer_list(text: str) -> list[int]:
+    """--prune-layer: hidden layers (1-based), comma-separated for a sweep."""
+    return sorted({int(positive_int(part)) for part in split_items(text, "hidden layers")})
 
 
 def checkpoint_list(text: str) -> list[Path]:
     """--trained_weights: one checkpoint, or several comma-separated."""
-    paths = [Path(part.strip()) for part in text.split(",") if part.strip()]
-    if not paths or len(set(paths)) < len(paths):
+    paths = [Path(part) for part in split_items(text, "checkpoint paths")]
+    if len(set(paths)) < len(paths):
         raise argparse.ArgumentTypeError(
             f"expected checkpoint paths, each listed once, got {text!r}"
         )
@@ -1928,7 +1974,7 @@ def checkpoint_list(text: str) -> list[Path]:
 def node_setting_list(text: str) -> list[tuple[Beta, str]]:
     """--node-settings: comma-separated BETA:FEATURES, beta_value's and NODE_FEATURES."""
     settings = []
-    for part in (part.strip() for part in text.split(",") if part.strip()):
+    for part in split_items(text, "BETA:FEATURES"):
         beta, _, features = part.rpartition(":")
         if features not in NODE_FEATURES or not beta:
             raise argparse.ArgumentTypeError(
@@ -1936,8 +1982,6 @@ def node_setting_list(text: str) -> list[tuple[Beta, str]]:
                 f"got {part!r}"
             )
         settings.append((beta_value(beta), features))
-    if not settings:
-        raise argparse.ArgumentTypeError("expected at least one BETA:FEATURES")
     return list(dict.fromkeys(settings))
 
 
@@ -1954,115 +1998,89 @@ def shard_value(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="MNIST.py",
-        description="Train a two-layer MNIST MLP, or prune a trained one with DPP edge/node "
-        "pruning or a baseline, and test it.",
+        description="Train a sigmoid MNIST MLP, or prune a hidden layer of a trained one with "
+        "DPP edge/node pruning or a baseline, and test it.",
         formatter_class=DefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--procedure",
         choices=("training", "test", "pruning", "sweep", "budget"),
         default="training",
         help="training: train a model; test (or pruning): load --trained_weights, prune it and "
         "test; sweep: --methods x --levels x --num-masks into --out-dir; budget: print the "
-        "parameter-matched node/edge budgets for --hidden-size and --levels",
+        "parameter-matched node/edge budgets of --prune-layer and --levels",
     )
-    parser.add_argument(
+    add(
         "--data-dir",
         type=Path,
         default=Path("./data"),
         help="folder with the data set's IDX files (or torchvision's MNIST/raw, "
         "FashionMNIST/raw); it is downloaded there when missing",
     )
-    parser.add_argument(
+    add(
         "--dataset",
         choices=tuple(DATA_SETS),
-        default=None,
         help="data set (mnist when training and not given); test and sweep take it from the "
         "checkpoint, and a value given here must match it",
     )
-    parser.add_argument(
-        "--seed",
-        type=nonnegative_int,
-        default=1,
-        metavar="S",
-        help="random seed for initialisation and every pruning draw",
-    )
-    parser.add_argument(
-        "--test-batch-size",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="input batch size for testing",
-    )
-    parser.add_argument(
-        "--no-cuda",
-        action="store_true",
-        default=False,
-        help="stay on the CPU even where CUDA is available",
-    )
+    add("--seed", type=nonnegative_int, default=1, help="seed of the init and every draw")
+    add("--test-batch-size", type=positive_int, default=1000, metavar="N", help="test batch")
+    add("--no-cuda", action="store_true", help="stay on the CPU even where CUDA is available")
 
-    training = parser.add_argument_group("training")
-    training.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="input batch size for training",
-    )
-    training.add_argument(
-        "--epochs", type=positive_int, default=10, metavar="N", help="number of epochs to train"
-    )
-    training.add_argument(
-        "--lr", type=positive_float, default=0.001, metavar="LR", help="learning rate"
-    )
-    training.add_argument(
-        "--momentum", type=nonnegative_float, default=0.9, metavar="M", help="SGD momentum"
-    )
-    training.add_argument(
-        "--log-interval",
-        type=positive_int,
-        default=10,
-        metavar="N",
-        help="how many batches to wait before logging training status",
-    )
-    training.add_argument(
+    add = parser.add_argument_group("training").add_argument
+    add("--batch-size", type=positive_int, default=1000, metavar="N", help="training batch")
+    add("--epochs", type=positive_int, default=10, help="number of epochs to train")
+    add("--lr", type=positive_float, default=0.001, help="learning rate")
+    add("--momentum", type=nonnegative_float, default=0.9, help="SGD momentum")
+    add("--log-interval", type=positive_int, default=10, help="batches between log lines")
+    add(
         "--drop-option",
         choices=("out", "connect"),
-        default=None,
-        help="'out' for dropout after the hidden layer; omit for none "
-        "('connect', DropConnect, is not supported)",
+        help="'out' for dropout after every hidden layer; omit for none ('connect', "
+        "DropConnect, is not supported)",
     )
-    training.add_argument(
-        "--probability", type=probability, default=0.5, help="dropout probability"
-    )
-    training.add_argument(
+    add("--probability", type=probability, default=0.5, help="dropout probability")
+    add(
         "--hidden-size",
         type=positive_int,
-        default=None,
         metavar="H",
-        help=f"hidden layer size of a new model ({DEFAULT_HIDDEN_SIZE} when not given); "
-        "test and sweep take it from the checkpoint, and a value given here must match it",
+        help=f"one hidden layer of H nodes, 784-H-10 ({DEFAULT_HIDDEN_SIZE} when neither this "
+        "nor --hidden-sizes is given); test and sweep take the sizes from the checkpoint, and "
+        "a value given here must match them",
+    )
+    add(
+        "--hidden-sizes",
+        type=size_list,
+        metavar="H1,H2,...",
+        help="the hidden layers of a deeper MLP, e.g. 500,500 for 784-500-500-10; a value "
+        "given must match the checkpoint's",
     )
 
-    pruning = parser.add_argument_group("pruning")
-    pruning.add_argument(
+    add = parser.add_argument_group("pruning").add_argument
+    add(
         "--trained_weights",
         type=checkpoint_list,
         default="mnist_two_layer.pt",
-        help="checkpoint to prune; a sweep takes several, comma-separated (same data set and "
-        "hidden size)",
+        help="checkpoint to prune; a sweep takes several, comma-separated (one data set)",
     )
-    pruning.add_argument(
-        "--pruning_choice", choices=tuple(METHODS), default="dpp_edge", help="pruning method"
+    add("--pruning_choice", choices=tuple(METHODS), default="dpp_edge", help="pruning method")
+    add(
+        "--prune-layer",
+        type=layer_list,
+        default="1",
+        metavar="I",
+        help="the hidden layer to prune (1: the one next to the input, the authors' choice); "
+        "comma-separated for a sweep",
     )
-    pruning.add_argument(
+    add(
         "--k",
         type=positive_int,
         default=20,
-        help="number of edges per hidden node (edge methods) or of hidden nodes to keep",
+        help="incoming edges per node (edge methods) or nodes (node methods) to keep",
     )
-    pruning.add_argument(
+    add(
         "--beta",
         type=beta_value,
         default=0.3,
@@ -2070,106 +2088,76 @@ def build_parser() -> argparse.ArgumentParser:
         "'auto': per kernel, 1 / median of its pairwise squared distances; or C/N: C over "
         "the number N of training images (10/N: the original authors' later default)",
     )
-    pruning.add_argument(
+    add(
         "--node-features",
         type=feature_list,
         default="preactivation",
-        help="vectors of dpp_node's kernel: preactivation (X W1^T, the paper's) or activation "
+        help="vectors of dpp_node's kernel: preactivation (A W^T, the paper's) or activation "
         "(sigmoid outputs, as Diversity Networks); comma-separated for a sweep",
     )
-    pruning.add_argument(
-        "--reweighting",
-        action="store_true",
-        default=False,
-        help="least-squares reweighting of the kept weights after pruning",
-    )
-    pruning.add_argument(
+    add("--reweighting", action="store_true", help="least-squares reweighting after pruning")
+    add(
         "--num-masks",
         type=positive_int,
         default=1,
-        help="independent masks to draw and evaluate (mask i uses seed --seed + i); "
-        "deterministic methods are evaluated once",
+        help="masks to draw and test (mask i with seed --seed + i); deterministic methods once",
     )
-    pruning.add_argument(
+    add(
         "--dpp-backend",
         choices=dpp_sample.BACKENDS,
         default="torch",
         help="exact k-DPP sampler: this project's batched torch sampler or dppy's",
     )
 
-    experiments = parser.add_argument_group("experiments")
-    experiments.add_argument(
-        "--methods",
-        type=method_list,
-        default=",".join(METHODS),
-        help="comma-separated pruning methods of a sweep",
-    )
-    experiments.add_argument(
+    add = parser.add_argument_group("experiments").add_argument
+    add("--methods", type=method_list, default=",".join(METHODS), help="a sweep's methods")
+    add(
         "--betas",
         type=beta_list,
-        default=None,
         help="comma-separated betas (any form of --beta) at which a sweep runs its DPP methods "
         "(--beta when not given)",
     )
-    experiments.add_argument(
-        "--levels",
-        type=level_list,
-        default=DEFAULT_LEVELS,
-        help="comma-separated percents of weights kept, for sweep and budget",
-    )
-    experiments.add_argument(
+    add("--levels", type=level_list, default=DEFAULT_LEVELS, help="percents of weights kept")
+    add(
         "--node-settings",
         type=node_setting_list,
-        default=None,
         metavar="BETA:FEATURES,...",
         help="the exact settings of a sweep's node DPP methods, e.g. "
         "10/N:activation,auto:preactivation (--betas x --node-features when not given)",
     )
-    experiments.add_argument(
+    add(
         "--shard",
         type=shard_value,
-        default=None,
         metavar="I/N",
         help="run the I-th of N disjoint parts of a sweep (its networks' method settings taken "
         "in turn), for a job array; report.py merges the parts' folders",
     )
 
-    output = parser.add_argument_group("output")
-    output.add_argument(
+    add = parser.add_argument_group("output").add_argument
+    add(
         "--save-model",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="save the trained model (mnist_two_layer.pt, or mnist_two_layer_Dropout.pt "
-        "with dropout; fashion-mnist_two_layer.pt ... for Fashion-MNIST)",
+        help="save the trained model (mnist_two_layer.pt, mnist_two_layer_Dropout.pt with "
+        "dropout, mnist_784-500-500-10.pt for a deeper one; fashion-mnist_... for "
+        "Fashion-MNIST)",
     )
-    output.add_argument(
-        "--save-as",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="with --procedure training: save the trained model here instead",
-    )
-    output.add_argument(
+    add("--save-as", type=Path, metavar="PATH", help="save the trained model here instead")
+    add(
         "--save-pruned",
         type=Path,
-        default=None,
         metavar="PATH",
         help="with --procedure test: save the pruned (and reweighted) network here; node "
         "pruning saves a genuinely smaller MLP",
     )
-    output.add_argument(
+    add(
         "--out-dir",
         type=Path,
         default=Path("sweep"),
         help="folder of a sweep's files (sweep.csv, then its report: sweep.md, statistics.md, "
         "statistics.csv, sweep.png, claim_A.png ...); an existing sweep.csv is resumed",
     )
-    output.add_argument(
-        "--no-progress",
-        action="store_true",
-        default=False,
-        help="no progress bars (they are also off when stderr is not a terminal)",
-    )
+    add("--no-progress", action="store_true", help="no progress bars (off without a terminal)")
     return parser
 
 
@@ -2198,12 +2186,23 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
             parser.error(f"{flag} only applies to --procedure sweep")
     if len(args.trained_weights) > 1 and procedure != "sweep":
         parser.error("--trained_weights takes one checkpoint outside a sweep")
+    if len(args.prune_layer) > 1 and procedure != "sweep":
+        parser.error("--prune-layer takes one hidden layer outside a sweep")
+    if args.hidden_size is not None and args.hidden_sizes is not None:
+        parser.error("--hidden-size H is --hidden-sizes H: give one of them")
+    sizes = args.hidden_sizes or ([args.hidden_size] if args.hidden_size else None)
+    if sizes is None and procedure in ("training", "budget"):
+        sizes = [DEFAULT_HIDDEN_SIZE]
+    if procedure == "budget" and args.prune_layer[-1] > len(sizes):
+        parser.error(
+            f"--prune-layer {args.prune_layer[-1]}: {architecture(sizes)} has "
+            f"{len(sizes)} hidden layer(s)"
+        )
     filled: dict[str, object] = {
         "procedure": procedure,
         "betas": args.betas or [args.beta],
+        "hidden_sizes": sizes,
     }
-    if args.hidden_size is None and procedure in ("training", "budget"):
-        filled["hidden_size"] = DEFAULT_HIDDEN_SIZE
     if args.dataset is None and procedure == "training":
         filled["dataset"] = "mnist"
     return argparse.Namespace(**{**vars(args), **filled})
@@ -2211,10 +2210,12 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
 
 def training_output_path(args: argparse.Namespace) -> Path:
     """mnist_two_layer.pt (the original's name), or mnist_two_layer_Dropout.pt with dropout;
-    fashion-mnist_two_layer.pt ... for Fashion-MNIST."""
+    fashion-mnist_two_layer.pt ... for Fashion-MNIST; a deeper MLP is named by its
+    architecture, e.g. mnist_784-500-500-10.pt."""
     prefix = "mnist" if args.dataset == "mnist" else args.dataset
     dropout = "_Dropout" if args.drop_option == "out" else ""
-    return Path(f"{prefix}_two_layer{dropout}.pt")
+    layers = "two_layer" if len(args.hidden_sizes) == 1 else architecture(args.hidden_sizes)
+    return Path(f"{prefix}_{layers}{dropout}.pt")
 
 
 def check_writable(path: Path | None) -> None:
@@ -2233,8 +2234,7 @@ def announce(data: Dataset, device: torch.device) -> None:
     if data.fallback is not None:
         print(
             f"warning: {data.fallback}; falling back to {data.name}, results are not "
-            "comparable "
-            "to full MNIST",
+            "comparable to full MNIST",
             file=sys.stderr,
         )
     print(f"Data: {data.describe()}; device: {device}")
@@ -2249,21 +2249,14 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
     announce(data, device)
     dropout = args.probability if args.drop_option == "out" else None
     torch.manual_seed(args.seed)
-    model = TwoLayerMLP(args.hidden_size, dropout).to(device)
+    model = MLP(args.hidden_sizes, dropout).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     train_x, train_y = data.train_images.to(device), data.train_labels.to(device)
     test_x, test_y = data.test_images.to(device), data.test_labels.to(device)
     epochs = range(1, args.epochs + 1)
     for epoch in tqdm(epochs, desc="epochs", unit="epoch", disable=not progress):
-        train_loss, train_correct = train_epoch(
-            model,
-            optimizer,
-            train_x,
-            train_y,
-            args.batch_size,
-            epoch,
-            args.log_interval,
-        )
+        batches = (args.batch_size, epoch, args.log_interval)
+        train_loss, train_correct = train_epoch(model, optimizer, train_x, train_y, *batches)
         tqdm.write(
             f"Train Epoch: {epoch} average loss: {train_loss:.4f}, accuracy: "
             f"{train_correct}/{len(train_y)} ({100.0 * train_correct / len(train_y):.2f}%)"
@@ -2271,11 +2264,7 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
         loss, right = evaluate(model, test_x, test_y, args.test_batch_size)
         tqdm.write(result_line(loss, right))
     if out_path is not None:
-        train_config = {
-            key: value
-            for key, value in vars(args).items()
-            if isinstance(value, (int, float, str))
-        }
+        train_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))}
         extra = {
             "train_args": train_config,
             "dataset": data.name,
@@ -2288,24 +2277,46 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
 
 def budget_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure budget: the parameter-matched node and edge budgets."""
-    print(budget_table(args.hidden_size, args.levels))
+    print(budget_table(args.hidden_sizes, args.prune_layer[0], args.levels))
+
+
+def checked_architecture(args: argparse.Namespace, path: Path, model: MLP) -> None:
+    """A network is pruned as the flags describe it, or not at all: --hidden-size(s), where
+    given, must be its hidden layers, and every --prune-layer one of them."""
+    if args.hidden_sizes is not None and tuple(args.hidden_sizes) != model.hidden_sizes:
+        flag = "--hidden-size" if args.hidden_size is not None else "--hidden-sizes"
+        given = ",".join(map(str, args.hidden_sizes))
+        raise UsageError(
+            f"--trained_weights {path} is {model.architecture}, but {flag} {given} describes "
+            f"{architecture(args.hidden_sizes)}; omit {flag} or describe its hidden layers"
+        )
+    depth = len(model.hidden_sizes)
+    if args.prune_layer[-1] > depth:
+        raise UsageError(
+            f"--prune-layer {args.prune_layer[-1]}: --trained_weights {path} "
+            f"({model.architecture}) has {depth} hidden layer(s)"
+        )
+    method = METHODS[args.pruning_choice]
+    ground = LayerShape.of(model.hidden_sizes, args.prune_layer[0]).ground_size(method.kind)
+    if args.procedure == "test" and args.k > ground:
+        items = "incoming edges per node" if method.kind == "edge" else "nodes"
+        raise UsageError(
+            f"--k {args.k} is larger than the {ground} {items} of hidden layer "
+            f"{args.prune_layer[0]} of --trained_weights {path} ({method.name}); choose "
+            f"1 <= k <= {ground}"
+        )
 
 
 def load_for_pruning(
     args: argparse.Namespace, device: torch.device
 ) -> tuple[list[Network], Dataset]:
-    """The checkpoints to prune (--trained_weights), each checked against --hidden-size,
-    --dataset and --k, and the data set they were trained on, checked too: a sweep's networks
-    share data set and hidden size, and are different networks."""
+    """The checkpoints to prune (--trained_weights), each checked against the flags
+    (checked_architecture, --dataset), and the data set they were trained on, checked too: a
+    sweep's networks share a data set and are different networks (of any architectures)."""
     networks, trained_on = [], {}
     for path in args.trained_weights:
         model, meta = load_checkpoint(path)
-        H = model.hidden_size
-        if args.hidden_size is not None and args.hidden_size != H:
-            raise UsageError(
-                f"--trained_weights {path} has hidden size {H} but --hidden-size is "
-                f"{args.hidden_size}; omit --hidden-size or pass --hidden-size {H}"
-            )
+        checked_architecture(args, path, model)
         name = recorded_dataset(meta)
         recorded = next((key for key, info in DATA_SETS.items() if info.name == name), None)
         if args.dataset is not None and recorded is not None and args.dataset != recorded:
@@ -2319,11 +2330,6 @@ def load_for_pruning(
                 raise UsageError(
                     f"--trained_weights {path} holds the weights of {earlier.path}"
                 )
-            if earlier.model.hidden_size != H:
-                raise UsageError(
-                    f"--trained_weights {path} has hidden size {H}, {earlier.path} "
-                    f"{earlier.model.hidden_size}: a sweep's networks share one architecture"
-                )
         networks.append(network)
         trained_on[path] = (meta, args.dataset or recorded or "mnist")
     datasets = {dataset for _, dataset in trained_on.values()}
@@ -2331,14 +2337,6 @@ def load_for_pruning(
         raise UsageError(
             f"--trained_weights {', '.join(map(str, args.trained_weights))} were trained on "
             f"{' and '.join(sorted(datasets))}: a sweep's networks share one data set"
-        )
-    method = METHODS[args.pruning_choice]
-    ground = ground_size(method.kind, networks[0].model.hidden_size)
-    if args.procedure == "test" and args.k > ground:
-        items = "incoming edges per node" if method.kind == "edge" else "hidden nodes"
-        raise UsageError(
-            f"--k {args.k} is larger than the {ground} {items} of --trained_weights "
-            f"{networks[0].path} ({method.name}); choose 1 <= k <= {ground}"
         )
     data = load_data(args.data_dir, datasets.pop())
     for path, (meta, _) in trained_on.items():
@@ -2350,10 +2348,12 @@ def load_for_pruning(
 def pruning_inputs(
     args: argparse.Namespace, network: Network, data: Dataset, device: torch.device
 ) -> tuple[PruningInputs, Evaluation]:
-    """What pruning a network needs (PruningInputs, Evaluation), on the device."""
+    """What pruning a network's first --prune-layer needs (PruningInputs, Evaluation), on the
+    device."""
     inputs = PruningInputs(
         network.model.to(device),
         data.train_images.to(device),
+        layer=args.prune_layer[0],
         dpp_backend=args.dpp_backend,
         node_features=args.node_features[0],
     )
@@ -2362,8 +2362,8 @@ def pruning_inputs(
 
 
 def test_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
-    """--procedure test: prune --trained_weights with --num-masks masks and test them; with
-    --save-pruned, save the pruned network."""
+    """--procedure test: prune --prune-layer of --trained_weights with --num-masks masks and
+    test them; with --save-pruned, save the pruned network."""
     check_writable(args.save_pruned)
     (network,), data = load_for_pruning(args, device)
     inputs, evaluation = pruning_inputs(args, network, data, device)
@@ -2383,6 +2383,7 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
         accuracy = result.reweighted_accuracy if args.reweighting else result.accuracy
         record = {
             "method": method.name,
+            "layer": inputs.layer,
             "k": args.k,
             "beta": args.beta,
             "node_features": args.node_features[0],
@@ -2393,29 +2394,33 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
             "remaining_weights": result.remaining_weights,
             "total_weights": result.total_weights,
         }
-        save_pruned(args.save_pruned, result, method.kind, record, data)
+        save_pruned(args.save_pruned, result, inputs.layer, method.kind, record, data)
 
 
 def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
-    """--procedure sweep: every network of --trained_weights x --methods x their settings x
-    --levels x --num-masks (--shard: one part of them), resumed from --out-dir's sweep.csv,
-    then its report (report.write_report)."""
+    """--procedure sweep: every network of --trained_weights x --prune-layer x --methods x
+    their settings x --levels x --num-masks (--shard: one part of them), resumed from
+    --out-dir's sweep.csv, then its report (report.write_report)."""
     prepare_out_dir(args.out_dir)
     files = report.SweepFiles(args.out_dir)
     networks, data = load_for_pruning(args, device)
     rows = earlier_rows(files.csv, networks, data.name, args.seed)
     done = {report.cell_key(row) for row in rows}
-    cells = sweep_cells(
-        args.methods,
-        args.levels,
-        args.num_masks,
-        args.seed,
-        networks[0].model.hidden_size,
-        args.betas,
-        args.node_features,
-        args.node_settings,
-    )
-    in_shard = shard_cells(networks, cells, args.shard)
+    cells = {
+        network.fingerprint: sweep_cells(
+            args.methods,
+            args.levels,
+            args.num_masks,
+            args.seed,
+            network.model.hidden_sizes,
+            args.prune_layer,
+            args.betas,
+            args.node_features,
+            args.node_settings,
+        )
+        for network in networks
+    }
+    in_shard = shard_cells(cells, args.shard)
     for network in networks:
         inputs, evaluation = pruning_inputs(args, network, data, device)
         todo = [

@@ -1,22 +1,24 @@
 """Sweep reports: rows in, reports out.
 
 A sweep of MNIST.py writes one row per pruned network into its folder's sweep.csv
-(SWEEP_FIELDS): the network (a fingerprint of its weights), the method, its kind and role, the
-level of weights kept, the mask and its seed, with or without reweighting, the test accuracy
-and the test images it gets right. This file turns those rows into the sweep's report, and
-nothing else:
+(SWEEP_FIELDS): the network (a fingerprint of its weights) and its architecture, the pruned
+hidden layer, the method, its kind and role, the level of weights kept, the mask and its
+seed, with or without reweighting, the test accuracy and the test images it gets right. This
+file turns those rows into the sweep's report, and nothing else:
 
-* sweep.md       test accuracy per method, setting and level;
+* sweep.md       test accuracy per part, method, setting and level;
 * statistics.md  the paper's three claims (CLAIMS), each tested with one pre-stated primary
   statistics.csv endpoint per comparison and reweighting state, Holm-corrected as one family,
                  then level by level with Benjamini-Hochberg q-values within each claim;
 * claim_A.png ... the difference each claim is about, against the weights kept;
 * sweep.png      accuracy against weights kept.
 
-With several networks the network is the unit: each network's masks are averaged, and
-methods are compared by the per-network differences (paired). With one network the tests are
-about that network only: over its masks and, paired, over the test images, so that a few
-images never make a verdict against a deterministic method.
+Rows of different architectures or pruned layers (parts) are never tested or averaged
+together: each part has its own tables, tests and figures. With several networks the network
+is the unit: each network's masks are averaged, and methods are compared by the per-network
+differences (paired). With one network the tests are about that network only: over its
+masks and, paired, over the test images, so that a few images never make a verdict against a
+deterministic method.
 
     python3 report.py SWEEP_DIR                              # rewrite a sweep's report
     python3 report.py SHARD_1 SHARD_2 ... --out-dir STUDY    # merge shards into one report
@@ -52,38 +54,41 @@ ALPHA = 0.05
 Row = dict[str, str]
 Cells = dict[tuple[str, str, bool, float], list[Row]]  # (network, group, reweighting, level)
 
-# One row per (mask, reweighting); True/False as Python writes them. What a comparison needs
-# of a method (kind, samples_dpp, baseline, deterministic) is in every row; network is a
-# fingerprint of the pruned network's weights, correct_images the test images the pruned
-# network gets right (pack_bits).
-SWEEP_FIELDS = (
-    "method",
-    "kind",
-    "beta",
-    "node_features",
-    "level",
-    "k",
-    "mask",
-    "seed",
-    "reweighting",
-    "remaining_weights",
-    "total_weights",
-    "percent_kept",
-    "accuracy",
-    "loss",
-    "beta_used",
-    "effective_rank",
-    "uniformity",
-    "dataset",
-    "checkpoint",
-    "deterministic",
-    "samples_dpp",
-    "baseline",
-    "unpruned_accuracy",
-    "network",
-    "correct_images",
-)
+# The columns of sweep.csv, one row per network, pruned layer, method, setting, level, mask and
+# reweighting: each column's type and unit, then who reads it (resume: MNIST.py resuming a
+# sweep; merge: merged_rows' checks; tests: claim_tests; tables, figures; people: no code).
+SWEEP_FIELDS = {
+    "network": "str, fingerprint of the unpruned network's weights; resume, tests (the unit)",
+    "architecture": "str, its layer sizes, e.g. 784-500-10; tests (parts kept apart), tables",
+    "layer": "int, the pruned hidden layer, 1-based; resume, tests (parts kept apart), tables",
+    "method": "str, the pruning method; resume, tests, tables, figures",
+    "kind": "edge | node, what the method keeps; tests (which claims), figures",
+    "beta": "str, the DPP kernels' beta as asked (0.3, auto, 10/N), else empty; resume, tests",
+    "node_features": "preactivation | activation for a node DPP, else empty; resume, tests",
+    "level": "float, % of the layer's and the next layer's weights kept, asked; resume, tests",
+    "k": "int, incoming edges per node or nodes kept; people",
+    "mask": "int, the mask's index among the level's masks; resume, tests (masks averaged)",
+    "seed": "int, the mask's seed, the sweep's --seed + mask; resume, merge",
+    "reweighting": "True | False, the mask's network least-squares reweighted; tests, tables",
+    "remaining_weights": "int, weights of the layer and the next kept, biases excluded; people",
+    "total_weights": "int, the same unpruned; people",
+    "percent_kept": "float, %, 100 remaining_weights / total_weights; people",
+    "accuracy": "float in [0, 1], test accuracy of the pruned network; tests, tables, figures",
+    "loss": "float, its mean test cross-entropy; people",
+    "beta_used": "float, mean beta of the DPP kernels the mask is drawn from, or empty; people",
+    "effective_rank": "float, their mean participation ratio, else empty; people",
+    "uniformity": "float in [0, 1], bound of their k-DPP's distance from uniform; people",
+    "dataset": "str, the data set's name; resume, merge, tables",
+    "checkpoint": "str, path of the network's checkpoint; resume",
+    "deterministic": "True | False, the method's mask ignores the seed; tests (one network)",
+    "samples_dpp": "True | False, the method samples DPP kernels; tests (a method's role)",
+    "baseline": "random | importance | empty; tests (a method's role)",
+    "unpruned_accuracy": "float in [0, 1], the network's test accuracy; merge, tables",
+    "correct_images": "str, the test images it gets right (pack_bits); tests (one network)",
+}
 TEST_FIELDS = (
+    "architecture",
+    "layer",
     "claim",
     "first",
     "second",
@@ -119,8 +124,10 @@ class SweepFiles:
     def csv(self) -> Path:
         return self.out_dir / "sweep.csv"
 
-    def claim_figure(self, claim: str) -> Path:
-        return self.out_dir / f"claim_{claim}.png"
+    def claim_figure(self, claim: str, part: tuple[str, int] | None = None) -> Path:
+        """claim_A.png ..., or of one part of several, e.g. claim_A_784-500-10_layer1.png."""
+        where = f"_{part[0]}_layer{part[1]}" if part is not None else ""
+        return self.out_dir / f"claim_{claim}{where}.png"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,10 +191,12 @@ def read_csv(path: Path, fields: Sequence[str] = SWEEP_FIELDS) -> list[Row]:
     return rows
 
 
-def cell_key(row: Row) -> tuple[str, str, str, str, float, int]:
-    """The mask a row belongs to: (network, method, beta, node features, level, mask index)."""
+def cell_key(row: Row) -> tuple[str, int, str, str, str, float, int]:
+    """The mask a row belongs to: (network, pruned layer, method, beta, node features, level,
+    mask index)."""
     return (
         row["network"],
+        int(row["layer"]),
         row["method"],
         row["beta"],
         row["node_features"],
@@ -218,8 +227,9 @@ def merged_rows(folders: Sequence[Path]) -> list[Row]:
             key = (*cell_key(row), row["reweighting"])
             if key in seen:
                 raise ValueError(
-                    f"{path} repeats a row of {seen[key]} ({group_label(row)}, level "
-                    f"{row['level']}, mask {row['mask']}, network {row['network']})"
+                    f"{path} repeats a row of {seen[key]} ({group_label(row)}, layer "
+                    f"{row['layer']}, level {row['level']}, mask {row['mask']}, network "
+                    f"{row['network']})"
                 )
             seen[key] = path
         rows += new
@@ -300,42 +310,66 @@ def level_values(
     )
 
 
+def parts(rows: Sequence[Row]) -> dict[tuple[str, int], list[Row]]:
+    """Rows by part, (architecture, pruned layer), in order of appearance: the rows of one part
+    are about the same layer of networks of one architecture, and are never tested, averaged
+    or drawn with another part's."""
+    by_part: dict[tuple[str, int], list[Row]] = {}
+    for row in rows:
+        by_part.setdefault((row["architecture"], int(row["layer"])), []).append(row)
+    return by_part
+
+
+def part_label(part: tuple[str, int]) -> str:
+    """A part as the reports name it, e.g. "784-500-10, hidden layer 1 pruned"."""
+    return f"{part[0]}, hidden layer {part[1]} pruned"
+
+
 def sweep_markdown(rows: Sequence[Row]) -> str:
-    """Test accuracy (%) per method, setting and level: with several networks, the mean ± SD
-    over networks of each network's mean over masks; with one, mean ± SD over masks."""
-    cells = cells_of(rows)
-    networks = list(dict.fromkeys(row["network"] for row in rows))
-    levels = sorted({float(row["level"]) for row in rows})
-    unpruned = sorted({(r["network"], 100 * float(r["unpruned_accuracy"])) for r in rows})
-    accuracy = np.array([value for _, value in unpruned])
-    if len(networks) > 1:
-        header = (
-            f"Test accuracy (%) of {len(networks)} networks: each network's mean over its "
-            "masks, "
-            f"then their mean ± SD; unpruned: {accuracy.mean():.2f}% "
-            f"({accuracy.min():.2f}–{accuracy.max():.2f}%)."
-        )
-    else:
-        header = f"Test accuracy (%), mean ± SD over masks; unpruned: {accuracy[0]:.2f}%."
-    lines = [
-        header,
-        "",
-        "| method | reweighting | " + " | ".join(f"{level:g}%" for level in levels) + " |",
-        "|---|---|" + "---|" * len(levels),
-    ]
-    for label in dict.fromkeys(group_label(row) for row in rows):
-        for reweighting in (False, True):
-            values = []
-            for level in levels:
-                per = level_values(cells, networks, label, reweighting, level)
-                values.append(f"{per.mean():.2f} ± {sample_std(per):.2f}" if len(per) else "")
-            lines.append(
-                f"| {label} | {'yes' if reweighting else 'no'} | {' | '.join(values)} |"
+    """Test accuracy (%) per part, method, setting and level: with several networks, the
+    mean ± SD over networks of each network's mean over masks; with one, mean ± SD over
+    masks."""
+    lines = []
+    for part, mine in parts(rows).items():
+        cells = cells_of(mine)
+        networks = list(dict.fromkeys(row["network"] for row in mine))
+        levels = sorted({float(row["level"]) for row in mine})
+        unpruned = sorted({(r["network"], 100 * float(r["unpruned_accuracy"])) for r in mine})
+        accuracy = np.array([value for _, value in unpruned])
+        if len(networks) > 1:
+            header = (
+                f"Test accuracy (%) of {len(networks)} networks ({part_label(part)}): each "
+                f"network's mean over its masks, then their mean ± SD; unpruned: "
+                f"{accuracy.mean():.2f}% ({accuracy.min():.2f}–{accuracy.max():.2f}%)."
             )
+        else:
+            header = (
+                f"Test accuracy (%) of one network ({part_label(part)}), mean ± SD over masks; "
+                f"unpruned: {accuracy[0]:.2f}%."
+            )
+        lines += [
+            header,
+            "",
+            "| method | reweighting | " + " | ".join(f"{level:g}%" for level in levels) + " |",
+            "|---|---|" + "---|" * len(levels),
+        ]
+        for label in dict.fromkeys(group_label(row) for row in mine):
+            for reweighting in (False, True):
+                values = []
+                for level in levels:
+                    per = level_values(cells, networks, label, reweighting, level)
+                    values.append(
+                        f"{per.mean():.2f} ± {sample_std(per):.2f}" if len(per) else ""
+                    )
+                lines.append(
+                    f"| {label} | {'yes' if reweighting else 'no'} | {' | '.join(values)} |"
+                )
+        lines.append("")
     lines += [
-        "",
-        "Levels are percents of the weights kept (biases excluded); edge methods keep the",
-        "parameter-matched floor((k·794 − 10·H)/H) edges per node; exact percents in the CSV.",
+        "Levels are percents of the weights of the pruned layer and the layer above kept",
+        "(biases excluded): a layer of H nodes, d inputs and H_next nodes above keeps k of",
+        "its nodes, or floor((k·(d + H_next) − H·H_next)/H) edges per node; exact percents",
+        "in the CSV.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -504,33 +538,31 @@ def verdict(test: Comparison, adjusted: float) -> str:
 
 
 def claim_tests(rows: Sequence[Row]) -> list[dict[str, object]]:
-    """Every test of the claims (TEST_FIELDS): per comparison and reweighting state the
-    primary endpoint (the mean over all levels), Holm-adjusted over all of them together,
-    then each level, Benjamini-Hochberg-adjusted within its claim."""
-    cells = cells_of(rows)
-    levels = sorted({float(row["level"]) for row in rows})
+    """Every test of the claims (TEST_FIELDS), part by part (parts: never over two
+    architectures or pruned layers): per comparison and reweighting state the primary
+    endpoint (the mean over the levels both methods have), Holm-adjusted over all of them
+    together, every part and claim, then each level, Benjamini-Hochberg-adjusted within its
+    part and claim."""
     tests: list[tuple[dict[str, object], Comparison]] = []
-    for claim, first, second in claim_comparisons(rows):
-        for reweighting in (False, True):
-            by_level = ((level_label(lv), [lv]) for lv in levels)
-            for endpoint, over in [(ENDPOINT, levels), *by_level]:
-                test = compare(cells, first, second, reweighting, over)
-                if test is not None:
-                    record = {"claim": claim, "first": first, "second": second}
-                    record |= {"reweighting": reweighting, "endpoint": endpoint}
-                    tests.append((record, test))
+    for (architecture, layer), mine in parts(rows).items():
+        cells = cells_of(mine)
+        present = {(group, level) for _, group, _, level in cells}
+        for claim, first, second in claim_comparisons(mine):
+            levels = sorted(lv for g, lv in present if g == first and (second, lv) in present)
+            for reweighting in (False, True):
+                by_level = ((level_label(lv), [lv]) for lv in levels)
+                for endpoint, over in [(ENDPOINT, levels), *by_level]:
+                    test = compare(cells, first, second, reweighting, over)
+                    if test is not None:
+                        record = {"architecture": architecture, "layer": layer, "claim": claim}
+                        record |= {"first": first, "second": second, "reweighting": reweighting}
+                        tests.append((record | {"endpoint": endpoint}, test))
     families = [("Holm", [i for i, (r, _) in enumerate(tests) if r["endpoint"] == ENDPOINT])]
-    families += [
-        (
-            "BH",
-            [
-                i
-                for i, (r, _) in enumerate(tests)
-                if r["claim"] == c and r["endpoint"] != ENDPOINT
-            ],
-        )
-        for c in CLAIMS
-    ]
+    level_families: dict[tuple[object, ...], list[int]] = {}
+    for i, (r, _) in enumerate(tests):
+        if r["endpoint"] != ENDPOINT:
+            level_families.setdefault((r["architecture"], r["layer"], r["claim"]), []).append(i)
+    families += [("BH", members) for members in level_families.values()]
     adjusted = np.full(len(tests), math.nan)
     method = [""] * len(tests)
     for name, members in families:
@@ -562,80 +594,103 @@ def interval(test: dict[str, object]) -> str:
 
 def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]]) -> str:
     """The primary table, the claims and how they are tested, then the level-by-level tests
-    of each comparison."""
-    networks = len({row["network"] for row in rows})
-    levels = sorted({float(row["level"]) for row in rows})
+    of each comparison, part by part."""
+    by_part = parts(rows)
+    several = len(by_part) > 1
     primary = [t for t in tests if t["endpoint"] == ENDPOINT]
-    unit = (
-        f"{networks} networks, the unit of every test: each network's masks are averaged "
-        "first, and methods compared by the per-network differences (paired t-test)"
-        if networks > 1
-        else "one network: every test is about this network only, over its masks and, paired, "
-        "over the test images (a deterministic method's one mask varies only with the images; "
-        "a method of random masks needs two or more, --num-masks, to be tested)"
-    )
     lines = [
         "# Does diversity help? The paper's claims, tested",
         "",
         "| claim | comparison | setting | endpoint | difference [95% CI] | Holm p | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
+    if several:
+        lines[2:4] = ["| part " + lines[2], "|---" + lines[3]]
     if not primary:
         lines[2:] = ["No comparison of the claims can be tested on these rows (see below)."]
     for t in primary:
         setting = "with reweighting" if t["reweighting"] else "without reweighting"
+        part = f"| {t['architecture']}, layer {t['layer']} " if several else ""
         lines.append(
-            f"| {t['claim']} | {t['first']} − {t['second']} | {setting} | mean accuracy "
+            f"{part}| {t['claim']} | {t['first']} − {t['second']} | {setting} | mean accuracy "
             f"over levels | {interval(t)} | {t['adjusted_p']} | {t['verdict']} |"
         )
+    lines += ["", f"Data: {rows[0]['dataset']}."]
+    for part, mine in by_part.items():
+        networks = len({row["network"] for row in mine})
+        unit = (
+            f"{networks} networks, the unit of every test: each network's masks are averaged "
+            "first, and methods compared by the per-network differences (paired t-test)"
+            if networks > 1
+            else "one network: every test is about this network only, over its masks and, "
+            "paired, over the test images (a deterministic method's one mask varies only "
+            "with the images; a method of random masks needs two or more, --num-masks, to be "
+            "tested)"
+        )
+        lines.append(f"* {part_label(part)}: {unit}.")
+    if several:
+        lines.append(
+            "* Rows of different parts (architecture, pruned layer) are never tested or "
+            "averaged together: each part has its own tests."
+        )
+    levels = sorted({float(row["level"]) for row in rows})
     lines += [
-        "",
-        f"Data: {rows[0]['dataset']}; {unit}.",
         "",
         *(f"* **{claim}.** {text[0].upper()}{text[1:]}." for claim, text in CLAIMS.items()),
         "",
         (
-            "Primary endpoint, one per comparison and reweighting state, stated before the "
-            f"test: the difference in mean test accuracy over the {len(levels)} levels of "
-            f"weights kept ({levels[0]:g}% … {levels[-1]:g}%, each weighing the same), first "
-            "minus second, in points, with its 95% confidence interval. Its "
-            f"{len(primary)} tests, all claims together, are one family, Holm-corrected at "
-            f"α = {ALPHA:g}: a claim holds for a comparison when its Holm p < {ALPHA:g} and "
-            "the difference is positive, is reversed when negative."
+            "Primary endpoint, one per comparison, reweighting state and part, stated before "
+            "the test: the difference in mean test accuracy over the levels of weights kept "
+            f"({levels[0]:g}% … {levels[-1]:g}%, each weighing the same; those both methods "
+            "have where an edge budget cannot match a node one), first minus second, in "
+            f"points, with its 95% confidence interval. Its {len(primary)} tests, all "
+            f"claims and parts together, are one family, Holm-corrected at α = {ALPHA:g}: a "
+            f"claim holds for a comparison when its Holm p < {ALPHA:g} and the difference is "
+            "positive, is reversed when negative."
         ),
     ]
-    for claim, text in CLAIMS.items():
-        mine = [t for t in tests if t["claim"] == claim and t["endpoint"] != ENDPOINT]
-        if not mine:
-            continue
-        lines += [
-            "",
-            f"## Claim {claim}, level by level (secondary)",
-            "",
-            (
-                f"{text[0].upper()}{text[1:]}. Difference [95% CI], p, and the "
-                f"Benjamini–Hochberg q-value over the claim's {len(mine)} level-wise tests; "
-                f"verdict at q < {ALPHA:g}."
-            ),
-        ]
-        pairs = list(dict.fromkeys((t["first"], t["second"]) for t in mine))
-        for first, second in pairs:
+    for part in by_part:
+        for claim, text in CLAIMS.items():
+            mine = [
+                t
+                for t in tests
+                if (t["architecture"], t["layer"], t["claim"]) == (*part, claim)
+                and t["endpoint"] != ENDPOINT
+            ]
+            if not mine:
+                continue
+            where = f" ({part_label(part)})" if several else ""
             lines += [
                 "",
-                f"**{first}** − **{second}**",
+                f"## Claim {claim}, level by level (secondary){where}",
                 "",
-                "| level | without reweighting | with reweighting |",
-                "|---|---|---|",
+                (
+                    f"{text[0].upper()}{text[1:]}. Difference [95% CI], p, and the "
+                    f"Benjamini–Hochberg q-value over the claim's {len(mine)} level-wise tests"
+                    f"{' of this part' if several else ''}; verdict at q < {ALPHA:g}."
+                ),
             ]
-            cells: dict[str, dict[bool, str]] = {}
-            for t in mine:
-                if (t["first"], t["second"]) == (first, second):
-                    summary = (
-                        f"{interval(t)}, p {t['p_value']}, q {t['adjusted_p']}, {t['verdict']}"
-                    )
-                    cells.setdefault(str(t["endpoint"]), {})[bool(t["reweighting"])] = summary
-            for level, by in cells.items():
-                lines.append(f"| {level} | {by.get(False, '')} | {by.get(True, '')} |")
+            pairs = list(dict.fromkeys((t["first"], t["second"]) for t in mine))
+            for first, second in pairs:
+                lines += [
+                    "",
+                    f"**{first}** − **{second}**",
+                    "",
+                    "| level | without reweighting | with reweighting |",
+                    "|---|---|---|",
+                ]
+                cells: dict[str, dict[bool, str]] = {}
+                for t in mine:
+                    if (t["first"], t["second"]) == (first, second):
+                        summary = (
+                            f"{interval(t)}, p {t['p_value']}, q {t['adjusted_p']}, "
+                            f"{t['verdict']}"
+                        )
+                        cells.setdefault(str(t["endpoint"]), {})[bool(t["reweighting"])] = (
+                            summary
+                        )
+                for level, by in cells.items():
+                    lines.append(f"| {level} | {by.get(False, '')} | {by.get(True, '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -673,39 +728,44 @@ def colours(rows: Sequence[Row]) -> dict[str, tuple[float, ...]]:
 
 
 def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
-    """Accuracy against weights kept, without / with reweighting: per group the mean over
-    networks (over masks for one network) with its 95% confidence band; edge methods solid,
-    node methods dashed."""
+    """Accuracy against weights kept, without / with reweighting, a row of panels per part:
+    per group the mean over networks (over masks for one network) with its 95% confidence
+    band; edge methods solid, node methods dashed."""
     plt = pyplot()
-    cells = cells_of(rows)
-    networks = list(dict.fromkeys(row["network"] for row in rows))
-    levels = sorted({float(row["level"]) for row in rows})
     colour = colours(rows)
-    kinds = {group_label(row): row["kind"] for row in rows}
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
-    for ax, reweighting in zip(axes, (False, True)):
-        for label, kind in kinds.items():
-            at, mean, low, high = [], [], [], []
-            for level in levels:
-                values = level_values(cells, networks, label, reweighting, level)
-                if not len(values):
-                    continue
-                half = 0.0
-                if len(values) > 1:
-                    sem = scipy.stats.sem(values)
-                    half = float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * sem
-                at.append(level)
-                mean.append(values.mean())
-                low.append(values.mean() - half)
-                high.append(values.mean() + half)
-            style = "--" if kind == "node" else "-"
-            ax.plot(at, mean, style, marker="o", markersize=3, color=colour[label], label=label)
-            ax.fill_between(at, low, high, color=colour[label], alpha=0.15, linewidth=0)
-        ax.set_title("with least-squares reweighting" if reweighting else "without reweighting")
-        ax.set_xlabel("weights kept (%)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[1].legend(loc="lower right", fontsize=7)
+    by_part = parts(rows)
+    fig, axes = plt.subplots(len(by_part), 2, figsize=(13, 5.2 * len(by_part)), squeeze=False)
+    for row_axes, (part, mine) in zip(axes, by_part.items()):
+        cells = cells_of(mine)
+        networks = list(dict.fromkeys(row["network"] for row in mine))
+        levels = sorted({float(row["level"]) for row in mine})
+        kinds = {group_label(row): row["kind"] for row in mine}
+        for ax, reweighting in zip(row_axes, (False, True)):
+            for label, kind in kinds.items():
+                at, mean, low, high = [], [], [], []
+                for level in levels:
+                    values = level_values(cells, networks, label, reweighting, level)
+                    if not len(values):
+                        continue
+                    half = 0.0
+                    if len(values) > 1:
+                        sem = scipy.stats.sem(values)
+                        half = float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * sem
+                    at.append(level)
+                    mean.append(values.mean())
+                    low.append(values.mean() - half)
+                    high.append(values.mean() + half)
+                style = "--" if kind == "node" else "-"
+                ax.plot(
+                    at, mean, style, marker="o", markersize=3, color=colour[label], label=label
+                )
+                ax.fill_between(at, low, high, color=colour[label], alpha=0.15, linewidth=0)
+            setting = "with least-squares reweighting" if reweighting else "without reweighting"
+            ax.set_title(f"{part_label(part)}, {setting}")
+            ax.set_xlabel("weights kept (%)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.grid(alpha=0.3)
+        row_axes[1].legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -782,9 +842,10 @@ def save_claim_figure(
     fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=8)
     unit = f"{len(networks)} networks (faint)" if len(networks) > 1 else "one network"
     holds = "below" if claim == "B" else "above"
+    part = part_label((rows[0]["architecture"], int(rows[0]["layer"])))
     fig.suptitle(
-        f"Claim {claim}: {CLAIMS[claim]}\n{unit}, mean and 95% CI; the claim holds {holds} "
-        "zero",
+        f"Claim {claim}: {CLAIMS[claim]}\n{part}; {unit}, mean and 95% CI; the claim holds "
+        f"{holds} zero",
         fontsize=10,
     )
     save_figure(fig, path)
@@ -832,10 +893,16 @@ def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report
         written.append(out_dir / name)
     save_sweep_figure(rows, out_dir / "sweep.png")
     written.append(out_dir / "sweep.png")
-    for claim in CLAIMS:
-        if any(t["claim"] == claim for t in tests):
-            save_claim_figure(rows, tests, claim, SweepFiles(out_dir).claim_figure(claim))
-            written.append(SweepFiles(out_dir).claim_figure(claim))
+    by_part = parts(rows)
+    for part, mine in by_part.items():
+        part_tests = [t for t in tests if (t["architecture"], t["layer"]) == part]
+        for claim in CLAIMS:
+            if any(t["claim"] == claim for t in part_tests):
+                path = SweepFiles(out_dir).claim_figure(
+                    claim, part if len(by_part) > 1 else None
+                )
+                save_claim_figure(mine, part_tests, claim, path)
+                written.append(path)
     return Report(texts["sweep.md"], texts["statistics.md"], written)
 
 

@@ -99,7 +99,7 @@ class Inputs:
     X: np.ndarray | None  # (N, 784) float32, normalised
     raw: np.ndarray | None  # (N, 28, 28) uint8, only for the per-image pipeline
     y: np.ndarray  # (N,) int64
-    model: M.TwoLayerMLP
+    model: M.MLP
     test_x: np.ndarray  # (M, 784) float32, normalised
     test_y: np.ndarray  # (M,) int64
 
@@ -229,7 +229,7 @@ def original_train(inp: Inputs, cfg: Config) -> Result:
         PilMNIST(inp.raw, inp.y, transform), batch_size=BATCH_SIZE, shuffle=False
     )
     torch.manual_seed(cfg.seed)
-    model = M.TwoLayerMLP(inp.model.hidden_size)
+    model = M.MLP(inp.model.hidden_sizes)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     losses = []
     start = time.perf_counter()
@@ -283,7 +283,8 @@ def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
     inputs = M.PruningInputs(model, X)
     W2, b2 = model.w2.weight.detach(), model.w2.bias.detach()
     watch = Stopwatch()
-    keep = watch("dpp_node", M.dpp_node, inputs, cfg.k_node, cfg.beta, cfg.seed)
+    drawn = watch("dpp_node", M.dpp_node, inputs, [(cfg.k_node, cfg.seed)], cfg.beta)
+    keep = drawn.masks[0]
     systems = watch("activation Gram matrix", inputs.activation_systems)
     watch("reweight_nodes", M.reweight_nodes, systems, keep, W2, b2)
     return watch.result()
@@ -292,7 +293,7 @@ def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
 def ours_train(inp: Inputs, cfg: Config) -> Result:
     X, y = torch.from_numpy(inp.X), torch.from_numpy(inp.y)
     torch.manual_seed(cfg.seed)
-    model = M.TwoLayerMLP(inp.model.hidden_size)
+    model = M.MLP(inp.model.hidden_sizes)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     logits: list[torch.Tensor] = []  # to recompute the per-batch losses afterwards
     model.register_forward_hook(lambda _m, _i, out: logits.append(out.detach()))
@@ -447,11 +448,11 @@ def prepare_data(data_dir: Path, seed: int) -> tuple[dict[str, np.ndarray], str]
 
 def prepare_model(
     args: argparse.Namespace, X: torch.Tensor, y: torch.Tensor
-) -> tuple[M.TwoLayerMLP, str]:
+) -> tuple[M.MLP, str]:
     if args.checkpoint is not None:
         return M.load_checkpoint(args.checkpoint)[0], f"loaded from {args.checkpoint}"
     torch.manual_seed(args.seed)
-    model = M.TwoLayerMLP(args.hidden_size)
+    model = M.MLP([args.hidden_size])
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     with contextlib.redirect_stdout(io.StringIO()):
         for epoch in range(1, args.train_epochs + 1):
@@ -462,7 +463,7 @@ def prepare_model(
     )
 
 
-def same_math_checks(X: torch.Tensor, model: M.TwoLayerMLP, cfg: Config) -> str:
+def same_math_checks(X: torch.Tensor, model: M.MLP, cfg: Config) -> str:
     """Both sides' kernels (and one node's edge reweighting) on the same inputs."""
     X64, W1 = X.double().numpy(), model.w1.weight.detach()
     w = W1[0].double().numpy()
@@ -606,7 +607,7 @@ def main() -> int:
     X = M.normalise(raw["train_images"])
     y = torch.as_tensor(raw["train_labels"], dtype=torch.int64)
     model, how = prepare_model(args, X, y)
-    H = model.hidden_size
+    (H,) = model.hidden_sizes
     if not (1 <= args.k_edge <= M.INPUT_DIM and 1 <= args.k_node <= H):
         sys.exit(f"error: need 1 <= --k-edge <= {M.INPUT_DIM} and 1 <= --k-node <= {H}")
     test_x = M.normalise(raw["test_images"])

@@ -82,7 +82,7 @@ def make_workdir(folder: Path) -> Path:
 
     write_mnist_idx(folder / "data")
     torch.manual_seed(0)
-    M.save_checkpoint(folder / "small.pt", M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
+    M.save_checkpoint(folder / "small.pt", M.MLP([SMALL_HIDDEN]))
     return folder
 
 
@@ -94,11 +94,20 @@ def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
     import MNIST as M
 
     torch.manual_seed(seed)
-    model = M.TwoLayerMLP(hidden)
+    model = M.MLP([hidden])
     with torch.no_grad():
         model.w1.bias.normal_()
         model.w2.bias.normal_()
     return M.PruningInputs(model, torch.randn(80, 784))
+
+
+def draw_one(
+    method: M.Method, inputs: M.PruningInputs, k: int, beta: object, seed: int
+) -> torch.Tensor:
+    """The one mask method draws for (k, seed), checked (MNIST.draw_masks)."""
+    import MNIST as M
+
+    return M.draw_masks(method, inputs, [(k, seed)], beta).masks[0]
 
 
 def tiny_evaluation() -> M.Evaluation:
@@ -117,7 +126,7 @@ def small_inputs(hidden: int, images: int, seed: int, scale: float) -> M.Pruning
     import MNIST as M
 
     rng = np.random.default_rng(seed)
-    model = M.TwoLayerMLP(hidden)
+    model = M.MLP([hidden])
     with torch.no_grad():
         model.w1.weight.copy_(torch.from_numpy(rng.normal(scale=scale, size=(hidden, 784))))
         model.w1.bias.copy_(torch.from_numpy(rng.normal(size=hidden)))
@@ -142,7 +151,7 @@ def kernels_sampled_by(
         return prepare(L, backend)
 
     monkeypatch.setattr(dpp_sample, "prepare_k_dpp", spy)
-    M.draw_mask(M.METHODS[method], inputs, 3, 0.3, seed=1)
+    draw_one(M.METHODS[method], inputs, 3, 0.3, seed=1)
     return torch.cat(seen)
 
 

@@ -36,7 +36,9 @@ def test_readme_commands_run_as_written(cli: Callable[..., Run], workdir: Path) 
     run = cli(*shlex.split(README_COMMANDS[1]))
     assert run.code == 0 and "Saved mnist_two_layer_Dropout.pt" in run.out
     _, meta = M.load_checkpoint(workdir / "mnist_two_layer_Dropout.pt")
-    assert meta["dropout"] == 0.5 and meta["hidden_size"] == 500 and meta["dataset"] == "MNIST"
+    assert (
+        meta["dropout"] == 0.5 and meta["hidden_sizes"] == [500] and meta["dataset"] == "MNIST"
+    )
     run = cli(*shlex.split(README_COMMANDS[2]))
     assert run.code == 0
     assert "198500/397000 weights remain (50.00%)" in run.out
@@ -120,10 +122,12 @@ def test_hidden_size_comes_from_the_checkpoint(cli: Callable[..., Run]) -> None:
     ]
     assert cli(*args).code == 0
     assert cli(*args, "--hidden-size", str(SMALL_HIDDEN)).code == 0
+    assert cli(*args, "--hidden-sizes", str(SMALL_HIDDEN)).code == 0
     run = cli(*args, "--hidden-size", "500")
-    assert (
-        run.code == 2 and f"has hidden size {SMALL_HIDDEN} but --hidden-size is 500" in run.err
-    )
+    expected = f"small.pt is 784-{SMALL_HIDDEN}-10, but --hidden-size 500 describes 784-500-10"
+    assert run.code == 2 and expected in run.err
+    run = cli(*args, "--hidden-sizes", f"{SMALL_HIDDEN},{SMALL_HIDDEN}")
+    assert run.code == 2 and "--hidden-sizes 12,12 describes 784-12-12-10" in run.err
 
 
 @pytest.mark.parametrize(
@@ -145,7 +149,7 @@ def test_a_checkpoint_is_never_pruned_on_other_data(
 
     monkeypatch.setattr(M, "download", offline)
     torch.manual_seed(0)
-    M.save_checkpoint(workdir / "on_mnist.pt", M.TwoLayerMLP(SMALL_HIDDEN), recorded)
+    M.save_checkpoint(workdir / "on_mnist.pt", M.MLP([SMALL_HIDDEN]), recorded)
     args = ["--procedure", "test", "--trained_weights", "on_mnist.pt", "--k", "5"]
     run = cli(*args, "--data-dir", "no_such_dir")
     assert run.code == 2 and run.out == "" and len(run.err.splitlines()) == 1
@@ -161,7 +165,7 @@ def test_a_checkpoint_is_never_pruned_on_other_images_of_the_same_name(
         "data_fingerprint": M.load_data(workdir / "data").fingerprint,
     }
     torch.manual_seed(0)
-    M.save_checkpoint(workdir / "fingerprinted.pt", M.TwoLayerMLP(SMALL_HIDDEN), record)
+    M.save_checkpoint(workdir / "fingerprinted.pt", M.MLP([SMALL_HIDDEN]), record)
     write_mnist_idx(workdir / "other_digits", n_train=120, n_test=40)
     args = ["--procedure", "test", "--trained_weights", "fingerprinted.pt", "--k", "5"]
     run = cli(*args, "--data-dir", "other_digits")
@@ -299,6 +303,40 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         ["--procedure", "sweep", "--trained_weights", "small.pt,small.pt"],
         "--trained_weights",
     ),
+    "hidden sizes empty": (["--hidden-sizes", ""], "--hidden-sizes"),
+    "hidden sizes with a zero": (["--hidden-sizes", "500,0"], "--hidden-sizes"),
+    "hidden sizes with a negative": (["--hidden-sizes", "500,-3"], "--hidden-sizes"),
+    "hidden sizes not integers": (["--hidden-sizes", "500,2.5"], "--hidden-sizes"),
+    "hidden sizes with an empty element": (["--hidden-sizes", "500,,500"], "--hidden-sizes"),
+    "hidden size and sizes both": (
+        ["--hidden-size", "500", "--hidden-sizes", "500"],
+        "--hidden-size",
+    ),
+    "checkpoint of another depth": ([*TEST, "--hidden-sizes", "12,12"], "--hidden-sizes"),
+    "prune layer zero": ([*TEST, "--prune-layer", "0"], "--prune-layer"),
+    "prune layer not an integer": ([*TEST, "--prune-layer", "first"], "--prune-layer"),
+    "prune layer beyond the checkpoint's": ([*TEST, "--prune-layer", "2"], "--prune-layer 2"),
+    "prune layer beyond the budget's": (
+        ["--procedure", "budget", "--hidden-sizes", "500,500", "--prune-layer", "3"],
+        "--prune-layer 3",
+    ),
+    "two prune layers outside a sweep": ([*TEST, "--prune-layer", "1,2"], "--prune-layer"),
+    "an empty beta": (["--procedure", "sweep", "--betas", "0.3,,auto"], "--betas"),
+    "an empty method": (["--procedure", "sweep", "--methods", "dpp_edge,"], "--methods"),
+    "an empty level": (["--procedure", "budget", "--levels", ",50"], "--levels"),
+    "an empty node feature": (
+        ["--procedure", "sweep", "--node-features", "activation,,preactivation"],
+        "--node-features",
+    ),
+    "an empty checkpoint": (
+        ["--procedure", "sweep", "--trained_weights", "small.pt,"],
+        "--trained_weights",
+    ),
+    "an empty node setting": (
+        ["--procedure", "sweep", "--node-settings", "auto:activation,"],
+        "--node-settings",
+    ),
+    "an empty prune layer": (["--procedure", "sweep", "--prune-layer", "1,"], "--prune-layer"),
     "sweep out-dir is a file": (
         [
             "--procedure",

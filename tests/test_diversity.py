@@ -70,7 +70,7 @@ def test_the_activation_kernel_is_that_of_the_sigmoid_outputs(
     inputs = small_inputs(hidden=8, images=30, seed=6, scale=0.05)
     inputs.node_features = "activation"
     got = kernels_sampled_by("dpp_node", inputs, monkeypatch)
-    X, W1 = inputs.train_x.double().numpy(), inputs.W1.double().numpy()
+    X, W1 = inputs.train_x.double().numpy(), inputs.W.double().numpy()
     b1 = inputs.model.w1.bias.detach().double().numpy()
     A = 1.0 / (1.0 + np.exp(-(X @ W1.T + b1)))
     expected = direct_rbf(A.T, 0.3, 0.01)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_HIDDEN, Run, synthetic_digits
+from conftest import SMALL_HIDDEN, Run, draw_one, synthetic_digits
 
 import dpp_sample
 import MNIST as M
@@ -29,18 +29,19 @@ def test_budget_formula_reproduces_the_original_table() -> None:
         350: 545,
         400: 625,
     }
-    assert {k: M.matched_edges_per_node(k, 500) for k in original} == original
-    assert [M.level_to_k("node", level, 500) for level in (10, 50, 80)] == [
+    shape = M.LayerShape.of([500], 1)
+    assert {k: M.matched_edges_per_node(k, shape) for k in original} == original
+    assert [M.level_to_k("node", level, shape) for level in (10, 50, 80)] == [
         50,
         250,
         400,
     ]
-    assert [M.level_to_k("edge", level, 500) for level in (10, 50, 80)] == [
+    assert [M.level_to_k("edge", level, shape) for level in (10, 50, 80)] == [
         69,
         387,
         625,
     ]
-    table = M.budget_table(500, [10, 50])
+    table = M.budget_table([500], 1, [10, 50])
     assert "| 10% | 50 | 39700 (10.00%) | 69 | 39500 (9.95%) |" in table
 
 
@@ -148,7 +149,7 @@ def test_interrupted_sweep_resumes_with_only_the_missing_rows(
     real = M.reweighted_copy
     calls = {"n": 0}
 
-    def interrupt_on_fourth_call(*args: object, **kwargs: object) -> M.TwoLayerMLP:
+    def interrupt_on_fourth_call(*args: object, **kwargs: object) -> M.MLP:
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
@@ -174,7 +175,7 @@ def test_sweep_refuses_to_mix_results_of_another_run(
     assert cli(*SWEEP, "--methods", "random_node", "--out-dir", "mixed").code == 0
     before = (workdir / "mixed" / "sweep.csv").read_bytes()
     torch.manual_seed(1)
-    M.save_checkpoint(workdir / "other.pt", M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
+    M.save_checkpoint(workdir / "other.pt", M.MLP([SMALL_HIDDEN]))
     other = [a if a != "small.pt" else "other.pt" for a in SWEEP]
     run = cli(*other, "--methods", "random_node", "--out-dir", "mixed")
     assert run.code == 2 and "--trained_weights small.pt" in run.err
@@ -184,7 +185,7 @@ def test_sweep_refuses_to_mix_results_of_another_run(
 def small_network(workdir: Path, name: str, seed: int) -> str:
     """A 784-12-10 network of its own seed saved as name in workdir; returns name."""
     torch.manual_seed(seed)
-    M.save_checkpoint(workdir / name, M.TwoLayerMLP(hidden_size=SMALL_HIDDEN))
+    M.save_checkpoint(workdir / name, M.MLP([SMALL_HIDDEN]))
     return name
 
 
@@ -253,17 +254,15 @@ def test_shards_together_are_the_sweep_bit_for_bit(
     assert len(too_many.err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("problem", ["other data set", "other hidden size", "same weights"])
-def test_a_sweep_s_networks_share_data_and_architecture(
+@pytest.mark.parametrize("problem", ["other data set", "same weights"])
+def test_a_sweep_s_networks_share_a_data_set_and_are_different(
     problem: str, cli: Callable[..., Run], workdir: Path
 ) -> None:
     first = small_network(workdir, "shared_a.pt", seed=31)
     if problem == "other data set":
         torch.manual_seed(32)
         record = {"dataset": "Fashion-MNIST"}
-        M.save_checkpoint(workdir / "shared_b.pt", M.TwoLayerMLP(SMALL_HIDDEN), record)
-    elif problem == "other hidden size":
-        M.save_checkpoint(workdir / "shared_b.pt", M.TwoLayerMLP(SMALL_HIDDEN + 1))
+        M.save_checkpoint(workdir / "shared_b.pt", M.MLP([SMALL_HIDDEN]), record)
     else:
         (workdir / "shared_b.pt").write_bytes((workdir / first).read_bytes())
     args = [*SWEEP[:3], f"{first},shared_b.pt", *SWEEP[4:], "--out-dir", "shared"]
@@ -296,10 +295,10 @@ def per_mask_dpp_node(
     inputs: M.PruningInputs, k: int, beta: float | str, seed: int
 ) -> torch.Tensor:
     """dpp_node drawn alone, its kernel from the N x H float64 pre-activations Z."""
-    Z = inputs.train_x.to(torch.float64) @ inputs.W1.to(torch.float64).T
+    Z = inputs.train_x.to(torch.float64) @ inputs.W.to(torch.float64).T
     L, _ = M.node_kernel(Z.T @ Z, beta, len(inputs.train_x))
     kernel = dpp_sample.prepare_k_dpp(L, inputs.dpp_backend)
-    keep = torch.zeros(inputs.hidden_size, dtype=torch.bool)
+    keep = torch.zeros(len(inputs.W), dtype=torch.bool)
     keep[kernel.sample(k, [np.random.SeedSequence(seed)])[0]] = True
     return keep
 
@@ -343,16 +342,17 @@ def sweep_per_mask(
         if method.name == "dpp_node":
             mask = per_mask_dpp_node(inputs, cell.k, cell.beta, cell.seed)
         else:
-            mask = M.draw_mask(method, inputs, cell.k, cell.beta, cell.seed)
-        pruned = M.masked_copy(inputs.model, method.kind, mask)
+            mask = draw_one(method, inputs, cell.k, cell.beta, cell.seed)
+        pruned = M.masked_copy(inputs.model, 1, method.kind, mask)
         reweighted = copy.deepcopy(pruned)
         if method.kind == "node":
-            W2, b2 = inputs.W2, inputs.model.w2.bias.detach()
-            new_W2, new_b2 = rows_lstsq_reweight_nodes(inputs.activations(), mask, W2, b2)
+            W2, b2 = inputs.W_next, inputs.model.w2.bias.detach()
+            activations = inputs.model.hidden(inputs.train_x, 1)
+            new_W2, new_b2 = rows_lstsq_reweight_nodes(activations, mask, W2, b2)
             reweighted.w2.weight.copy_(new_W2)
             reweighted.w2.bias.copy_(new_b2)
         else:
-            reweighted.w1.weight.copy_(per_mask_reweight_edges(inputs.W1, mask, inputs.gram()))
+            reweighted.w1.weight.copy_(per_mask_reweight_edges(inputs.W, mask, inputs.gram()))
         key = (method.name, cell.level, cell.index)
         correct = [int(evaluation.evaluate(net)[1].sum()) for net in (pruned, reweighted)]
         results[key] = (mask, *correct)
@@ -365,19 +365,19 @@ def test_the_sweep_drawn_from_one_kernel_build_is_the_sweep_drawn_per_mask() -> 
     images, labels = synthetic_digits(240, seed=5)
     X = M.normalise(images)
     torch.manual_seed(2)
-    model = M.TwoLayerMLP(10)
+    model = M.MLP([10])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     y = torch.as_tensor(labels, dtype=torch.int64)
     for epoch in range(3):
         M.train_epoch(model, optimizer, X[:200], y[:200], 50, epoch, log_interval=10**9)
     evaluation = M.Evaluation(X[200:], y[200:], batch_size=20)
-    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, 3, 10, betas=("auto",))
+    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, 3, [10], betas=("auto",))
     before = sweep_per_mask(M.PruningInputs(model, X[:200]), evaluation, cells)
     after = {
         (cell.method.name, cell.level, cell.index): (
             result.mask,
-            result.correct,
-            result.reweighted_correct,
+            int(result.right.sum()),
+            int(result.reweighted_right.sum()),
         )
         for cell, result, _ in M.run_cells(
             M.PruningInputs(model, X[:200]), evaluation, cells, reweighting=True

@@ -17,6 +17,7 @@ from conftest import (
     ROOT,
     SMALL_HIDDEN,
     Run,
+    draw_one,
     make_bad_files,
     make_workdir,
     snapshot,
@@ -30,9 +31,9 @@ import MNIST as M
 @pytest.mark.parametrize("reweighting", [False, True])
 def test_node_export_is_a_smaller_net_with_the_same_logits(reweighting: bool) -> None:
     inputs = tiny_inputs()
-    keep = M.draw_mask(M.METHODS["dpp_node"], inputs, k=4, beta=0.3, seed=2)
+    keep = draw_one(M.METHODS["dpp_node"], inputs, k=4, beta=0.3, seed=2)
     pruned = M.prune_with_mask(inputs, tiny_evaluation(), "node", keep, reweighting).model
-    small = M.export_pruned(pruned, "node", keep)
+    small = M.export_pruned(pruned, 1, "node", keep)
     assert small.w1.weight.shape == (4, 784) and small.w2.weight.shape == (10, 4)
     x = torch.randn(25, 784)
     pruned.eval(), small.eval()
@@ -59,8 +60,8 @@ def test_edge_export_keeps_mask_and_record_and_loads_back(
     assert run.code == 0, run.err
     summary = run.out.strip().splitlines()[-1]
     assert summary.startswith(
-        f"Saved pruned model to {out}: {60 * SMALL_HIDDEN}/{794 * SMALL_HIDDEN} weights "
-        "(7.56% kept)"
+        f"Saved pruned model to {out}: {60 * SMALL_HIDDEN}/{794 * SMALL_HIDDEN} weights of "
+        "layers 1 and 2 (7.56% kept)"
     )
     assert "KiB" in summary
     model, meta = M.load_checkpoint(out)
@@ -98,7 +99,7 @@ def test_node_export_loads_back_as_a_smaller_model_without_flags(
     run = cli(*PRUNE, "--pruning_choice", "dpp_node", "--k", "5", "--save-pruned", str(out))
     assert run.code == 0, run.err
     model, meta = M.load_checkpoint(out)
-    assert model.hidden_size == 5 and meta["kept_nodes"].tolist() == sorted(
+    assert model.hidden_sizes == (5,) and meta["kept_nodes"].tolist() == sorted(
         meta["kept_nodes"].tolist()
     )
     masked_line = next(line for line in run.out.splitlines() if line.startswith("Test set"))
@@ -126,13 +127,15 @@ def test_node_export_loads_back_as_a_smaller_model_without_flags(
         "wrong_keys",
         "wrong_shapes",
         "no_hidden_units",
+        "a_gap_in_the_layers",
+        "a_layer_too_many",
         "not_a_dict",
         "newer_version",
     ],
 )
 def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
     path = tmp_path / "bad.pt"
-    state = M.TwoLayerMLP(hidden_size=3).state_dict()
+    state = M.MLP([3]).state_dict()
     if corrupt == "truncated":
         torch.save(state, path)
         path.write_bytes(path.read_bytes()[:300])
@@ -147,8 +150,13 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
     elif corrupt == "no_hidden_units":
         empty = {"w1.weight": torch.zeros(0, 784), "w1.bias": torch.zeros(0)}
         torch.save({**empty, "w2.weight": torch.zeros(10, 0), "w2.bias": torch.zeros(10)}, path)
+    elif corrupt == "a_gap_in_the_layers":
+        deep = M.MLP([3, 4]).state_dict()
+        torch.save({key.replace("w3.", "w4."): value for key, value in deep.items()}, path)
+    elif corrupt == "a_layer_too_many":
+        torch.save({**state, "w3.weight": torch.zeros(10, 10)}, path)
     elif corrupt == "newer_version":
-        M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=3))
+        M.save_checkpoint(path, M.MLP([3]))
         checkpoint = torch.load(path, weights_only=True)
         torch.save({**checkpoint, "version": M.CHECKPOINT_VERSION + 1}, path)
     else:
@@ -164,7 +172,7 @@ import MNIST as M
 from pathlib import Path
 path = Path(sys.argv[2])
 torch.manual_seed(0)
-big = M.TwoLayerMLP(hidden_size=40000)  # ~130 MB: long enough a write to be killed mid-way
+big = M.MLP([40000])  # ~130 MB: long enough a write to be killed mid-way
 print("ready", flush=True)
 while True:
     M.save_checkpoint(path, big)
@@ -178,7 +186,7 @@ def digest(path: Path) -> str:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_save_never_damages_the_previous_checkpoint(tmp_path: Path, sig: int) -> None:
     path = tmp_path / "model.pt"
-    M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=3))
+    M.save_checkpoint(path, M.MLP([3]))
     before = digest(path)
     script = (
         SAVER
@@ -199,8 +207,8 @@ def test_a_killed_save_never_damages_the_previous_checkpoint(tmp_path: Path, sig
     proc.send_signal(sig)
     proc.wait(timeout=60)
     model, _ = M.load_checkpoint(path)  # whatever the file holds now is a complete checkpoint
-    assert model.hidden_size in (3, 40000)
-    if model.hidden_size == 3:
+    assert model.hidden_sizes in ((3,), (40000,))
+    if model.hidden_sizes == (3,):
         assert digest(path) == before
     if sig == signal.SIGTERM:  # a catchable signal also removes the temporary file
         assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]

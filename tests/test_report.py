@@ -44,10 +44,15 @@ def sweep_row(
     node_features: str = "",
     network: str = "net1",
     seed: int = 1,
+    architecture: str = "784-500-10",
+    layer: int = 1,
 ) -> dict[str, str]:
     """One row of a sweep CSV, every column filled as MNIST.py fills it, as read back."""
     kind, deterministic, samples_dpp, baseline = METHOD_COLUMNS[method]
     row = {
+        "network": network,
+        "architecture": architecture,
+        "layer": layer,
         "method": method,
         "kind": kind,
         "beta": beta,
@@ -71,7 +76,6 @@ def sweep_row(
         "samples_dpp": samples_dpp,
         "baseline": baseline,
         "unpruned_accuracy": 0.9788,
-        "network": network,
         "correct_images": R.pack_bits(right),
     }
     return {key: str(value) for key, value in row.items()}

@@ -228,10 +228,10 @@ def test_node_reweighting_is_exact_for_linearly_dependent_nodes() -> None:
 
 def test_hidden_gram_is_that_of_the_activations_with_an_intercept() -> None:
     torch.manual_seed(3)
-    model = M.TwoLayerMLP(7)
+    model = M.MLP([7])
     X = torch.randn(50, 784)
-    design = np.hstack([np.ones((50, 1)), model.hidden(X).detach().double().numpy()])
-    got = M.hidden_gram(model, X, chunk_rows=16).numpy()
+    design = np.hstack([np.ones((50, 1)), model.hidden(X, 1).detach().double().numpy()])
+    got = M.gram_matrix(X, lambda x: model.hidden(x, 1), intercept=True, chunk_rows=16).numpy()
     np.testing.assert_allclose(got, design.T @ design, rtol=1e-6)  # float32 activations
 
 
@@ -243,7 +243,7 @@ def real_layer(
     data = M.load_data(real_mnist_dir)
     X, y = data.train_images, data.train_labels
     torch.manual_seed(0)
-    model = M.TwoLayerMLP()
+    model = M.MLP()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.07, momentum=0.9)
     with contextlib.redirect_stdout(io.StringIO()):
         M.train_epoch(model, optimizer, X, y, 1000, 1, log_interval=10**9)
