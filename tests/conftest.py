@@ -110,6 +110,21 @@ def draw_one(
     return M.draw_masks(method, inputs, [(k, seed)], beta).masks[0]
 
 
+def first_k_edges(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
+    """A method as a user would write it in their own script (README, "Extending it"): the
+    first k incoming edges of every node of the pruned layer."""
+    import torch
+
+    import MNIST as M
+
+    masks = []
+    for k, _ in draws:
+        mask = torch.zeros_like(inputs.W, dtype=torch.bool)
+        mask[:, :k] = True
+        masks.append(mask)
+    return M.Drawn(masks)
+
+
 def tiny_evaluation() -> M.Evaluation:
     """30 random test images, all of class 0, scored 16 at a time."""
     import torch

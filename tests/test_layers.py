@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import Run, draw_one, kernels_sampled_by, synthetic_digits
+from conftest import Run, draw_one, first_k_edges, kernels_sampled_by, synthetic_digits
 from scipy.spatial.distance import cdist
 
 import MNIST as M
@@ -189,16 +189,6 @@ def deep_checkpoints(workdir: Path) -> Path:
                 linear.bias.normal_()
         M.save_checkpoint(workdir / f"{name}.pt", model)
     return workdir
-
-
-def first_k_edges(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
-    """A user's method: the first k incoming edges of every node of the pruned layer."""
-    masks = []
-    for k, _ in draws:
-        mask = torch.zeros_like(inputs.W, dtype=torch.bool)
-        mask[:, :k] = True
-        masks.append(mask)
-    return M.Drawn(masks)
 
 
 def test_a_registered_method_prunes_layer_2(

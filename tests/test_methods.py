@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_HIDDEN, Run, draw_one, synthetic_digits, tiny_inputs
+from conftest import SMALL_HIDDEN, Run, draw_one, first_k_edges, synthetic_digits, tiny_inputs
 
 import MNIST as M
 
@@ -152,16 +152,7 @@ def test_register_method_checks_its_arguments(monkeypatch: pytest.MonkeyPatch) -
         M.register_method("a,b", "edge", M.random_edge)
 
 
-# Methods as a user would write them in their own script (README, "Extending it").
-def first_k_edges(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
-    masks = []
-    for k, _ in draws:
-        mask = torch.zeros_like(inputs.W, dtype=torch.bool)
-        mask[:, :k] = True
-        masks.append(mask)
-    return M.Drawn(masks)
-
-
+# A node method as a user would write it in their own script (first_k_edges: conftest).
 def seeded_last_nodes(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
     """k of the last 2k nodes of the pruned layer, chosen with the seed."""
     H = len(inputs.W)
