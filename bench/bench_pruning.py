@@ -13,8 +13,11 @@ process, and reports both sides' time and peak resident memory and their ratio:
 Stages: dpp_edge (k = 387 of 784 edges per node), dpp_edge_rw (the same plus edge
 reweighting), dpp_node_rw (k = 250 of H = 500 nodes plus node reweighting), train_epoch
 (one SGD epoch, batch 1000, lr 0.07, momentum 0.9, dataset order; both sides start from the
-same initialisation and must give the same per-batch losses). Before the stages, both sides'
-kernels and one node's reweighting are computed on the same inputs and compared.
+same initialisation and must give the same per-batch losses); then METHOD_STAGES, the
+frontier methods and the quality-diversity DPP, on MNIST.py's side alone (one mask at the
+same k, its Gram matrices included, as dpp_edge's stage includes its own). Before the
+stages, both sides' kernels and one node's reweighting are computed on the same inputs and
+compared.
 
 Memory: every (stage, side) runs in a fresh 'spawn' child process, which loads its inputs
 (libraries, data, weights), resets the kernel's peak-RSS counter (/proc/self/clear_refs),
@@ -34,6 +37,8 @@ an hour on shared machines: compare the ratios of one run):
 
     python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt
     python3 bench/bench_pruning.py --stages dpp_node_rw train_epoch --original-nodes 0
+    python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt --stages dpp_edge \
+        wanda_edge obs_edge qdpp_edge thinet_node quality_node qdpp_node
 
 MNIST is read from --data-dir (default ../shared/data/mnist); without it the benchmark
 uses random data of MNIST's shape and says so. Without --checkpoint it first trains the
@@ -58,6 +63,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -76,7 +82,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 import MNIST as M
 
-STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch")
+# the frontier methods and the quality-diversity DPP: MNIST.py's side only, the time of one
+# mask drawn as --procedure test draws it (Gram matrices included)
+METHOD_STAGES = (
+    "wanda_edge",
+    "obs_edge",
+    "qdpp_edge",
+    "thinet_node",
+    "quality_node",
+    "qdpp_node",
+)
+STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch", *METHOD_STAGES)
 BATCH_SIZE, LR, MOMENTUM = 1000, 0.07, 0.9
 BUSY_CORES = 0.25  # other processes using more than this during a run: flagged
 Result = dict[str, Any]
@@ -290,6 +306,17 @@ def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
     return watch.result()
 
 
+def ours_method(inp: Inputs, cfg: Config, name: str) -> Result:
+    """One mask of a method of MNIST.METHODS at the bench's k, from its inputs' first use."""
+    method = M.METHODS[name]
+    inputs = M.PruningInputs(inp.model, torch.from_numpy(inp.X))
+    k = cfg.k_edge if method.kind == "edge" else cfg.k_node
+    watch = Stopwatch()
+    drawn = watch(name, M.draw_masks, method, inputs, [(k, cfg.seed)], cfg.beta)
+    assert int(drawn.masks[0].sum()) == (k * len(inputs.W) if method.kind == "edge" else k)
+    return watch.result()
+
+
 def ours_train(inp: Inputs, cfg: Config) -> Result:
     X, y = torch.from_numpy(inp.X), torch.from_numpy(inp.y)
     torch.manual_seed(cfg.seed)
@@ -317,6 +344,7 @@ RUNNERS: dict[tuple[str, str], Callable[[Inputs, Config], Result]] = {
     ("dpp_node_rw", "original"): original_node_rw,
     ("train_epoch", "ours"): ours_train,
     ("train_epoch", "original"): original_train,
+    **{(name, "ours"): partial(ours_method, name=name) for name in METHOD_STAGES},
 }
 
 
@@ -508,6 +536,10 @@ def stage_label(stage: str, cfg: Config, H: int) -> str:
         "dpp_edge_rw": f"dpp_edge k={cfg.k_edge} --reweighting",
         "dpp_node_rw": f"dpp_node k={cfg.k_node} --reweighting",
         "train_epoch": f"train 1 epoch (batch {BATCH_SIZE})",
+        **{
+            name: f"{name} k={cfg.k_edge if name.endswith('edge') else cfg.k_node}"
+            for name in METHOD_STAGES
+        },
     }[stage]
 
 
@@ -527,6 +559,8 @@ def side_lines(side: str, r: Result) -> str:
 
 def stage_report(stage: str, res: dict[str, Result]) -> str:
     lines = [side_lines(side, r) for side, r in res.items()]
+    if "original" not in res:
+        return "\n".join(lines)
     if "failures" in res["original"]:
         tried, failures = res["original"]["failures"]
         lines.append(f"  dppy failures: {sum(failures.values())} of {tried} k-DPP samples")
@@ -554,7 +588,10 @@ def markdown_table(rows: list[tuple[str, dict[str, Result]]]) -> str:
     )
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---:|---:|---:|---:|"]
     for label, res in rows:
-        ours, orig = res["ours"], res["original"]
+        ours, orig = res["ours"], res.get("original")
+        if orig is None:
+            lines.append(f"| {label} | {ours['seconds']:.2f} | | | +{ours['peak_mib']:.0f} | |")
+            continue
         scaled = f" (scaled from {orig['scaled']})" if orig.get("scaled") else ""
         lines.append(
             f"| {label} | {ours['seconds']:.2f} | {orig['seconds']:.1f}{scaled} "
@@ -607,6 +644,10 @@ def main() -> int:
     X = M.normalise(raw["train_images"])
     y = torch.as_tensor(raw["train_labels"], dtype=torch.int64)
     model, how = prepare_model(args, X, y)
+    if len(model.hidden_sizes) != 1:
+        sys.exit(
+            f"error: --checkpoint {args.checkpoint} is {model.architecture}: need 784-H-10"
+        )
     (H,) = model.hidden_sizes
     if not (1 <= args.k_edge <= M.INPUT_DIM and 1 <= args.k_node <= H):
         sys.exit(f"error: need 1 <= --k-edge <= {M.INPUT_DIM} and 1 <= --k-node <= {H}")
@@ -645,6 +686,7 @@ def main() -> int:
             res = {
                 side: measure(stage, side, cfg, args.busy_retries)
                 for side in ("ours", "original")
+                if (stage, side) in RUNNERS
             }
             print(stage_report(stage, res) + "\n", flush=True)
             rows.append((label, res))

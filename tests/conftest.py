@@ -170,6 +170,16 @@ def kernels_sampled_by(
     return torch.cat(seen)
 
 
+def numpy_layer_inputs(model: M.MLP, X: torch.Tensor, layer: int) -> np.ndarray:
+    """What hidden layer `layer` reads, recomputed in float64 with numpy from the weights (an
+    independent reference for MNIST.PruningInputs): (N, d)."""
+    A = X.double().numpy()
+    for linear in model.layers[: layer - 1]:
+        W, b = linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()
+        A = 1.0 / (1.0 + np.exp(-(A @ W.T + b)))
+    return A
+
+
 def direct_rbf(vectors: np.ndarray, beta: float, eps: float) -> np.ndarray:
     """exp(-beta ||v_a - v_b||^2) + eps [a = b] by explicit differences. vectors: (M, N)."""
     diffs = vectors[:, None, :] - vectors[None, :, :]

@@ -36,3 +36,21 @@ def test_every_sweep_variant_draws_the_masks_of_the_sweep(
     assert len(results["all on"][0]["digests"]) == 2 * 2 * 2  # methods x levels x masks
     table = B.report(results).splitlines()[2:]
     assert len(table) == 2 and all("same as all on" in line for line in table), table
+
+
+def test_every_method_stage_of_bench_pruning_draws_its_mask() -> None:
+    """bench_pruning.py's stages of the frontier methods and the quality-diversity DPP, on the
+    tests' small data and an untrained 784-12-10 network (their timings are not tested)."""
+    import bench_pruning as P
+    import numpy as np
+    import torch
+    from conftest import synthetic_digits
+
+    images, labels = synthetic_digits(120, seed=3)
+    torch.manual_seed(0)
+    X = M.normalise(images).numpy()
+    inputs = P.Inputs(X, None, labels.astype(np.int64), M.MLP([12]), X[:20], labels[:20])
+    cfg = P.Config("", k_edge=40, k_node=5, beta=0.3, seed=1, original_nodes=0)
+    for stage in P.METHOD_STAGES:
+        result = P.RUNNERS[stage, "ours"](inputs, cfg)
+        assert result["seconds"] > 0 and stage in result["detail"]

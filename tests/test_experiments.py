@@ -101,9 +101,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def test_sweep_writes_csv_table_and_figure(cli: Callable[..., Run], workdir: Path) -> None:
     assert cli(*SWEEP, "--out-dir", "full").code == 0
     rows = read_rows(workdir / "full" / "sweep.csv")
-    # 4 random methods x 2 levels x 2 masks + 2 importance methods x 2 levels x 1, each with
-    # and without reweighting
-    assert len(rows) == (4 * 2 * 2 + 2 * 2) * 2
+    # 6 methods of random masks x 2 levels x 2 masks + 6 deterministic ones x 2 levels x 1,
+    # each with and without reweighting
+    assert sum(m.deterministic for m in M.METHODS.values()) == 6
+    assert len(rows) == (6 * 2 * 2 + 6 * 2) * 2
     assert {r["method"] for r in rows} == set(M.METHODS)
     dpp_node_25 = [r for r in rows if r["method"] == "dpp_node" and r["level"] == "25.0"]
     assert {r["k"] for r in dpp_node_25} == {"3"}
@@ -383,7 +384,7 @@ def test_the_sweep_drawn_from_one_kernel_build_is_the_sweep_drawn_per_mask() -> 
             M.PruningInputs(model, X[:200]), evaluation, cells, reweighting=True
         )
     }
-    assert len(after) == 4 * 2 * 2 + 2 * 2 and after.keys() == before.keys()
+    assert len(after) == 6 * 2 * 2 + 6 * 2 and after.keys() == before.keys()
     for key, (mask, masked, reweighted) in after.items():
         mask_before, masked_before, reweighted_before = before[key]
         assert torch.equal(mask, mask_before), key

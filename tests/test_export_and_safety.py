@@ -165,12 +165,16 @@ def test_bad_checkpoints_are_rejected(tmp_path: Path, corrupt: str) -> None:
         M.load_checkpoint(path)
 
 
+# Saves a big checkpoint again and again; with "sigterm", SIGTERM raises KeyboardInterrupt, as
+# MNIST.py run as a script has it.
 SAVER = """
-import sys, torch
+import signal, sys, torch
 sys.path.insert(0, sys.argv[1])
 import MNIST as M
 from pathlib import Path
 path = Path(sys.argv[2])
+if sys.argv[3:] == ["sigterm"]:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 torch.manual_seed(0)
 big = M.MLP([40000])  # ~130 MB: long enough a write to be killed mid-way
 print("ready", flush=True)
@@ -188,13 +192,8 @@ def test_a_killed_save_never_damages_the_previous_checkpoint(tmp_path: Path, sig
     path = tmp_path / "model.pt"
     M.save_checkpoint(path, M.MLP([3]))
     before = digest(path)
-    script = (
-        SAVER
-        if sig == signal.SIGKILL
-        else SAVER.replace("import MNIST as M", "import MNIST as M\nM.interrupt_on_sigterm()")
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(ROOT), str(path)],
+        [sys.executable, "-c", SAVER, str(ROOT), str(path), signal.Signals(sig).name.lower()],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -271,3 +270,31 @@ def test_bad_input_in_a_real_process(case: str, real_process_results: dict) -> N
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("MNIST.py: error: ")
     assert proc.stdout == "" and real_process_results["unchanged"]
+
+
+def test_a_sweep_killed_by_sigterm_keeps_its_finished_masks(tmp_path: Path) -> None:
+    """python3 MNIST.py, sent SIGTERM after its first mask: exit 130, one line saying so,
+    sweep.csv whole (the masks finished so far) and no temporary file left."""
+    folder = make_workdir(tmp_path)
+    command = [sys.executable, str(ROOT / "MNIST.py"), "--procedure", "sweep", "--no-progress"]
+    command += [
+        "--trained_weights",
+        "small.pt",
+        "--methods",
+        "random_edge",
+        "--num-masks",
+        "20",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the first mask's line: its rows are written
+        if line.startswith("layer 1 random_edge"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].endswith("rerun to resume)")
+    rows = (folder / "sweep" / "sweep.csv").read_text().splitlines()
+    assert len(rows) >= 3 and not list(folder.rglob("*.tmp"))

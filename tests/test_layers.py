@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import Run, draw_one, first_k_edges, kernels_sampled_by, synthetic_digits
+from conftest import (
+    Run,
+    draw_one,
+    first_k_edges,
+    kernels_sampled_by,
+    numpy_layer_inputs,
+    synthetic_digits,
+)
 from scipy.spatial.distance import cdist
 
 import MNIST as M
@@ -34,15 +41,6 @@ def deep() -> tuple[M.MLP, torch.Tensor, M.Evaluation]:
         M.train_epoch(model, optimizer, X[:240], y[:240], 40, epoch, log_interval=10**9)
     model.eval()
     return model, X[:240], M.Evaluation(X[240:], y[240:], batch_size=25)
-
-
-def numpy_layer_inputs(model: M.MLP, X: torch.Tensor, layer: int) -> np.ndarray:
-    """What hidden layer `layer` reads, recomputed in float64 from the weights: (N, d)."""
-    A = X.double().numpy()
-    for linear in model.layers[: layer - 1]:
-        W, b = linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()
-        A = 1.0 / (1.0 + np.exp(-(A @ W.T + b)))
-    return A
 
 
 def test_the_layer_view_is_the_layer_its_inputs_and_the_layer_above(
@@ -210,8 +208,8 @@ def test_a_registered_method_prunes_layer_2(
     assert too_many.code == 2 and "12 incoming edges per node of hidden layer 2" in too_many.err
 
 
-@pytest.mark.parametrize("choice", ["dpp_edge", "dpp_node", "importance_node", "random_edge"])
-def test_every_kind_of_method_runs_at_each_layer_of_a_deeper_network(
+@pytest.mark.parametrize("choice", list(M.METHODS))
+def test_every_method_runs_at_each_layer_of_a_deeper_network(
     choice: str, deep_checkpoints: Path, cli: Callable[..., Run]
 ) -> None:
     for layer in ("1", "2"):

@@ -52,9 +52,7 @@ def case_id(case: dict) -> str:
 
 
 @pytest.mark.parametrize("case", PINNED, ids=case_id)
-def test_masks_are_the_ones_recorded_before_the_method_table(
-    case: dict, pinned_inputs: M.PruningInputs
-) -> None:
+def test_masks_are_the_ones_recorded(case: dict, pinned_inputs: M.PruningInputs) -> None:
     inputs = dataclasses.replace(pinned_inputs, dpp_backend=case["backend"])
     method = M.METHODS[case["method"]]
     if method.samples_dpp and this_platform() != PINS["recorded_on"]:

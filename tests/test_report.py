@@ -18,14 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 IMAGES = 200  # test images of the rows written here
 
-# (kind, deterministic, samples_dpp, baseline) as MNIST.py's table writes them
+# (kind, deterministic, roles) as MNIST.py's table writes them
 METHOD_COLUMNS = {
-    "dpp_edge": ("edge", "False", "True", ""),
-    "dpp_node": ("node", "False", "True", ""),
-    "random_edge": ("edge", "False", "False", "random"),
-    "random_node": ("node", "False", "False", "random"),
-    "importance_edge": ("edge", "True", "False", "importance"),
-    "importance_node": ("node", "True", "False", "importance"),
+    "dpp_edge": ("edge", "False", "dpp"),
+    "dpp_node": ("node", "False", "dpp"),
+    "random_edge": ("edge", "False", "random"),
+    "random_node": ("node", "False", "random"),
+    "importance_edge": ("edge", "True", "importance"),
+    "importance_node": ("node", "True", "importance"),
+    "wanda_edge": ("edge", "True", "quality+frontier"),
+    "obs_edge": ("edge", "True", "frontier"),
+    "thinet_node": ("node", "True", "frontier"),
+    "quality_node": ("node", "True", "quality"),
+    "qdpp_edge": ("edge", "False", "qdpp"),
+    "qdpp_node": ("node", "False", "qdpp"),
 }
 
 
@@ -48,7 +54,7 @@ def sweep_row(
     layer: int = 1,
 ) -> dict[str, str]:
     """One row of a sweep CSV, every column filled as MNIST.py fills it, as read back."""
-    kind, deterministic, samples_dpp, baseline = METHOD_COLUMNS[method]
+    kind, deterministic, roles = METHOD_COLUMNS[method]
     row = {
         "network": network,
         "architecture": architecture,
@@ -73,8 +79,7 @@ def sweep_row(
         "dataset": "MNIST",
         "checkpoint": f"{network}.pt",
         "deterministic": deterministic,
-        "samples_dpp": samples_dpp,
-        "baseline": baseline,
+        "roles": roles,
         "unpruned_accuracy": 0.9788,
         "correct_images": R.pack_bits(right),
     }
@@ -204,8 +209,38 @@ def test_the_claims_compare_what_the_rows_roles_say() -> None:
     }
     for row in rows:  # a method without a role (a user's) is compared with nothing
         if row["method"] == "random_node":
-            row["baseline"] = ""
+            row["roles"] = ""
     assert not any("random_node" in pair for pair in R.claim_comparisons(rows))
+
+
+def test_claims_d_and_e_compare_quality_diversity_and_the_frontier() -> None:
+    """D: each quality-diversity DPP setting against the quality-only method of its kind; E:
+    each DPP and quality-diversity DPP setting against the frontier methods of its kind
+    (wanda_edge is both quality-only and frontier)."""
+    right = right_images(100)
+    methods = [
+        ("dpp_edge", "0.3", ""),
+        ("dpp_node", "auto", "activation"),
+        ("qdpp_edge", "auto", ""),
+        ("qdpp_node", "auto", "preactivation"),
+        ("wanda_edge", "", ""),
+        ("obs_edge", "", ""),
+        ("thinet_node", "", ""),
+        ("quality_node", "", ""),
+    ]
+    rows = [sweep_row(m, 50.0, 0, False, right, b, f) for m, b, f in methods]
+    pairs = {p for p in R.claim_comparisons(rows) if p[0] in "DE"}
+    dpp_edge, dpp_node = "dpp_edge (beta 0.3)", "dpp_node (beta auto, activation)"
+    qdpp_edge, qdpp_node = "qdpp_edge (beta auto)", "qdpp_node (beta auto, preactivation)"
+    assert pairs == {
+        ("D", qdpp_edge, "wanda_edge"),
+        ("D", qdpp_node, "quality_node"),
+        *(("E", d, f) for d in (dpp_edge, qdpp_edge) for f in ("wanda_edge", "obs_edge")),
+        *(("E", d, "thinet_node") for d in (dpp_node, qdpp_node)),
+    }
+    assert not any(
+        "qdpp" in first for claim, first, _ in R.claim_comparisons(rows) if claim in "ABC"
+    )
 
 
 def test_with_one_network_two_images_never_make_a_verdict() -> None:
