@@ -72,7 +72,7 @@ COPY_RTOL = 1e-12
 DEFAULT_HIDDEN_SIZE = 500
 # a quality-diversity kernel's qualities are scaled to the largest of their kernel, and those
 # below this (a dead input or node) raised to it: such items are kept only when k needs them
-QUALITY_FLOOR = 1e-6
+QUALITY_FLOOR = 1e-4
 OBS_DAMPING = 0.01  # obs_edge's Hessian A^T A + lambda I: lambda is this x its mean diagonal
 OBS_NODES_AT_ONCE = 4  # rows whose inverse Hessians obs_edge updates together (the fastest)
 # what a pruning method keeps: incoming edges, or hidden nodes
@@ -705,7 +705,7 @@ def obs_removal_order(
                 H_inv = H_inv[at.view(-1, 1, 1), left.unsqueeze(2), left.unsqueeze(1)]
                 held, w = held.gather(1, left), w.gather(1, left)
                 gone = torch.zeros_like(w, dtype=torch.bool)
-        weights[rows.unsqueeze(1), held] = w
+        weights[rows.unsqueeze(1), held] = w.masked_fill(gone, 0.0)
 
     dpp_sample.side_by_side(remove, len(chunks), W.device)
     return order, weights
