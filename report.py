@@ -45,10 +45,12 @@ from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
+import scipy.optimize
 import scipy.stats
 
 if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
     from matplotlib.figure import Figure
+    from matplotlib.ticker import Formatter
 
 # the significance level of every test (95% confidence intervals)
 ALPHA = 0.05
@@ -94,13 +96,17 @@ TEST_FIELDS = (
     "second",
     "reweighting",
     "endpoint",
+    "analysis",
     "networks",
     "difference",
-    "ci_low",
-    "ci_high",
+    "se",
+    "df",
+    "low",
+    "high",
     "p_value",
     "adjusted_p",
     "adjustment",
+    "detectable",
     "verdict",
 )
 # The claims, each about comparisons "first beats second" (claim_comparisons): the paper's
@@ -118,7 +124,37 @@ CLAIMS = {
     "wanda_edge and obs_edge, each DPP node setting against thinet_node)",
 }
 KINDS = ("edge", "node")  # what a method keeps
-ENDPOINT = "mean over levels"  # the primary endpoint: mean accuracy over the levels kept
+ENDPOINT = "mean over levels"  # a comparison's endpoint over all the levels both methods have
+
+# The analysis plan (results/PLAN.md), written before the second study's rows: its primary
+# comparisons, "first - second" in the claim's direction at the paper's settings, tested at
+# this pruned layer, without and with reweighting; the equivalence margins (points) without
+# and with reweighting; the power of each primary row's smallest detectable difference; and
+# the first study's networks, whose rows for claims A-C were analysed before the plan (the
+# sensitivity analysis S1 repeats the primary family without them).
+PRIMARY_LAYER = 1
+PRIMARY = (
+    ("A", "dpp_node (beta 0.3, preactivation)", "random_node"),
+    ("A", "dpp_node (beta 0.3, preactivation)", "importance_node"),
+    ("B", "random_edge", "dpp_node (beta 0.3, preactivation)"),
+    ("C", "dpp_edge (beta 0.3)", "random_edge"),
+    ("C", "dpp_edge (beta 0.3)", "importance_edge"),
+    ("D", "qdpp_edge (beta 0.3)", "wanda_edge"),
+    ("D", "qdpp_node (beta 0.3, preactivation)", "quality_node"),
+    ("E", "dpp_edge (beta 0.3)", "wanda_edge"),
+    ("E", "dpp_edge (beta 0.3)", "obs_edge"),
+    ("E", "dpp_node (beta 0.3, preactivation)", "thinet_node"),
+)
+MARGINS = {False: 1.0, True: 0.25}
+POWER = 0.8
+SEEN_NETWORKS = frozenset(
+    (
+        *("a3be426d0f5bef1e", "c32b02d5ff84d84f", "6586e974546693a1"),
+        *("cd0d7a80289edaaf", "c7d4245fd70f0823"),  # MNIST, seeds 1-5
+        *("c534a5ce00fbd7e5", "754e13db8cce9ae1", "9881ad4459f1b520"),
+        *("1febff9bcc3def5f", "888f335bcece9d01"),  # Fashion-MNIST, seeds 1-5
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -388,30 +424,63 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A tested difference first - second in mean accuracy (points) with its 1 - ALPHA
-    confidence interval and two-sided p-value; networks: how many networks it is over."""
+    """A tested difference first - second in mean accuracy (points): its standard error and
+    degrees of freedom (of a t statistic), over how many networks, and (several networks) the
+    SD of the per-network differences."""
 
     difference: float
-    low: float
-    high: float
-    p_value: float
+    se: float
+    df: float
     networks: int
+
+    @property
+    def t(self) -> float:
+        """The t statistic; 0 when the SE is 0 (every network the same difference: nothing
+        to test)."""
+        return self.difference / self.se if self.se > 0 else 0.0
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided p-value of "no difference"."""
+        return float(2 * scipy.stats.t.sf(abs(self.t), self.df))
+
+    def one_sided_p(self, positive: bool) -> float:
+        """p-value of "first <= second" (positive) or "first >= second", one-sided."""
+        return float(scipy.stats.t.sf(self.t if positive else -self.t, self.df))
+
+    def half_width(self, one_sided_alpha: float) -> float:
+        """The t quantile 1 - one_sided_alpha times the SE: a bound's distance from the
+        estimate."""
+        return float(scipy.stats.t.ppf(1 - one_sided_alpha, self.df)) * self.se
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The two-sided confidence interval at this level; [min(d, 0), max(d, 0)] without a
+        SE, so that it holds 0 as its test finds nothing."""
+        if self.se == 0:
+            return min(self.difference, 0.0), max(self.difference, 0.0)
+        half = self.half_width((1 - level) / 2)
+        return self.difference - half, self.difference + half
+
+    def detectable(self, one_sided_alpha: float, power: float = POWER) -> float:
+        """The smallest difference a one-sided test at this level detects with this power,
+        for this SE and degrees of freedom (non-central t); nan without a SE."""
+        if self.se == 0:
+            return math.nan
+        critical = scipy.stats.t.ppf(1 - one_sided_alpha, self.df)
+
+        def shortfall(delta: float) -> float:
+            return float(scipy.stats.nct.sf(critical, self.df, delta / self.se)) - power
+
+        return float(scipy.optimize.brentq(shortfall, 0.0, 100.0 * self.se + 100.0))
 
 
 def paired_over_networks(first: np.ndarray, second: np.ndarray) -> Comparison:
-    """first - second by the per-network differences: scipy's paired t-test and its interval.
+    """first - second by the per-network differences, the paired t-test (scipy's ttest_rel).
     first, second: one value per network, in the same order."""
-    test = scipy.stats.ttest_rel(first, second)
-    if not np.isfinite(test.pvalue):  # every network the same difference: nothing to test
-        difference = float(np.mean(first - second))
-        return Comparison(difference, difference, difference, 1.0, len(first))
-    interval = test.confidence_interval(1 - ALPHA)
+    differences = first - second
+    n = len(differences)
     return Comparison(
-        float(np.mean(first - second)),
-        float(interval.low),
-        float(interval.high),
-        float(test.pvalue),
-        len(first),
+        float(differences.mean()), sample_std(differences) / math.sqrt(n), n - 1.0, n
     )
 
 
@@ -441,19 +510,16 @@ def one_network_test(
     difference = float(first_masks.mean() - second_masks.mean())
     variance = sum(v for v, _ in parts)
     if variance == 0.0:
-        return Comparison(difference, difference, difference, 1.0, 1)
+        return Comparison(difference, 0.0, 1.0, 1)
     dof = variance**2 / sum(v**2 / d for v, d in parts if v > 0)
-    scale = math.sqrt(variance)
-    half = float(scipy.stats.t.ppf(1 - ALPHA / 2, dof)) * scale
-    p_value = float(2 * scipy.stats.t.sf(abs(difference) / scale, dof))
-    return Comparison(difference, difference - half, difference + half, p_value, 1)
+    return Comparison(difference, math.sqrt(variance), dof, 1)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (not in scipy): the i-th smallest
     times (m - i + 1), made non-decreasing and capped at 1."""
     p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
+    order = np.argsort(p, kind="stable")
     adjusted = np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))
     result = np.empty_like(p)
     result[order] = np.minimum(adjusted, 1.0)
@@ -479,13 +545,20 @@ def side(
 
 
 def compare(
-    cells: Cells, first: str, second: str, reweighting: bool, levels: Sequence[float]
+    cells: Cells,
+    first: str,
+    second: str,
+    reweighting: bool,
+    levels: Sequence[float],
+    among: Collection[str] | None = None,
 ) -> Comparison | None:
     """first - second in mean accuracy over levels, each level weighing the same: paired over
-    the networks that have both at every level; with one network in the sweep,
-    one_network_test. None when that is not testable: fewer than two networks with both, or,
-    with one network, a method of random masks with fewer than two masks."""
-    everyone = list(dict.fromkeys(key[0] for key in cells))
+    the networks (of among, if given) that have both at every level; with one network in the
+    sweep, one_network_test. None when that is not testable: fewer than two networks with
+    both, or, with one network, a method of random masks with fewer than two masks."""
+    everyone = [
+        n for n in dict.fromkeys(key[0] for key in cells) if among is None or n in among
+    ]
     networks = [
         network
         for network in everyone
@@ -546,175 +619,455 @@ def level_label(level: float) -> str:
     return f"{level:g}%"
 
 
-def verdict(test: Comparison, adjusted: float) -> str:
-    """What a test says of "first beats second", at ALPHA after adjustment."""
-    if adjusted >= ALPHA:
-        return "not shown"
-    return "holds" if test.difference > 0 else "reversed"
+@dataclass
+class Test:
+    """One test of the report: what it compares (part, claim, first - second, reweighting,
+    endpoint), in which analysis ("primary", "secondary" or "S1", the sensitivity analysis
+    without SEEN_NETWORKS) and its Comparison; the family's results are filled in by
+    primary_family or secondary_families."""
+
+    architecture: str
+    layer: int
+    claim: str
+    first: str
+    second: str
+    reweighting: bool
+    endpoint: str
+    analysis: str
+    comparison: Comparison
+    low: float = math.nan
+    high: float = math.nan
+    adjusted_p: float = math.nan
+    detectable: float = math.nan
+    verdict: str = ""
+
+    @property
+    def part(self) -> tuple[str, int]:
+        return self.architecture, self.layer
+
+    @property
+    def pair(self) -> tuple[str, int, str, str, str, bool]:
+        """The comparison, all but its endpoint and analysis."""
+        return (*self.part, self.claim, self.first, self.second, self.reweighting)
 
 
-def claim_tests(rows: Sequence[Row]) -> list[dict[str, object]]:
-    """Every test of the claims (TEST_FIELDS), part by part (parts: never over two
-    architectures or pruned layers): per comparison and reweighting state the primary
-    endpoint (the mean over the levels both methods have), Holm-adjusted over all of them
-    together, every part and claim, then each level, Benjamini-Hochberg-adjusted within its
-    part and claim."""
-    tests: list[tuple[dict[str, object], Comparison]] = []
-    for (architecture, layer), mine in parts(rows).items():
+def is_primary(part: tuple[str, int], claim: str, first: str, second: str) -> bool:
+    """A comparison the plan names primary: of PRIMARY, at PRIMARY_LAYER."""
+    return part[1] == PRIMARY_LAYER and (claim, first, second) in PRIMARY
+
+
+def primary_family(tests: Sequence[Test]) -> None:
+    """Holm over the 2m one-sided hypotheses of m primary tests (first <= second, first >=
+    second), then their simultaneous intervals compatible with it (Strassburger & Bretz 2008):
+    with r of the 2m rejected, a bound whose side was rejected is 0, the others the estimate
+    -/+ the t quantile 1 - ALPHA / (2m - r) times the SE; and each row's smallest detectable
+    difference, at the one-sided level Holm tested its estimate's side (that of its rank if
+    rejected, ALPHA / (2m - r) if not). Verdicts: plan_verdict."""
+    if not tests:
+        return
+    m = len(tests)
+    p = np.array([[t.comparison.one_sided_p(s) for s in (True, False)] for t in tests])
+    adjusted = holm(p.ravel()).reshape(m, 2)
+    rejected = adjusted < ALPHA
+    r = int(rejected.sum())
+    rank = np.empty(2 * m, dtype=int)
+    rank[np.argsort(p.ravel(), kind="stable")] = np.arange(2 * m)
+    for i, test in enumerate(tests):
+        c = test.comparison
+        half = c.half_width(ALPHA / (2 * m - r)) if c.se > 0 else 0.0
+        test.low = 0.0 if rejected[i, 0] else min(c.difference - half, 0.0)
+        test.high = 0.0 if rejected[i, 1] else max(c.difference + half, 0.0)
+        side = 0 if c.difference >= 0 else 1
+        test.adjusted_p = float(adjusted[i, side])
+        step = rank.reshape(m, 2)[i, side]
+        level = ALPHA / (2 * m - step) if rejected[i, side] else ALPHA / (2 * m - r)
+        test.detectable = c.detectable(level)
+        test.verdict = plan_verdict(test, bool(rejected[i, 0]), bool(rejected[i, 1]))
+
+
+def plan_verdict(test: Test, holds: bool, reversed_: bool) -> str:
+    """holds / reversed (negligible when the interval lies inside the margins too),
+    equivalent (the interval inside the margins: a TOST at the family's simultaneous level),
+    or inconclusive; MARGINS by reweighting state."""
+    margin = MARGINS[test.reweighting]
+    inside = -margin < test.low and test.high < margin
+    if holds or reversed_:
+        return ("holds" if holds else "reversed") + (" (negligible)" if inside else "")
+    return "equivalent" if inside else "inconclusive"
+
+
+def secondary_families(tests: Sequence[Test]) -> None:
+    """Benjamini-Hochberg within each family (part, claim, analysis) of secondary tests, each
+    with its false-coverage-rate interval (Benjamini & Yekutieli 2005): level 1 - ALPHA R / m,
+    R the family's discoveries of m (at least 1), which excludes 0 exactly for them."""
+    families: dict[tuple[object, ...], list[Test]] = {}
+    for test in tests:
+        families.setdefault((*test.part, test.claim, test.analysis), []).append(test)
+    for members in families.values():
+        q = scipy.stats.false_discovery_control([t.comparison.p_value for t in members])
+        discoveries = max(int((q < ALPHA).sum()), 1)
+        for test, adjusted in zip(members, q):
+            test.adjusted_p = float(adjusted)
+            test.low, test.high = test.comparison.interval(
+                1 - ALPHA * discoveries / len(members)
+            )
+            shown = adjusted < ALPHA
+            sign = "holds" if test.comparison.difference > 0 else "reversed"
+            test.verdict = sign if shown else "not shown"
+
+
+def crossing(test: Test, levels: Sequence[Test]) -> str:
+    """The plan's crossing rule: a primary verdict with the level tests (secondary
+    discoveries) that contradict it: levels against its direction, or, for an inconclusive or
+    equivalent verdict, levels significant both ways."""
+    holds = [t.endpoint for t in levels if t.verdict == "holds"]
+    reversed_ = [t.endpoint for t in levels if t.verdict == "reversed"]
+    direction = test.verdict.split(" ")[0]
+    notes = []
+    if direction == "holds" and reversed_:
+        notes.append(f"reversed at {', '.join(reversed_)}")
+    elif direction == "reversed" and holds:
+        notes.append(f"holds at {', '.join(holds)}")
+    elif direction not in ("holds", "reversed") and holds and reversed_:
+        notes.append(
+            f"crossing: holds at {', '.join(holds)}, reversed at {', '.join(reversed_)}"
+        )
+    return "; ".join([test.verdict, *notes])
+
+
+def claim_tests(rows: Sequence[Row]) -> list[Test]:
+    """Every test of the claims, part by part (never over two architectures or pruned
+    layers): per comparison and reweighting state the mean over the levels both methods have,
+    then each level. The plan's primary comparisons' means form the primary family
+    (primary_family) and, on the parts that hold SEEN_NETWORKS and others, the sensitivity
+    family S1 without them; all other tests are secondary (secondary_families), and the
+    primary verdicts follow the crossing rule."""
+    tests: list[Test] = []
+    for part, mine in parts(rows).items():
         cells = cells_of(mine)
         present = {(group, level) for _, group, _, level in cells}
+        networks = {row["network"] for row in mine}
+        unseen = networks - SEEN_NETWORKS
         for claim, first, second in claim_comparisons(mine):
             levels = sorted(lv for g, lv in present if g == first and (second, lv) in present)
             if not levels:  # never at the same level: nothing to compare
                 continue
+            primary = is_primary(part, claim, first, second)
             for reweighting in (False, True):
-                by_level = ((level_label(lv), [lv]) for lv in levels)
-                for endpoint, over in [(ENDPOINT, levels), *by_level]:
-                    test = compare(cells, first, second, reweighting, over)
-                    if test is not None:
-                        record = {"architecture": architecture, "layer": layer, "claim": claim}
-                        record |= {"first": first, "second": second, "reweighting": reweighting}
-                        tests.append((record | {"endpoint": endpoint}, test))
-    families = [("Holm", [i for i, (r, _) in enumerate(tests) if r["endpoint"] == ENDPOINT])]
-    level_families: dict[tuple[object, ...], list[int]] = {}
-    for i, (r, _) in enumerate(tests):
-        if r["endpoint"] != ENDPOINT:
-            level_families.setdefault((r["architecture"], r["layer"], r["claim"]), []).append(i)
-    families += [("BH", members) for members in level_families.values()]
-    adjusted = np.full(len(tests), math.nan)
-    method = [""] * len(tests)
-    for name, members in families:
-        if members:
-            p = [tests[i][1].p_value for i in members]
-            fixed = holm(p) if name == "Holm" else scipy.stats.false_discovery_control(p)
-            adjusted[members] = fixed
-            for i in members:
-                method[i] = name
-    return [
-        {
-            **record,
-            "networks": test.networks,
-            "difference": round(test.difference, 4),
-            "ci_low": round(test.low, 4),
-            "ci_high": round(test.high, 4),
-            "p_value": f"{test.p_value:.3g}",
-            "adjusted_p": f"{adjusted[i]:.3g}",
-            "adjustment": method[i],
-            "verdict": verdict(test, adjusted[i]),
-        }
-        for i, (record, test) in enumerate(tests)
-    ]
+                endpoints = [(ENDPOINT, levels), *((level_label(lv), [lv]) for lv in levels)]
+                if primary and unseen != networks and len(unseen) > 1:
+                    endpoints.append(("S1", levels))
+                for endpoint, over in endpoints:
+                    among = unseen if endpoint == "S1" else None
+                    test = compare(cells, first, second, reweighting, over, among)
+                    if test is None:
+                        continue
+                    analysis = (
+                        endpoint
+                        if endpoint == "S1"
+                        else "primary"
+                        if primary and endpoint == ENDPOINT
+                        else "secondary"
+                    )
+                    label = ENDPOINT if endpoint == "S1" else endpoint
+                    tests.append(
+                        Test(*part, claim, first, second, reweighting, label, analysis, test)
+                    )
+    primary_family([t for t in tests if t.analysis == "primary"])
+    primary_family([t for t in tests if t.analysis == "S1"])
+    secondary_families([t for t in tests if t.analysis == "secondary"])
+    for test in tests:
+        if test.analysis == "primary":
+            levels = [t for t in tests if t.pair == test.pair and t.endpoint != ENDPOINT]
+            test.verdict = crossing(test, levels)
+    return tests
 
 
-def interval(test: dict[str, object]) -> str:
-    return f"{test['difference']:+.2f} [{test['ci_low']:+.2f}, {test['ci_high']:+.2f}]"
+def test_record(test: Test, family_size: dict[str, int]) -> dict[str, object]:
+    """A test as statistics.csv records it (TEST_FIELDS)."""
+    c = test.comparison
+    adjustment = (
+        "BH" if test.analysis == "secondary" else f"Holm over {family_size[test.analysis]}"
+    )
+    return {
+        "architecture": test.architecture,
+        "layer": test.layer,
+        "claim": test.claim,
+        "first": test.first,
+        "second": test.second,
+        "reweighting": test.reweighting,
+        "endpoint": test.endpoint,
+        "analysis": test.analysis,
+        "networks": c.networks,
+        "difference": round(c.difference, 4),
+        "se": round(c.se, 4),
+        "df": round(c.df, 2),
+        "low": round(test.low, 4),
+        "high": round(test.high, 4),
+        "p_value": f"{c.p_value:.3g}",
+        "adjusted_p": f"{test.adjusted_p:.3g}",
+        "adjustment": adjustment,
+        "detectable": "" if math.isnan(test.detectable) else round(test.detectable, 3),
+        "verdict": test.verdict,
+    }
 
 
-def statistics_markdown(rows: Sequence[Row], tests: Sequence[dict[str, object]]) -> str:
-    """The primary table, the claims and how they are tested, then the level-by-level tests
-    of each comparison, part by part."""
+def test_records(tests: Sequence[Test]) -> list[dict[str, object]]:
+    """Every test as statistics.csv records it."""
+    size = {a: 2 * sum(t.analysis == a for t in tests) for a in ("primary", "S1")}
+    return [test_record(test, size) for test in tests]
+
+
+def variance_components(rows: Sequence[Row]) -> list[dict[str, object]]:
+    """For every method of random masks, part and reweighting state: the SD between masks
+    within a network (pooled) and the SD between networks of their mask means, corrected for
+    the mask noise (var(means) - within / masks, at least 0), of each mask's mean accuracy
+    over the levels (masks with every level)."""
+    records = []
+    for part, mine in parts(rows).items():
+        levels = sorted({float(row["level"]) for row in mine})
+        for group in dict.fromkeys(
+            group_label(r) for r in mine if r["deterministic"] != "True"
+        ):
+            for reweighting in (False, True):
+                by_mask: dict[tuple[str, str], list[float]] = {}
+                for row in mine:
+                    if (
+                        group_label(row) == group
+                        and (row["reweighting"] == "True") == reweighting
+                    ):
+                        by_mask.setdefault((row["network"], row["mask"]), []).append(
+                            100.0 * float(row["accuracy"])
+                        )
+                per_network: dict[str, list[float]] = {}
+                for (network, _), values in by_mask.items():
+                    if len(values) == len(levels):
+                        per_network.setdefault(network, []).append(float(np.mean(values)))
+                several = [v for v in per_network.values() if len(v) > 1]
+                if not several:
+                    continue
+                within = float(np.mean([np.var(v, ddof=1) for v in several]))
+                masks = float(np.mean([len(v) for v in per_network.values()]))
+                means = [float(np.mean(v)) for v in per_network.values()]
+                between = (
+                    max(np.var(means, ddof=1) - within / masks, 0.0)
+                    if len(means) > 1
+                    else math.nan
+                )
+                records.append(
+                    {
+                        "part": part,
+                        "group": group,
+                        "reweighting": reweighting,
+                        "networks": len(means),
+                        "masks": masks,
+                        "within": math.sqrt(within),
+                        "between": math.sqrt(between),
+                    }
+                )
+    return records
+
+
+def comparison_label(test: Test) -> str:
+    return f"{test.first} − {test.second}"
+
+
+def bounds(test: Test) -> str:
+    return f"{test.comparison.difference:+.2f} [{test.low:+.2f}, {test.high:+.2f}]"
+
+
+def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
+    """The plan's primary table first (forest.png draws it), how it is tested, the variance
+    between masks and networks, the sensitivity analysis S1, then the secondary tests part by
+    part and claim by claim."""
     by_part = parts(rows)
-    several = len(by_part) > 1
-    primary = [t for t in tests if t["endpoint"] == ENDPOINT]
+    primary = [t for t in tests if t.analysis == "primary"]
+    m = 2 * len(primary)
     lines = [
-        "# Does diversity help? The paper's claims, tested",
+        "# Does diversity help? The claims, tested as planned",
         "",
-        "| claim | comparison | setting | endpoint | difference [95% CI] | Holm p | verdict |",
-        "|---|---|---|---|---|---|---|",
+        (
+            f"Data: {rows[0]['dataset']}. Plan: results/PLAN.md. Parts (architecture, pruned "
+            "layer) are never tested or averaged together:"
+        ),
+        "",
     ]
-    if several:
-        lines[2:4] = ["| part " + lines[2], "|---" + lines[3]]
-    if not primary:
-        lines[2:] = ["No comparison of the claims can be tested on these rows (see below)."]
-    for t in primary:
-        setting = "with reweighting" if t["reweighting"] else "without reweighting"
-        part = f"| {t['architecture']}, layer {t['layer']} " if several else ""
-        lines.append(
-            f"{part}| {t['claim']} | {t['first']} − {t['second']} | {setting} | mean accuracy "
-            f"over levels | {interval(t)} | {t['adjusted_p']} | {t['verdict']} |"
-        )
-    lines += ["", f"Data: {rows[0]['dataset']}."]
     for part, mine in by_part.items():
-        networks = len({row["network"] for row in mine})
+        networks = {row["network"] for row in mine}
+        seen = len(networks & SEEN_NETWORKS)
         unit = (
-            f"{networks} networks, the unit of every test: each network's masks are averaged "
-            "first, and methods compared by the per-network differences (paired t-test)"
-            if networks > 1
+            f"{len(networks)} networks ({seen} of the first study), the unit of every test: "
+            "each network's masks are averaged first, and methods compared by the per-network "
+            "differences (paired t-test)"
+            if len(networks) > 1
             else "one network: every test is about this network only, over its masks and, "
-            "paired, over the test images (a deterministic method's one mask varies only "
-            "with the images; a method of random masks needs two or more, --num-masks, to be "
-            "tested)"
+            "paired, over the test images (a method of random masks needs two masks or more)"
         )
         lines.append(f"* {part_label(part)}: {unit}.")
-    if several:
+    lines += ["", "## The primary tests", ""]
+    if primary:
+        lines += [
+            (
+                "| part | claim | first − second | reweighting | difference [simultaneous 95%] "
+                "| Holm p | detectable | verdict |"
+            ),
+            "|---|---|---|---|---|---|---|---|",
+            *(
+                f"| {t.architecture}, layer {t.layer} | {t.claim} | {comparison_label(t)} "
+                f"| {'yes' if t.reweighting else 'no'} | {bounds(t)} | {t.adjusted_p:.3g} "
+                f"| {t.detectable:.2f} | {t.verdict} |"
+                for t in primary
+            ),
+        ]
+    else:
         lines.append(
-            "* Rows of different parts (architecture, pruned layer) are never tested or "
-            "averaged together: each part has its own tests."
+            "None of the plan's primary comparisons is in these rows: every test below "
+            "is secondary."
         )
-    levels = sorted({float(row["level"]) for row in rows})
+    margins = ", ".join(
+        f"±{v:g} point {'with' if k else 'without'} reweighting" for k, v in MARGINS.items()
+    )
     lines += [
         "",
         *(f"* **{claim}.** {text[0].upper()}{text[1:]}." for claim, text in CLAIMS.items()),
         "",
         (
-            "Primary endpoint, one per comparison, reweighting state and part, stated before "
-            "the test: the difference in mean test accuracy over the levels of weights kept "
-            f"({levels[0]:g}% … {levels[-1]:g}%, each weighing the same; those both methods "
-            "have where an edge budget cannot match a node one), first minus second, in "
-            f"points, with its 95% confidence interval. Its {len(primary)} tests, all "
-            f"claims and parts together, are one family, Holm-corrected at α = {ALPHA:g}: a "
-            f"claim holds for a comparison when its Holm p < {ALPHA:g} and the difference is "
-            "positive, is reversed when negative."
+            f"The primary endpoint of a comparison (the plan's, at layer {PRIMARY_LAYER}, the "
+            "paper's settings) is a network's difference in mean test accuracy over the levels "
+            "both methods have, each weighing the same: first minus second, in points, "
+            f"positive where the claim holds. Its {len(primary)} tests are {m} one-sided "
+            f"hypotheses, one family, Holm at α = {ALPHA:g}; the intervals are simultaneous "
+            "and compatible with Holm (a side shown to differ ends at 0), so an interval "
+            "excludes 0 exactly where the verdict is a difference. Verdicts: holds / reversed "
+            f"(negligible: the interval also inside the margins, {margins}); equivalent (the "
+            "interval inside them: a TOST at the simultaneous level); inconclusive. A level "
+            "whose secondary test contradicts the verdict is named in it (the plan's crossing "
+            "rule). Detectable: the difference the test finds with "
+            f"{POWER:.0%} power at the level Holm tested it."
         ),
     ]
+    components = variance_components(rows)
+    if components:
+        lines += [
+            "",
+            "## Variance between masks and between networks",
+            "",
+            (
+                "SD (points) of a mask's mean accuracy over the levels: between the masks of "
+                "one network (pooled), and between networks of their mask means (corrected for "
+                "the mask noise)."
+            ),
+            "",
+            (
+                "| part | method | reweighting | networks | masks per network "
+                "| SD between masks | SD between networks |"
+            ),
+            "|---|---|---|---:|---:|---:|---:|",
+            *(
+                f"| {c['part'][0]}, layer {c['part'][1]} | {c['group']} "
+                f"| {'yes' if c['reweighting'] else 'no'} | {c['networks']} | {c['masks']:.1f} "
+                f"| {c['within']:.3f} | {c['between']:.3f} |"
+                for c in components
+            ),
+        ]
+    sensitivity = [t for t in tests if t.analysis == "S1"]
+    if sensitivity:
+        by_pair = {t.pair: t for t in primary}
+        lines += [
+            "",
+            "## Sensitivity S1: without the first study's networks",
+            "",
+            (
+                "The primary family again, on the networks new to this study alone (the "
+                f"plan's S1: Holm over its own {2 * len(sensitivity)} one-sided hypotheses); a "
+                "verdict that differs from the primary one is marked."
+            ),
+            "",
+            (
+                "| part | claim | first − second | reweighting | networks | difference "
+                "[simultaneous 95%] | Holm p | verdict |"
+            ),
+            "|---|---|---|---|---:|---|---|---|",
+        ]
+        for t in sensitivity:
+            full = by_pair.get(t.pair)
+            differs = full is not None and full.verdict.split(";")[0] != t.verdict
+            lines.append(
+                f"| {t.architecture}, layer {t.layer} | {t.claim} | {comparison_label(t)} "
+                f"| {'yes' if t.reweighting else 'no'} | {t.comparison.networks} | {bounds(t)} "
+                f"| {t.adjusted_p:.3g} | {t.verdict}{' (differs)' if differs else ''} |"
+            )
+    several = len(by_part) > 1
     for part in by_part:
         for claim, text in CLAIMS.items():
             mine = [
                 t
                 for t in tests
-                if (t["architecture"], t["layer"], t["claim"]) == (*part, claim)
-                and t["endpoint"] != ENDPOINT
+                if t.analysis == "secondary" and (*t.part, t.claim) == (*part, claim)
             ]
             if not mine:
                 continue
-            where = f" ({part_label(part)})" if several else ""
+            where = f" ({part_label(part)})" if several or part[1] != PRIMARY_LAYER else ""
             lines += [
                 "",
-                f"## Claim {claim}, level by level (secondary){where}",
+                f"## Claim {claim}, secondary{where}",
                 "",
                 (
-                    f"{text[0].upper()}{text[1:]}. Difference [95% CI], p, and the "
-                    f"Benjamini–Hochberg q-value over the claim's {len(mine)} level-wise tests"
-                    f"{' of this part' if several else ''}; verdict at q < {ALPHA:g}."
+                    f"{text[0].upper()}{text[1:]}. Difference [false-coverage-rate interval], "
+                    f"p, and the Benjamini–Hochberg q-value over the claim's {len(mine)} "
+                    f"secondary tests{' of this part' if several else ''}; verdict at "
+                    f"q < {ALPHA:g}."
                 ),
             ]
-            pairs = list(dict.fromkeys((t["first"], t["second"]) for t in mine))
+            pairs = list(dict.fromkeys((t.first, t.second) for t in mine))
             for first, second in pairs:
                 lines += [
                     "",
                     f"**{first}** − **{second}**",
                     "",
-                    "| level | without reweighting | with reweighting |",
+                    "| endpoint | without reweighting | with reweighting |",
                     "|---|---|---|",
                 ]
                 cells: dict[str, dict[bool, str]] = {}
                 for t in mine:
-                    if (t["first"], t["second"]) == (first, second):
+                    if (t.first, t.second) == (first, second):
                         summary = (
-                            f"{interval(t)}, p {t['p_value']}, q {t['adjusted_p']}, "
-                            f"{t['verdict']}"
+                            f"{bounds(t)}, p {t.comparison.p_value:.3g}, q {t.adjusted_p:.3g}, "
+                            f"{t.verdict}"
                         )
-                        cells.setdefault(str(t["endpoint"]), {})[bool(t["reweighting"])] = (
-                            summary
-                        )
-                for level, by in cells.items():
-                    lines.append(f"| {level} | {by.get(False, '')} | {by.get(True, '')} |")
+                        cells.setdefault(t.endpoint, {})[t.reweighting] = summary
+                for endpoint, by in cells.items():
+                    lines.append(f"| {endpoint} | {by.get(False, '')} | {by.get(True, '')} |")
     return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
+
+VERDICT_COLOURS = {
+    "holds": "tab:green",
+    "reversed": "tab:red",
+    "equivalent": "tab:blue",
+    "inconclusive": "0.5",
+    "not shown": "0.5",
+}
+# a method's line in sweep.png: colour, marker, style (by role: DPP solid, random dashed,
+# importance dash-dot, quality and frontier dotted)
+METHOD_STYLES = {
+    "dpp_edge": ("tab:blue", "o", "-"),
+    "qdpp_edge": ("tab:cyan", "s", "-"),
+    "dpp_node": ("tab:orange", "o", "-"),
+    "qdpp_node": ("gold", "s", "-"),
+    "random_edge": ("tab:purple", "v", "--"),
+    "random_node": ("tab:pink", "v", "--"),
+    "importance_edge": ("tab:green", "^", "-."),
+    "importance_node": ("olive", "^", "-."),
+    "wanda_edge": ("tab:red", "D", ":"),
+    "obs_edge": ("black", "P", ":"),
+    "thinet_node": ("tab:brown", "X", ":"),
+    "quality_node": ("tab:gray", "D", ":"),
+}
 
 
 def pyplot() -> ModuleType:
@@ -737,29 +1090,56 @@ def save_figure(fig: Figure, path: Path) -> None:
         plt.close(fig)
 
 
-def colours(rows: Sequence[Row]) -> dict[str, tuple[float, ...]]:
-    """One distinct colour per group, the same in every figure (tab10, then tab20's)."""
-    plt = pyplot()
-    palette = [*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2]]
-    labels = dict.fromkeys(group_label(row) for row in rows)
-    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+def plain_numbers() -> Formatter:
+    """A tick formatter writing 0.1, 1, 10 (not powers of ten)."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{value:g}")
+
+
+def verdict_colour(verdict: str) -> str:
+    return VERDICT_COLOURS.get(verdict.split(" ")[0].rstrip(";"), "0.5")
+
+
+def shown_groups(rows: Sequence[Row]) -> list[str]:
+    """The groups sweep.png draws: per method its setting of the plan's primary comparisons
+    when the rows have it, else all its settings."""
+    planned = {label for _, first, second in PRIMARY for label in (first, second)}
+    groups = list(dict.fromkeys(group_label(row) for row in rows))
+    methods = {g: g.split(" ")[0] for g in groups}
+    return [
+        g
+        for g in groups
+        if g in planned or not any(p in planned and methods[p] == methods[g] for p in groups)
+    ]
 
 
 def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
-    """Accuracy against weights kept, without / with reweighting, a row of panels per part:
-    per group the mean over networks (over masks for one network) with its 95% confidence
-    band; edge methods solid, node methods dashed."""
+    """Test error (100 - accuracy, on a log scale: every level readable) against weights kept,
+    without / with reweighting, a row of panels per part: per method (at the plan's setting)
+    the mean over networks (over masks for one network) with its 95% confidence band, each
+    method its own colour, marker and line style, the unpruned networks' mean a grey line;
+    the legend beside the panels."""
     plt = pyplot()
-    colour = colours(rows)
     by_part = parts(rows)
-    fig, axes = plt.subplots(len(by_part), 2, figsize=(13, 5.2 * len(by_part)), squeeze=False)
+    shown = shown_groups(rows)
+    fig, axes = plt.subplots(
+        len(by_part),
+        2,
+        figsize=(15, 4.8 * len(by_part) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for row_axes, (part, mine) in zip(axes, by_part.items()):
         cells = cells_of(mine)
         networks = list(dict.fromkeys(row["network"] for row in mine))
         levels = sorted({float(row["level"]) for row in mine})
-        kinds = {group_label(row): row["kind"] for row in mine}
+        unpruned = np.mean([100 * float(r["unpruned_accuracy"]) for r in mine])
         for ax, reweighting in zip(row_axes, (False, True)):
-            for label, kind in kinds.items():
+            ax.axhline(
+                100 - unpruned, color="0.6", linewidth=1.5, label=f"unpruned ({unpruned:.2f}%)"
+            )
+            for label in (g for g in shown if any(group_label(r) == g for r in mine)):
                 at, mean, low, high = [], [], [], []
                 for level in levels:
                     values = level_values(cells, networks, label, reweighting, level)
@@ -770,101 +1150,188 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
                         sem = scipy.stats.sem(values)
                         half = float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * sem
                     at.append(level)
-                    mean.append(values.mean())
-                    low.append(values.mean() - half)
-                    high.append(values.mean() + half)
-                style = "--" if kind == "node" else "-"
-                ax.plot(
-                    at, mean, style, marker="o", markersize=3, color=colour[label], label=label
+                    mean.append(100 - values.mean())
+                    low.append(100 - values.mean() - half)
+                    high.append(100 - values.mean() + half)
+                colour, marker, style = METHOD_STYLES.get(
+                    label.split(" ")[0], ("0.3", ".", "-")
                 )
-                ax.fill_between(at, low, high, color=colour[label], alpha=0.15, linewidth=0)
+                ax.plot(at, mean, style, marker=marker, markersize=4, color=colour, label=label)
+                ax.fill_between(at, low, high, color=colour, alpha=0.12, linewidth=0)
             setting = "with least-squares reweighting" if reweighting else "without reweighting"
-            ax.set_title(f"{part_label(part)}, {setting}")
-            ax.set_xlabel("weights kept (%)")
-            ax.set_ylabel("test accuracy (%)")
-            ax.grid(alpha=0.3)
-        row_axes[1].legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
+            ax.set_title(f"{part_label(part)}, {setting}", fontsize=10)
+            ax.set_xlabel("weights of the pruned layer and the next kept (%)")
+            ax.set_ylabel("test error (%), log scale")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(plain_numbers())
+            ax.yaxis.set_minor_formatter(plain_numbers())
+            ax.grid(alpha=0.3, which="both")
+        handles, names = row_axes[1].get_legend_handles_labels()
+        row_axes[1].legend(
+            handles, names, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8
+        )
+    fig.suptitle(
+        f"{rows[0]['dataset']}: test error (100 − accuracy; lower is better), mean over "
+        "networks and 95% band (each method at the plan's setting; all settings in sweep.md)",
+        fontsize=11,
+    )
+    save_figure(fig, path)
+
+
+def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -> None:
+    """The primary family at a glance: per reweighting state a panel of every primary
+    comparison, its difference (dot) and simultaneous interval (bar) coloured by its verdict
+    (written on the right), zero and the equivalence margins (grey band) marked; parts apart."""
+    plt = pyplot()
+    primary = [t for t in tests if t.analysis == "primary"]
+    pairs = list(dict.fromkeys(t.pair[:-1] for t in primary))
+    fig, axes = plt.subplots(1, 2, figsize=(16, 0.42 * len(pairs) + 2.2), layout="constrained")
+    for ax, reweighting in zip(axes, (False, True)):
+        margin = MARGINS[reweighting]
+        ax.axvspan(-margin, margin, color="0.9", label=f"equivalence margins ±{margin:g}")
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        y = np.arange(len(pairs))[::-1]
+        by_pair = {t.pair[:-1]: t for t in primary if t.reweighting == reweighting}
+        verdicts = []
+        for yi, pair in zip(y, pairs):
+            test = by_pair.get(pair)
+            if test is None:
+                verdicts.append("")
+                continue
+            colour = verdict_colour(test.verdict)
+            ax.plot([test.low, test.high], [yi, yi], color=colour, linewidth=2.2)
+            ax.plot([test.comparison.difference], [yi], "o", color=colour, markersize=5)
+            verdicts.append(test.verdict.split(";")[0])
+        ax.set_yticks(
+            y,
+            [f"{claim}: {first} − {second}" for _, _, claim, first, second in pairs]
+            if not reweighting
+            else [""] * len(pairs),
+            fontsize=8,
+        )
+        ax.set_ylim(-0.6, len(pairs) - 0.2)
+        right = ax.twinx()
+        right.set_ylim(ax.get_ylim())
+        right.set_yticks(y, verdicts, fontsize=8)
+        for tick, verdict in zip(right.get_yticklabels(), verdicts):
+            tick.set_color(verdict_colour(verdict))
+        previous = None
+        for yi, pair in zip(y, pairs):  # a line and a label between parts
+            if pair[:2] != previous:
+                ax.axhline(yi + 0.5, color="0.4", linewidth=0.6)
+                ax.text(
+                    0.01,
+                    yi + 0.35,
+                    f"{pair[0]}, layer {pair[1]}",
+                    transform=ax.get_yaxis_transform(),
+                    fontsize=8,
+                    va="top",
+                    color="0.3",
+                )
+                previous = pair[:2]
+        setting = "with reweighting" if reweighting else "without reweighting"
+        ax.set_title(setting, fontsize=10)
+        ax.set_xlabel("first − second (points); > 0: the claim holds")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(
+        f"{rows[0]['dataset']}: the {len(primary)} primary tests (results/PLAN.md), "
+        f"differences with simultaneous 95% intervals compatible with Holm over "
+        f"{2 * len(primary)} one-sided hypotheses",
+        fontsize=11,
+    )
     save_figure(fig, path)
 
 
 def save_claim_figure(
-    rows: Sequence[Row], tests: Sequence[dict[str, object]], claim: str, path: Path
+    rows: Sequence[Row], tests: Sequence[Test], claim: str, path: Path
 ) -> None:
-    """The difference a claim is about, DPP minus the method it is compared with, against the
-    weights kept, without and with reweighting, one panel per such method: per DPP setting
-    each network as a faint line, their mean bold with its 95% confidence band (the level-wise
-    tests), zero marked. Claim B says the DPP side is worse: it holds below zero."""
+    """A claim level by level, in the sign of its tables (first − second, > 0: the claim
+    holds): a row of panels per comparison (the plan's primary ones, else all of the claim's),
+    without and with reweighting; per level the networks' mean difference with its
+    false-coverage-rate interval, filled where its test is a discovery, each network a faint
+    line; zero and the margins marked; a symmetric log scale beyond the margin, so that no
+    level sets the scale for the others. The panel's title gives the primary verdict."""
     plt = pyplot()
     cells = cells_of(rows)
     networks = list(dict.fromkeys(row["network"] for row in rows))
-    colour = colours(rows)
-    level_of = {level_label(lv): lv for lv in {float(row["level"]) for row in rows}}
-    sign = -1.0 if claim == "B" else 1.0  # B's tests are random edges minus DPP nodes
-    pairs = list(dict.fromkeys((t["first"], t["second"]) for t in tests if t["claim"] == claim))
-    dpp_and_other = [
-        (second, first) if claim == "B" else (first, second) for first, second in pairs
-    ]
-    panels = list(dict.fromkeys(other for _, other in dpp_and_other))
+    mine = [t for t in tests if t.claim == claim]
+    primary = [t for t in mine if t.analysis == "primary"]
+    pairs = list(dict.fromkeys((t.first, t.second) for t in (primary or mine)))
     fig, axes = plt.subplots(
-        len(panels),
+        len(pairs),
         2,
-        figsize=(11, 2.6 * len(panels) + 1.3),
+        figsize=(12, 2.7 * len(pairs) + 1.0),
         squeeze=False,
         sharex=True,
         layout="constrained",
     )
-    for (first, second), (dpp, other) in zip(pairs, dpp_and_other):
-        for column, reweighting in enumerate((False, True)):
-            ax = axes[panels.index(other), column]
-            mine = [
+    for (first, second), row_axes in zip(pairs, axes):
+        for ax, reweighting in zip(row_axes, (False, True)):
+            margin = MARGINS[reweighting]
+            levels = [
                 t
-                for t in tests
-                if (t["claim"], t["first"], t["second"], t["reweighting"])
-                == (claim, first, second, reweighting)
-                and t["endpoint"] != ENDPOINT
+                for t in mine
+                if (t.first, t.second, t.reweighting) == (first, second, reweighting)
+                and t.endpoint != ENDPOINT
             ]
-            levels = [level_of[str(t["endpoint"])] for t in mine]
+            at = [float(t.endpoint.rstrip("%")) for t in levels]
             for network in networks if len(networks) > 1 else []:
-                keys = [
-                    (network, group, reweighting, lv) for lv in levels for group in (dpp, other)
-                ]
-                if all(key in cells for key in keys):
+                keys = [(network, g, reweighting, lv) for lv in at for g in (first, second)]
+                if at and all(key in cells for key in keys):
                     per = [
-                        accuracies(cells[network, dpp, reweighting, lv]).mean()
-                        - accuracies(cells[network, other, reweighting, lv]).mean()
-                        for lv in levels
+                        accuracies(cells[network, first, reweighting, lv]).mean()
+                        - accuracies(cells[network, second, reweighting, lv]).mean()
+                        for lv in at
                     ]
-                    ax.plot(levels, per, color=colour[dpp], alpha=0.25, linewidth=0.8)
-            mean = [sign * float(t["difference"]) for t in mine]
-            ends = [sign * float(t[end]) for t in mine for end in ("ci_low", "ci_high")]
-            low, high = np.minimum(ends[::2], ends[1::2]), np.maximum(ends[::2], ends[1::2])
-            ax.plot(
-                levels,
-                mean,
-                color=colour[dpp],
-                linewidth=2,
-                marker="o",
-                markersize=3,
-                label=dpp,
-            )
-            ax.fill_between(levels, low, high, color=colour[dpp], alpha=0.15, linewidth=0)
+                    ax.plot(at, per, color="0.5", alpha=0.35, linewidth=0.8)
+            ax.axhspan(-margin, margin, color="0.92")
             ax.axhline(0.0, color="black", linewidth=0.8)
+            for lv, t in zip(at, levels):
+                colour = verdict_colour(t.verdict)
+                d = t.comparison.difference
+                ax.errorbar(
+                    [lv],
+                    [d],
+                    yerr=[[d - t.low], [t.high - d]],
+                    color=colour,
+                    capsize=2,
+                    linewidth=1.2,
+                )
+                ax.plot(
+                    [lv],
+                    [d],
+                    "o",
+                    color=colour,
+                    markersize=6,
+                    markerfacecolor=colour if t.verdict != "not shown" else "white",
+                )
+            ax.set_yscale("symlog", linthresh=margin)
+            ax.yaxis.set_major_formatter(plain_numbers())
             ax.grid(alpha=0.3)
-            setting = "with" if reweighting else "without"
-            ax.set_title(f"DPP − {other}, {setting} reweighting", fontsize=9)
+            main = next(
+                (
+                    t
+                    for t in mine
+                    if (t.first, t.second, t.reweighting, t.endpoint)
+                    == (first, second, reweighting, ENDPOINT)
+                    and t.analysis in ("primary", "secondary")
+                ),
+                None,
+            )
+            verdict = f": {main.verdict}" if main is not None else ""
+            state = "with" if reweighting else "without"
+            ax.set_title(f"{first} − {second}, {state} reweighting{verdict}", fontsize=8)
             ax.set_ylabel("difference (points)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("weights kept (%)")
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=8)
-    unit = f"{len(networks)} networks (faint)" if len(networks) > 1 else "one network"
-    holds = "below" if claim == "B" else "above"
+    unit = f"{len(networks)} networks (grey)" if len(networks) > 1 else "one network"
     part = part_label((rows[0]["architecture"], int(rows[0]["layer"])))
     fig.suptitle(
-        f"Claim {claim}: {CLAIMS[claim]}\n{part}; {unit}, mean and 95% CI; the claim holds "
-        f"{holds} zero",
-        fontsize=10,
+        f"Claim {claim}: {CLAIMS[claim]}\n{part}; {unit}; > 0: the claim holds\nfilled: the "
+        "level's test a discovery (BH), bars its false-coverage-rate interval; grey band: the "
+        "equivalence margins; linear within them, logarithmic beyond",
+        fontsize=9,
     )
     save_figure(fig, path)
 
@@ -883,20 +1350,22 @@ class Report:
     written: list[Path]
 
 
-def render_report(rows: Sequence[Row], tests: Sequence[dict[str, object]]) -> dict[str, str]:
+def render_report(rows: Sequence[Row], tests: Sequence[Test]) -> dict[str, str]:
     """The text files of a report, by name: sweep.md, statistics.md and statistics.csv;
     tests: claim_tests(rows)."""
     return {
         "sweep.md": sweep_markdown(rows),
         "statistics.md": statistics_markdown(rows, tests),
-        "statistics.csv": csv_text(tests, TEST_FIELDS),
+        "statistics.csv": csv_text(test_records(tests), TEST_FIELDS),
     }
 
 
 def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report:
     """Write the report of one sweep folder, or of several (a sweep's shards) merged, into
-    out_dir (by default the one folder): sweep.md, statistics.md and .csv, the figures, and
-    for several folders the merged sweep.csv. ValueError for what merged_rows refuses."""
+    out_dir (by default the one folder): sweep.md, statistics.md and .csv, the figures
+    (sweep.png, forest.png when there are primary tests, one per claim and part), and for
+    several folders the merged sweep.csv; claim figures of an earlier report that this one
+    does not draw are removed. ValueError for what merged_rows refuses."""
     rows = merged_rows(folders)
     out_dir = out_dir or folders[0]
     written = []
@@ -911,16 +1380,21 @@ def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report
         written.append(out_dir / name)
     save_sweep_figure(rows, out_dir / "sweep.png")
     written.append(out_dir / "sweep.png")
+    if any(t.analysis == "primary" for t in tests):
+        save_forest_figure(rows, tests, out_dir / "forest.png")
+        written.append(out_dir / "forest.png")
     by_part = parts(rows)
     for part, mine in by_part.items():
-        part_tests = [t for t in tests if (t["architecture"], t["layer"]) == part]
+        part_tests = [t for t in tests if t.part == part and t.analysis != "S1"]
         for claim in CLAIMS:
-            if any(t["claim"] == claim for t in part_tests):
+            if any(t.claim == claim for t in part_tests):
                 path = SweepFiles(out_dir).claim_figure(
                     claim, part if len(by_part) > 1 else None
                 )
                 save_claim_figure(mine, part_tests, claim, path)
                 written.append(path)
+    for stale in set(out_dir.glob("claim_*.png")) - set(written):
+        stale.unlink()
     return Report(texts["sweep.md"], texts["statistics.md"], written)
 
 

@@ -86,7 +86,7 @@ def sweep_row(
     return {key: str(value) for key, value in row.items()}
 
 
-DPP_NODE = ("dpp_node", "auto", "preactivation")
+DPP_NODE = ("dpp_node", "0.3", "preactivation")  # the plan's primary setting
 
 
 def study_rows(networks: int = 3, masks: int = 3) -> list[dict[str, str]]:
@@ -145,8 +145,12 @@ def test_the_paired_analysis_over_networks_is_scipys_paired_t_test() -> None:
     interval = reference.confidence_interval(0.95)
     assert test.difference == pytest.approx((first - second).mean())
     assert test.p_value == pytest.approx(reference.pvalue, rel=1e-12)
-    assert (test.low, test.high) == (pytest.approx(interval.low), pytest.approx(interval.high))
-    assert test.networks == 5
+    low, high = test.interval(0.95)
+    assert (low, high) == (pytest.approx(interval.low), pytest.approx(interval.high))
+    greater = scipy.stats.ttest_rel(first, second, alternative="greater").pvalue
+    assert test.one_sided_p(True) == pytest.approx(greater, rel=1e-12)
+    assert test.one_sided_p(False) == pytest.approx(1 - greater, rel=1e-12)
+    assert test.networks == 5 and test.df == 4
 
 
 def test_the_primary_endpoint_is_paired_over_networks_of_mask_averages() -> None:
@@ -174,23 +178,155 @@ def test_holm_on_a_hand_checked_family() -> None:
     np.testing.assert_allclose(R.holm([0.5, 0.9]), [1.0, 1.0])
 
 
-def test_the_claims_are_holm_corrected_and_the_levels_bh_corrected_within_a_claim() -> None:
+def test_the_primary_family_is_the_plan_s_holm_over_one_sided_hypotheses() -> None:
+    """Only the plan's comparisons (dpp_node at 0.3 on pre-activations, dpp_edge at 0.3; no
+    edge-against-node ones) are primary; their Holm p-values are Holm's over the 2m
+    one-sided p-values, the estimate's side shown."""
     tests = R.claim_tests(study_rows())
-    primary = [t for t in tests if t["endpoint"] == R.ENDPOINT]
-    assert {t["adjustment"] for t in primary} == {"Holm"}
-    p = [float(t["p_value"]) for t in primary]
-    np.testing.assert_allclose([float(t["adjusted_p"]) for t in primary], R.holm(p), rtol=1e-2)
-    for claim in ("A", "B", "C"):
-        levels = [t for t in tests if t["claim"] == claim and t["endpoint"] != R.ENDPOINT]
-        assert {t["adjustment"] for t in levels} == {"BH"}
-        q = scipy.stats.false_discovery_control([float(t["p_value"]) for t in levels])
-        np.testing.assert_allclose([float(t["adjusted_p"]) for t in levels], q, rtol=1e-2)
+    primary = [t for t in tests if t.analysis == "primary"]
+    node = R.setting_label(*DPP_NODE)
+    assert {(t.claim, t.first, t.second) for t in primary} == {
+        ("A", node, "random_node"),
+        ("A", node, "importance_node"),
+        ("B", "random_edge", node),
+        ("C", "dpp_edge (beta 0.3)", "random_edge"),
+    }
+    assert len(primary) == 4 * 2
+    one_sided = [t.comparison.one_sided_p(side) for t in primary for side in (True, False)]
+    adjusted = R.holm(one_sided).reshape(-1, 2)
+    for t, (plus, minus) in zip(primary, adjusted):
+        assert t.adjusted_p == pytest.approx(plus if t.comparison.difference >= 0 else minus)
+    records = R.test_records(tests)
+    assert {r["adjustment"] for r in records if r["analysis"] == "primary"} == {"Holm over 16"}
     dpp_vs_random = next(
-        t
-        for t in primary
-        if (t["claim"], t["second"], t["reweighting"]) == ("A", "random_node", False)
+        t for t in primary if (t.second, t.reweighting) == ("random_node", False)
     )
-    assert dpp_vs_random["verdict"] == "holds" and float(dpp_vs_random["difference"]) > 5
+    assert dpp_vs_random.verdict.startswith("holds") and dpp_vs_random.low == 0.0
+
+
+def test_the_secondary_tests_are_bh_within_part_and_claim_with_fcr_intervals() -> None:
+    tests = R.claim_tests(study_rows())
+    for claim in ("A", "B", "C"):
+        mine = [t for t in tests if t.claim == claim and t.analysis == "secondary"]
+        q = scipy.stats.false_discovery_control([t.comparison.p_value for t in mine])
+        np.testing.assert_allclose([t.adjusted_p for t in mine], q)
+        discoveries = max(int((q < R.ALPHA).sum()), 1)
+        level = 1 - R.ALPHA * discoveries / len(mine)
+        for t in mine:
+            assert (t.low, t.high) == pytest.approx(t.comparison.interval(level))
+            assert (t.low > 0 or t.high < 0) == (t.verdict != "not shown")  # they agree
+
+
+def test_compatible_simultaneous_intervals_on_a_hand_computed_family() -> None:
+    """Three primary tests, df 9, SE 1: estimates 5 (p one-sided 1.3e-4), -4 and 0.5. Holm
+    over 6 one-sided p-values rejects the first two sides (r = 2): their near bounds are 0, the
+    other bounds the estimate -/+ t(1 - 0.05 / 4, 9) = 2.6850; the third, not rejected,
+    [0.5 - 2.6850, 0.5 + 2.6850]; verdicts holds, reversed, inconclusive."""
+    tests = [
+        R.Test(
+            "784-500-10",
+            1,
+            "C",
+            f"a{i}",
+            "b",
+            False,
+            R.ENDPOINT,
+            "primary",
+            R.Comparison(d, 1.0, 9.0, 10),
+        )
+        for i, d in enumerate((5.0, -4.0, 0.5))
+    ]
+    R.primary_family(tests)
+    t = scipy.stats.t.ppf(1 - 0.05 / 4, 9)
+    assert t == pytest.approx(2.6850, abs=1e-4)
+    assert (tests[0].low, tests[0].high) == (0.0, pytest.approx(5 + t))
+    assert (tests[1].low, tests[1].high) == (pytest.approx(-4 - t), 0.0)
+    assert (tests[2].low, tests[2].high) == (pytest.approx(0.5 - t), pytest.approx(0.5 + t))
+    assert [x.verdict for x in tests] == ["holds", "reversed", "inconclusive"]
+    # the detectable difference: 80% power of the one-sided test at the level it was tested
+    first = tests[0]
+    critical = scipy.stats.t.ppf(1 - 0.05 / 6, 9)  # rank 1 of 6
+    power = scipy.stats.nct.sf(critical, 9, first.detectable / 1.0)
+    assert power == pytest.approx(0.8, abs=1e-6)
+
+
+def test_equivalence_and_negligible_differences_follow_the_margins() -> None:
+    """With reweighting (margin 0.25): a precise 0.01 (SE 0.02) is equivalent; a precise
+    0.1 (SE 0.001) holds but is negligible; an imprecise 0.01 (SE 0.5) is inconclusive."""
+    tests = [
+        R.Test(
+            "784-500-10",
+            1,
+            "C",
+            f"a{i}",
+            "b",
+            True,
+            R.ENDPOINT,
+            "primary",
+            R.Comparison(d, se, 9.0, 10),
+        )
+        for i, (d, se) in enumerate(((0.01, 0.02), (0.1, 0.001), (0.01, 0.5)))
+    ]
+    R.primary_family(tests)
+    assert [t.verdict for t in tests] == ["equivalent", "holds (negligible)", "inconclusive"]
+
+
+def test_the_crossing_rule_names_the_levels_against_the_verdict() -> None:
+    def level(endpoint: str, verdict: str) -> R.Test:
+        test = R.Test(
+            "784-500-10",
+            1,
+            "B",
+            "x",
+            "y",
+            True,
+            endpoint,
+            "secondary",
+            R.Comparison(0.0, 1.0, 9.0, 10),
+        )
+        test.verdict = verdict
+        return test
+
+    main = level(R.ENDPOINT, "holds")
+    levels = [level("10%", "reversed"), level("50%", "holds"), level("90%", "not shown")]
+    assert R.crossing(main, levels) == "holds; reversed at 10%"
+    main.verdict = "inconclusive"
+    assert R.crossing(main, levels) == "inconclusive; crossing: holds at 50%, reversed at 10%"
+    main.verdict = "reversed"
+    assert R.crossing(main, levels[2:]) == "reversed"
+
+
+def test_sensitivity_s1_leaves_out_the_first_study_s_networks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(R, "SEEN_NETWORKS", frozenset({"net1"}))
+    tests = R.claim_tests(study_rows())
+    s1 = [t for t in tests if t.analysis == "S1"]
+    assert len(s1) == len([t for t in tests if t.analysis == "primary"])
+    assert {t.comparison.networks for t in s1} == {2}
+    assert "## Sensitivity S1" in R.statistics_markdown(study_rows(), tests)
+
+
+def test_the_variance_between_masks_and_between_networks_by_hand() -> None:
+    """random_edge without reweighting: each mask's mean over the 2 levels, per network; the
+    pooled variance within networks, and the variance of the network means less it / 3."""
+    rows = study_rows()
+    record = next(
+        c
+        for c in R.variance_components(rows)
+        if (c["group"], c["reweighting"]) == ("random_edge", False)
+    )
+    by = {}
+    for r in rows:
+        if (r["method"], r["reweighting"]) == ("random_edge", "False"):
+            by.setdefault(r["network"], {}).setdefault(r["mask"], []).append(
+                100 * float(r["accuracy"])
+            )
+    masks = [[np.mean(v) for v in per.values()] for per in by.values()]
+    within = np.mean([np.var(m, ddof=1) for m in masks])
+    between = max(np.var([np.mean(m) for m in masks], ddof=1) - within / 3, 0.0)
+    assert record["within"] == pytest.approx(np.sqrt(within))
+    assert record["between"] == pytest.approx(np.sqrt(between))
 
 
 def test_the_claims_compare_what_the_rows_roles_say() -> None:
@@ -256,7 +392,8 @@ def test_with_one_network_two_images_never_make_a_verdict() -> None:
     reference = scipy.stats.ttest_rel(100.0 * first, 100.0 * second)
     assert test.difference == pytest.approx(0.02)
     assert test.p_value == pytest.approx(reference.pvalue) and test.p_value > 0.15
-    assert test.low < 0 < test.high
+    low, high = test.interval(0.95)
+    assert low < 0 < high
 
 
 def test_with_one_network_masks_without_spread_are_not_a_verdict_either() -> None:
@@ -271,7 +408,8 @@ def test_with_one_network_masks_without_spread_are_not_a_verdict_either() -> Non
     test = R.one_network_test(
         accuracies, np.array([97.0]), np.mean(masks, axis=0), deterministic
     )
-    assert test.p_value > 0.1 and test.low < 0 < test.high
+    low, high = test.interval(0.95)
+    assert test.p_value > 0.1 and low < 0 < high
 
 
 def test_what_cannot_be_tested_is_not() -> None:
@@ -280,7 +418,7 @@ def test_what_cannot_be_tested_is_not() -> None:
     with both methods is never tested as if it were the only one."""
     rows = study_rows(networks=1, masks=1)
     assert R.claim_tests(rows) == []
-    assert "No comparison of the claims can be tested" in R.statistics_markdown(rows, [])
+    assert "None of the plan's primary comparisons" in R.statistics_markdown(rows, [])
     assert len(R.claim_tests(study_rows(networks=1, masks=2))) == 7 * 2 * 3
     rows = [
         row
@@ -288,8 +426,8 @@ def test_what_cannot_be_tested_is_not() -> None:
         if (row["network"], row["method"]) != ("net2", "importance_node")
     ]
     tests = R.claim_tests(rows)
-    assert not any("importance_node" in (t["first"], t["second"]) for t in tests)
-    assert {t["networks"] for t in tests} == {2}
+    assert not any("importance_node" in (t.first, t.second) for t in tests)
+    assert {t.comparison.networks for t in tests} == {2}
 
 
 def test_one_network_reports_say_so_and_test_over_images() -> None:
@@ -347,7 +485,7 @@ def test_a_report_writes_its_files(tmp_path: Path) -> None:
     assert (folder / "statistics.md").read_text() == report.statistics
     tests = R.read_csv(folder / "statistics.csv", R.TEST_FIELDS)
     assert len(tests) == 7 * 2 * 3  # 7 comparisons, with and without reweighting, 3 endpoints
-    for name in ("sweep.png", "claim_A.png", "claim_B.png", "claim_C.png"):
+    for name in ("sweep.png", "forest.png", "claim_A.png", "claim_B.png", "claim_C.png"):
         assert (folder / name).read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["sweep.csv", *(p.name for p in report.written)]
