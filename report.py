@@ -7,12 +7,14 @@ seed, with or without reweighting, the test accuracy and the test images it gets
 file turns those rows into the sweep's report, and nothing else:
 
 * sweep.md       test accuracy per part, method, setting and level;
-* statistics.md  the claims (CLAIMS: the paper's three, D and E), each tested with one
-  statistics.csv pre-stated primary endpoint per comparison and reweighting state,
-                 Holm-corrected as one family, then level by level with Benjamini-Hochberg
-                 q-values within each claim;
-* claim_A.png ... the difference each claim is about, against the weights kept;
-* sweep.png      accuracy against weights kept.
+* statistics.md  the claims (CLAIMS: the paper's three, D and E) tested as the analysis plan
+  statistics.csv (results/PLAN.md, PRIMARY ...) says: its primary comparisons as one Holm
+                 family with compatible simultaneous intervals, equivalence margins and the
+                 crossing rule; every other test secondary (Benjamini-Hochberg within part and
+                 claim); the sensitivity analysis S1; the variance between masks and networks;
+* forest.png     the primary family at a glance;
+* claim_A.png ... each claim level by level, in the sign of its tables;
+* sweep.png      test error against weights kept, one style per method.
 
 Rows of different architectures or pruned layers (parts) are never tested or averaged
 together: each part has its own tables, tests and figures. With several networks the network
@@ -670,8 +672,7 @@ def primary_family(tests: Sequence[Test]) -> None:
     adjusted = holm(p.ravel()).reshape(m, 2)
     rejected = adjusted < ALPHA
     r = int(rejected.sum())
-    rank = np.empty(2 * m, dtype=int)
-    rank[np.argsort(p.ravel(), kind="stable")] = np.arange(2 * m)
+    rank = np.searchsorted(np.sort(p.ravel()), p.ravel(), side="left")  # ties: the first
     for i, test in enumerate(tests):
         c = test.comparison
         half = c.half_width(ALPHA / (2 * m - r)) if c.se > 0 else 0.0
@@ -679,7 +680,7 @@ def primary_family(tests: Sequence[Test]) -> None:
         test.high = 0.0 if rejected[i, 1] else max(c.difference + half, 0.0)
         side = 0 if c.difference >= 0 else 1
         test.adjusted_p = float(adjusted[i, side])
-        step = rank.reshape(m, 2)[i, side]
+        step = rank.reshape(m, 2)[i, side]  # 0-based
         level = ALPHA / (2 * m - step) if rejected[i, side] else ALPHA / (2 * m - r)
         test.detectable = c.detectable(level)
         test.verdict = plan_verdict(test, bool(rejected[i, 0]), bool(rejected[i, 1]))
@@ -822,13 +823,13 @@ def variance_components(rows: Sequence[Row]) -> list[dict[str, object]]:
     """For every method of random masks, part and reweighting state: the SD between masks
     within a network (pooled) and the SD between networks of their mask means, corrected for
     the mask noise (var(means) - within / masks, at least 0), of each mask's mean accuracy
-    over the levels (masks with every level)."""
+    over the levels of its method (masks with every one of them)."""
     records = []
     for part, mine in parts(rows).items():
-        levels = sorted({float(row["level"]) for row in mine})
         for group in dict.fromkeys(
             group_label(r) for r in mine if r["deterministic"] != "True"
         ):
+            levels = {float(row["level"]) for row in mine if group_label(row) == group}
             for reweighting in (False, True):
                 by_mask: dict[tuple[str, str], list[float]] = {}
                 for row in mine:
@@ -873,7 +874,13 @@ def comparison_label(test: Test) -> str:
 
 
 def bounds(test: Test) -> str:
-    return f"{test.comparison.difference:+.2f} [{test.low:+.2f}, {test.high:+.2f}]"
+    """The difference and its interval; a primary bound at 0 from a rejected side is open,
+    "(0" or "0)": the difference is shown to be on the other side of 0."""
+    verdict = test.verdict.split(" ")[0].rstrip(";")
+    primary = test.analysis != "secondary"
+    low = "(0" if primary and verdict == "holds" else f"[{test.low:+.2f}"
+    high = "0)" if primary and verdict == "reversed" else f"{test.high:+.2f}]"
+    return f"{test.comparison.difference:+.2f} {low}, {high}"
 
 
 def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
@@ -935,15 +942,19 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
             f"The primary endpoint of a comparison (the plan's, at layer {PRIMARY_LAYER}, the "
             "paper's settings) is a network's difference in mean test accuracy over the levels "
             "both methods have, each weighing the same: first minus second, in points, "
-            f"positive where the claim holds. Its {len(primary)} tests are {m} one-sided "
-            f"hypotheses, one family, Holm at α = {ALPHA:g}; the intervals are simultaneous "
-            "and compatible with Holm (a side shown to differ ends at 0), so an interval "
-            "excludes 0 exactly where the verdict is a difference. Verdicts: holds / reversed "
+            f"positive where the claim holds. Its {len(primary)} tests (the plan names "
+            f"{2 * len(PRIMARY)} per architecture; these rows hold these) are {m} one-sided "
+            f"hypotheses, one family, Holm at α = {ALPHA:g} (Holm p: the adjusted one-sided p "
+            "of the estimate's side); the intervals are simultaneous and compatible with Holm: "
+            "a side shown to differ is open at 0, (0 or 0), so an interval excludes 0 exactly "
+            "where the verdict is a difference. Verdicts: holds / reversed "
             f"(negligible: the interval also inside the margins, {margins}); equivalent (the "
-            "interval inside them: a TOST at the simultaneous level); inconclusive. A level "
-            "whose secondary test contradicts the verdict is named in it (the plan's crossing "
-            "rule). Detectable: the difference the test finds with "
-            f"{POWER:.0%} power at the level Holm tested it."
+            "interval inside them: a TOST at the simultaneous level); inconclusive. The plan's "
+            "crossing rule names in a verdict the levels whose secondary tests go against its "
+            "direction, or, for an inconclusive or equivalent one, the levels when they are "
+            "significant both ways. Detectable: the difference the test finds with "
+            f"{POWER:.0%} power, one-sided at the level Holm tested it (that of its rank if "
+            "rejected, else the level at which Holm stopped)."
         ),
     ]
     components = variance_components(rows)

@@ -327,6 +327,10 @@ def test_the_variance_between_masks_and_between_networks_by_hand() -> None:
     between = max(np.var([np.mean(m) for m in masks], ddof=1) - within / 3, 0.0)
     assert record["within"] == pytest.approx(np.sqrt(within))
     assert record["between"] == pytest.approx(np.sqrt(between))
+    # a method at fewer levels than the others (edges where no edge budget matches) counts too
+    fewer = [r for r in rows if (r["method"], r["level"]) != ("random_edge", "10.0")]
+    groups = {(c["group"], c["reweighting"]) for c in R.variance_components(fewer)}
+    assert ("random_edge", False) in groups
 
 
 def test_the_claims_compare_what_the_rows_roles_say() -> None:
