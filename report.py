@@ -1192,7 +1192,8 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
 def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -> None:
     """The primary family at a glance: per reweighting state a panel of every primary
     comparison, its difference (dot) and simultaneous interval (bar) coloured by its verdict
-    (written on the right), zero and the equivalence margins (grey band) marked; parts apart."""
+    (written on the right, * where levels go against it), zero and the equivalence margins
+    (grey band) marked; parts apart."""
     plt = pyplot()
     primary = [t for t in tests if t.analysis == "primary"]
     pairs = list(dict.fromkeys(t.pair[:-1] for t in primary))
@@ -1212,7 +1213,7 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
             colour = verdict_colour(test.verdict)
             ax.plot([test.low, test.high], [yi, yi], color=colour, linewidth=2.2)
             ax.plot([test.comparison.difference], [yi], "o", color=colour, markersize=5)
-            verdicts.append(test.verdict.split(";")[0])
+            verdicts.append(test.verdict.split(";")[0] + (" *" if ";" in test.verdict else ""))
         ax.set_yticks(
             y,
             [f"{claim}: {first} − {second}" for _, _, claim, first, second in pairs]
@@ -1248,7 +1249,8 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
     fig.suptitle(
         f"{rows[0]['dataset']}: the {len(primary)} primary tests (results/PLAN.md), "
         f"differences with simultaneous 95% intervals compatible with Holm over "
-        f"{2 * len(primary)} one-sided hypotheses",
+        f"{2 * len(primary)} one-sided hypotheses\n*: levels whose tests go against the "
+        "verdict (the crossing rule; statistics.md names them)",
         fontsize=11,
     )
     save_figure(fig, path)
@@ -1258,17 +1260,20 @@ def save_claim_figure(
     rows: Sequence[Row], tests: Sequence[Test], claim: str, path: Path
 ) -> None:
     """A claim level by level, in the sign of its tables (first − second, > 0: the claim
-    holds): a row of panels per comparison (the plan's primary ones, else all of the claim's),
-    without and with reweighting; per level the networks' mean difference with its
-    false-coverage-rate interval, filled where its test is a discovery, each network a faint
-    line; zero and the margins marked; a symmetric log scale beyond the margin, so that no
+    holds): a row of panels per comparison (the plan's primary ones, at any layer, else all of
+    the claim's), without and with reweighting; per level the networks' mean difference with
+    its false-coverage-rate interval, filled where its test is a discovery, each network a
+    faint line; zero and the margins marked; a symmetric log scale beyond the margin, so that no
     level sets the scale for the others. The panel's title gives the primary verdict."""
     plt = pyplot()
     cells = cells_of(rows)
     networks = list(dict.fromkeys(row["network"] for row in rows))
     mine = [t for t in tests if t.claim == claim]
-    primary = [t for t in mine if t.analysis == "primary"]
-    pairs = list(dict.fromkeys((t.first, t.second) for t in (primary or mine)))
+    present = {(t.first, t.second) for t in mine}
+    planned = [(first, second) for c, first, second in PRIMARY if c == claim]
+    pairs = [pair for pair in planned if pair in present] or list(
+        dict.fromkeys((t.first, t.second) for t in mine)
+    )
     fig, axes = plt.subplots(
         len(pairs),
         2,
