@@ -225,7 +225,7 @@ def test_a_sweep_of_several_networks_names_each_row_s_network(
     }
     assert {(r["checkpoint"], r["network"]) for r in rows} == set(fingerprints.items())
     assert len(rows) == 2 * (2 * 2 + 2) * 2  # per network: 2 levels x (2 masks + 1)
-    assert "2 networks, the unit of every test" in run.out
+    assert "2 networks (0 of the first study), the unit of every test" in run.out
 
 
 def test_shards_together_are_the_sweep_bit_for_bit(

@@ -267,10 +267,7 @@ def test_a_sweep_and_its_report_over_two_depths_keep_them_apart(
     assert {t["networks"] for t in tests} == {"2"}
     statistics = (out / "statistics.md").read_text()
     assert "never tested or averaged together" in statistics
-    assert (
-        "## Claim C, level by level (secondary) (784-12-6-10, hidden layer 2 pruned)"
-        in statistics
-    )
+    assert "## Claim C, secondary (784-12-6-10, hidden layer 2 pruned)" in statistics
     table = (out / "sweep.md").read_text()
     assert table.count("Test accuracy (%) of 2 networks") == 3
     for architecture, layer in parts:

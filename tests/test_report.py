@@ -218,8 +218,9 @@ def test_the_secondary_tests_are_bh_within_part_and_claim_with_fcr_intervals() -
 
 
 def test_compatible_simultaneous_intervals_on_a_hand_computed_family() -> None:
-    """Three primary tests, df 9, SE 1: estimates 5 (p one-sided 1.3e-4), -4 and 0.5. Holm
-    over 6 one-sided p-values rejects the first two sides (r = 2): their near bounds are 0, the
+    """Three primary tests, df 9, SE 1: estimates 5, -4 and 0.5 (one-sided p 3.7e-4, 1.6e-3,
+    0.31 on their sides). Holm over the 6 one-sided p-values rejects the first two (3.7e-4 x 6,
+    1.6e-3 x 5 < 0.05; 0.31 x 4 is not), r = 2: their near bounds are 0, the
     other bounds the estimate -/+ t(1 - 0.05 / 4, 9) = 2.6850; the third, not rejected,
     [0.5 - 2.6850, 0.5 + 2.6850]; verdicts holds, reversed, inconclusive."""
     tests = [
