@@ -2520,9 +2520,9 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
     their settings x --levels x --num-masks (--shard: one part of them), resumed from
     --out-dir's sweep.csv, then its report (report.write_report)."""
     prepare_out_dir(args.out_dir)
-    files = report.SweepFiles(args.out_dir)
+    sweep_csv = args.out_dir / report.SWEEP_CSV
     networks, data = load_for_pruning(args, device)
-    rows = earlier_rows(files.csv, networks, data.name, args.seed)
+    rows = earlier_rows(sweep_csv, networks, data.name, args.seed)
     done = {report.cell_key(row) for row in rows}
     cells = {
         network.fingerprint: sweep_cells(
@@ -2546,17 +2546,17 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
             for c in in_shard[network.fingerprint]
             if (network.fingerprint, *c.key) not in done
         ]
-        run_sweep(inputs, evaluation, todo, rows, files.csv, network, data.name, progress)
+        run_sweep(inputs, evaluation, todo, rows, sweep_csv, network, data.name, progress)
     if args.shard is not None:  # one part's statistics would be of partial data
         print(
-            f"Wrote {files.csv}, part {args.shard[0]}/{args.shard[1]} of the sweep; once all "
+            f"Wrote {sweep_csv}, part {args.shard[0]}/{args.shard[1]} of the sweep; once all "
             "parts are done: python3 report.py PART_DIR_1 ... PART_DIR_N --out-dir DIR"
         )
         return
     written = report.write_report([args.out_dir])
     print(written.table)
     print(written.statistics)
-    print("Wrote " + ", ".join(str(path) for path in [files.csv, *written.written]))
+    print("Wrote " + ", ".join(str(path) for path in [sweep_csv, *written.written]))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, torch.device, bool], None]] = {
@@ -2584,7 +2584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     except KeyboardInterrupt:
-        kept = f"{report.SweepFiles(args.out_dir).csv} keeps the masks finished so far"
+        kept = f"{args.out_dir / report.SWEEP_CSV} keeps the masks finished so far"
         resume = f" ({kept}: rerun to resume)" if args.procedure == "sweep" else ""
         print(
             f"{parser.prog}: interrupted; no file was left half-written{resume}",

@@ -1,33 +1,16 @@
-"""Sweep reports: rows in, reports out.
-
-A sweep of MNIST.py writes one row per pruned network into its folder's sweep.csv
-(SWEEP_FIELDS): the network (a fingerprint of its weights) and its architecture, the pruned
-hidden layer, the method, its kind and role, the level of weights kept, the mask and its
-seed, with or without reweighting, the test accuracy and the test images it gets right. This
-file turns those rows into the sweep's report, and nothing else:
-
-* sweep.md       test accuracy per part, method, setting and level;
-* statistics.md  the claims (CLAIMS: the paper's three, D and E) tested as the analysis plan
-  statistics.csv (results/PLAN.md, PRIMARY ...) says: its primary comparisons as one Holm
-                 family with compatible simultaneous intervals, equivalence margins and the
-                 crossing rule; every other test secondary (Benjamini-Hochberg within part and
-                 claim); the sensitivity analysis S1; the variance between masks and networks;
-* forest.png     the primary family at a glance;
-* claim_A.png ... each claim level by level, in the sign of its tables;
-* sweep.png      test error against weights kept, one style per method.
+"""Sweep reports: a sweep's rows (sweep.csv, SWEEP_FIELDS) in, its report out: sweep.md
+(accuracy per part, method, setting and level), statistics.md and .csv (the CLAIMS tested as
+the analysis plan results/PLAN.md says), forest.png (the primary family), claim_X.png (each
+claim level by level) and sweep.png (test error per method).
 
 Rows of different architectures or pruned layers (parts) are never tested or averaged
-together: each part has its own tables, tests and figures. With several networks the network
-is the unit: each network's masks are averaged, and methods are compared by the per-network
-differences (paired). With one network the tests are about that network only: over its
-masks and, paired, over the test images, so that a few images never make a verdict against a
-deterministic method.
+together. With several networks the network is the unit (masks averaged, paired tests over
+networks); with one, the tests are about it only, over its masks and the test images.
 
     python3 report.py SWEEP_DIR                              # rewrite a sweep's report
     python3 report.py SHARD_1 SHARD_2 ... --out-dir STUDY    # merge shards into one report
 
-It imports numpy, scipy and matplotlib only (no torch, no data), and MNIST.py calls
-write_report at the end of every sweep.
+numpy, scipy and matplotlib only (no torch, no data); MNIST.py calls write_report.
 """
 
 from __future__ import annotations
@@ -42,8 +25,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
@@ -52,7 +35,6 @@ import scipy.stats
 
 if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
     from matplotlib.figure import Figure
-    from matplotlib.ticker import Formatter
 
 # the significance level of every test (95% confidence intervals)
 ALPHA = 0.05
@@ -90,30 +72,13 @@ SWEEP_FIELDS = {
     "unpruned_accuracy": "float in [0, 1], the network's test accuracy; merge, tables",
     "correct_images": "str, the test images it gets right (pack_bits); tests (one network)",
 }
+# The columns of statistics.csv, one row per test (test_records).
 TEST_FIELDS = (
-    "architecture",
-    "layer",
-    "claim",
-    "first",
-    "second",
-    "reweighting",
-    "endpoint",
-    "analysis",
-    "networks",
-    "difference",
-    "se",
-    "df",
-    "low",
-    "high",
-    "p_value",
-    "adjusted_p",
-    "adjustment",
-    "detectable",
-    "verdict",
+    *("architecture", "layer", "claim", "first", "second", "reweighting", "endpoint"),
+    *("analysis", "networks", "difference", "se", "df", "low", "high"),
+    *("p_value", "adjusted_p", "adjustment", "detectable", "verdict"),
 )
-# The claims, each about comparisons "first beats second" (claim_comparisons): the paper's
-# three, then whether diversity adds to quality, and how DPP pruning stands against today's
-# one-shot pruning methods.
+# The claims, each about comparisons "first beats second" (claim_comparisons).
 CLAIMS = {
     "A": "DPP node pruning beats the competing node pruning methods (random_node, "
     "importance_node)",
@@ -128,12 +93,9 @@ CLAIMS = {
 KINDS = ("edge", "node")  # what a method keeps
 ENDPOINT = "mean over levels"  # a comparison's endpoint over all the levels both methods have
 
-# The analysis plan (results/PLAN.md), written before the second study's rows: its primary
-# comparisons, "first - second" in the claim's direction at the paper's settings, tested at
-# this pruned layer, without and with reweighting; the equivalence margins (points) without
-# and with reweighting; the power of each primary row's smallest detectable difference; and
-# the first study's networks, whose rows for claims A-C were analysed before the plan (the
-# sensitivity analysis S1 repeats the primary family without them).
+# The analysis plan (results/PLAN.md): its primary comparisons ("first - second" in the claim's
+# direction) at this pruned layer, the equivalence margins (points) without / with reweighting,
+# the power of the detectable differences, and the first study's networks (S1 drops them).
 PRIMARY_LAYER = 1
 PRIMARY = (
     ("A", "dpp_node (beta 0.3, preactivation)", "random_node"),
@@ -150,39 +112,16 @@ PRIMARY = (
 MARGINS = {False: 1.0, True: 0.25}
 POWER = 0.8
 SEEN_NETWORKS = frozenset(
-    (
-        *("a3be426d0f5bef1e", "c32b02d5ff84d84f", "6586e974546693a1"),
-        *("cd0d7a80289edaaf", "c7d4245fd70f0823"),  # MNIST, seeds 1-5
-        *("c534a5ce00fbd7e5", "754e13db8cce9ae1", "9881ad4459f1b520"),
-        *("1febff9bcc3def5f", "888f335bcece9d01"),  # Fashion-MNIST, seeds 1-5
-    )
+    {"a3be426d0f5bef1e", "c32b02d5ff84d84f", "6586e974546693a1", "cd0d7a80289edaaf"}
+    | {"c7d4245fd70f0823", "c534a5ce00fbd7e5", "754e13db8cce9ae1", "9881ad4459f1b520"}
+    | {"1febff9bcc3def5f", "888f335bcece9d01"}  # MNIST seeds 1-5, then Fashion-MNIST's
 )
+SWEEP_CSV = "sweep.csv"  # a sweep folder's rows
 
 
-@dataclass(frozen=True)
-class SweepFiles:
-    """What a sweep folder holds."""
-
-    out_dir: Path
-
-    @property
-    def csv(self) -> Path:
-        return self.out_dir / "sweep.csv"
-
-    def claim_figure(self, claim: str, part: tuple[str, int] | None = None) -> Path:
-        """claim_A.png ..., or of one part of several, e.g. claim_A_784-500-10_layer1.png."""
-        where = f"_{part[0]}_layer{part[1]}" if part is not None else ""
-        return self.out_dir / f"claim_{claim}{where}.png"
-
-
-# ----------------------------------------------------------------------------------------------
-# Files
-# ----------------------------------------------------------------------------------------------
-
-
+# Files ----------------------------------------------------------------------------------------
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(temporary name) beside path, then rename: never a half-written file, and the
-    previous file survives any failure or interruption."""
+    """Call write(temporary name) beside path, then rename it: never a half-written file."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -237,17 +176,10 @@ def read_csv(path: Path, fields: Collection[str] = SWEEP_FIELDS) -> list[Row]:
 
 
 def cell_key(row: Row) -> tuple[str, int, str, str, str, float, int]:
-    """The mask a row belongs to: (network, pruned layer, method, beta, node features, level,
-    mask index)."""
-    return (
-        row["network"],
-        int(row["layer"]),
-        row["method"],
-        row["beta"],
-        row["node_features"],
-        float(row["level"]),
-        int(row["mask"]),
-    )
+    """The mask a row belongs to: (network, layer, method, beta, features, level, mask)."""
+    keys = ("network", "layer", "method", "beta", "node_features", "level", "mask")
+    network, layer, method, beta, features, level, mask = (row[key] for key in keys)
+    return network, int(layer), method, beta, features, float(level), int(mask)
 
 
 def drawn_with_seed(row: Row) -> int:
@@ -262,9 +194,9 @@ def merged_rows(folders: Sequence[Path]) -> list[Row]:
     rows: list[Row] = []
     seen: dict[tuple[str, ...], Path] = {}
     for folder in folders:
-        path = SweepFiles(folder).csv
+        path = folder / SWEEP_CSV
         if not path.is_file():
-            raise ValueError(f"{folder} holds no sweep.csv")
+            raise ValueError(f"{folder} holds no {SWEEP_CSV}")
         new = read_csv(path)
         if not new:
             raise ValueError(f"{path} holds no rows")
@@ -278,25 +210,19 @@ def merged_rows(folders: Sequence[Path]) -> list[Row]:
                 )
             seen[key] = path
         rows += new
-    datasets = {row["dataset"] for row in rows}
-    seeds = {drawn_with_seed(row) for row in rows}
+    datasets = sorted({row["dataset"] for row in rows})
+    seeds = sorted({drawn_with_seed(row) for row in rows})
     unpruned = {(row["network"], row["unpruned_accuracy"]) for row in rows}
     if len(datasets) > 1:
-        raise ValueError(
-            f"the sweeps are of different data sets: {', '.join(sorted(datasets))}"
-        )
+        raise ValueError(f"the sweeps are of different data sets: {', '.join(datasets)}")
     if len(seeds) > 1:
-        raise ValueError(f"the sweeps drew their masks with different seeds: {sorted(seeds)}")
+        raise ValueError(f"the sweeps drew their masks with different seeds: {seeds}")
     if len(unpruned) > len({network for network, _ in unpruned}):
         raise ValueError("the sweeps disagree on a network's unpruned accuracy")
     return rows
 
 
-# ----------------------------------------------------------------------------------------------
-# Summaries
-# ----------------------------------------------------------------------------------------------
-
-
+# Summaries ------------------------------------------------------------------------------------
 def sample_std(values: Sequence[float] | np.ndarray) -> float:
     """The sample standard deviation (ddof 1), 0 for fewer than two values."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
@@ -314,22 +240,12 @@ def group_label(row: Row) -> str:
     return setting_label(row["method"], row["beta"], row["node_features"])
 
 
-def method_roles(row: Row) -> set[str]:
-    """What a row's method is for the claims (its roles column): "dpp", "qdpp", "random",
-    "importance", "quality", "frontier"."""
-    return set(row["roles"].split("+")) - {""}
-
-
 def cells_of(rows: Sequence[Row]) -> Cells:
     """Rows by (network, group_label, reweighting, level): each holds the masks of one cell."""
     cells: Cells = {}
     for row in rows:
-        key = (
-            row["network"],
-            group_label(row),
-            row["reweighting"] == "True",
-            float(row["level"]),
-        )
+        reweighting = row["reweighting"] == "True"
+        key = (row["network"], group_label(row), reweighting, float(row["level"]))
         cells.setdefault(key, []).append(row)
     return cells
 
@@ -346,19 +262,22 @@ def level_values(
     with several networks each network's mean over its masks, with one its masks'."""
     if len(networks) == 1:
         return accuracies(cells.get((networks[0], group, reweighting, level), []))
-    return np.array(
-        [
-            accuracies(masks).mean()
-            for (_, label, rw, at), masks in cells.items()
-            if (label, rw, at) == (group, reweighting, level)
-        ]
+    key = (group, reweighting, level)  # a cell's key but its network
+    return np.array([accuracies(masks).mean() for k, masks in cells.items() if k[1:] == key])
+
+
+def network_mean(
+    cells: Cells, network: str, group: str, reweighting: bool, levels: Sequence[float]
+) -> float:
+    """A network's mean accuracy (%) of a group over levels: the mean of its masks' means."""
+    return float(
+        np.mean([accuracies(cells[network, group, reweighting, lv]).mean() for lv in levels])
     )
 
 
 def parts(rows: Sequence[Row]) -> dict[tuple[str, int], list[Row]]:
-    """Rows by part, (architecture, pruned layer), in order of appearance: the rows of one part
-    are about the same layer of networks of one architecture, and are never tested, averaged
-    or drawn with another part's."""
+    """Rows by part, (architecture, pruned layer), in order of appearance: a part's rows are
+    never tested, averaged or drawn with another part's."""
     by_part: dict[tuple[str, int], list[Row]] = {}
     for row in rows:
         by_part.setdefault((row["architecture"], int(row["layer"])), []).append(row)
@@ -370,10 +289,14 @@ def part_label(part: tuple[str, int]) -> str:
     return f"{part[0]}, hidden layer {part[1]} pruned"
 
 
+def table_head(columns: str) -> list[str]:
+    """A markdown table's first two lines, columns: "a | b | c"."""
+    return [f"| {columns} |", "|" + "---|" * (columns.count("|") + 1)]
+
+
 def sweep_markdown(rows: Sequence[Row]) -> str:
-    """Test accuracy (%) per part, method, setting and level: with several networks, the
-    mean ± SD over networks of each network's mean over masks; with one, mean ± SD over
-    masks."""
+    """Test accuracy (%) per part, method, setting and level: mean ± SD over networks of
+    their mean over masks (over masks for one network)."""
     lines = []
     for part, mine in parts(rows).items():
         cells = cells_of(mine)
@@ -381,54 +304,41 @@ def sweep_markdown(rows: Sequence[Row]) -> str:
         levels = sorted({float(row["level"]) for row in mine})
         unpruned = sorted({(r["network"], 100 * float(r["unpruned_accuracy"])) for r in mine})
         accuracy = np.array([value for _, value in unpruned])
-        if len(networks) > 1:
-            header = (
-                f"Test accuracy (%) of {len(networks)} networks ({part_label(part)}): each "
-                f"network's mean over its masks, then their mean ± SD; unpruned: "
-                f"{accuracy.mean():.2f}% ({accuracy.min():.2f}–{accuracy.max():.2f}%)."
-            )
-        else:
-            header = (
-                f"Test accuracy (%) of one network ({part_label(part)}), mean ± SD over masks; "
-                f"unpruned: {accuracy[0]:.2f}%."
-            )
+        header = (
+            f"Test accuracy (%) of {len(networks)} networks ({part_label(part)}): each "
+            f"network's mean over its masks, then their mean ± SD; unpruned: "
+            f"{accuracy.mean():.2f}% ({accuracy.min():.2f}–{accuracy.max():.2f}%)."
+            if len(networks) > 1
+            else f"Test accuracy (%) of one network ({part_label(part)}), mean ± SD over "
+            f"masks; unpruned: {accuracy[0]:.2f}%."
+        )
         lines += [
             header,
             "",
-            "| method | reweighting | " + " | ".join(f"{level:g}%" for level in levels) + " |",
-            "|---|---|" + "---|" * len(levels),
+            *table_head(" | ".join(["method | reweighting"] + [f"{lv:g}%" for lv in levels])),
         ]
-        for label in dict.fromkeys(group_label(row) for row in mine):
-            for reweighting in (False, True):
-                values = []
-                for level in levels:
-                    per = level_values(cells, networks, label, reweighting, level)
-                    values.append(
-                        f"{per.mean():.2f} ± {sample_std(per):.2f}" if len(per) else ""
-                    )
-                lines.append(
-                    f"| {label} | {'yes' if reweighting else 'no'} | {' | '.join(values)} |"
-                )
+        groups = dict.fromkeys(group_label(row) for row in mine)
+        for label, reweighting in ((g, rw) for g in groups for rw in (False, True)):
+            per = [level_values(cells, networks, label, reweighting, lv) for lv in levels]
+            summary = [f"{v.mean():.2f} ± {sample_std(v):.2f}" if len(v) else "" for v in per]
+            lines.append(
+                f"| {label} | {'yes' if reweighting else 'no'} | {' | '.join(summary)} |"
+            )
         lines.append("")
-    lines += [
-        "Levels are percents of the weights of the pruned layer and the layer above kept",
-        "(biases excluded): a layer of H nodes, d inputs and H_next nodes above keeps k of",
-        "its nodes, or floor((k·(d + H_next) − H·H_next)/H) edges per node; exact percents",
-        "in the CSV.",
-    ]
+    lines.append(
+        "Levels are percents of the weights of the pruned layer and the layer above kept\n"
+        "(biases excluded): a layer of H nodes, d inputs and H_next nodes above keeps k of\n"
+        "its nodes, or floor((k·(d + H_next) − H·H_next)/H) edges per node; exact percents\n"
+        "in the CSV."
+    )
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------------------------
-# Tests
-# ----------------------------------------------------------------------------------------------
-
-
+# Tests ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Comparison:
     """A tested difference first - second in mean accuracy (points): its standard error and
-    degrees of freedom (of a t statistic), over how many networks, and (several networks) the
-    SD of the per-network differences."""
+    degrees of freedom (of a t statistic), and over how many networks."""
 
     difference: float
     se: float
@@ -437,8 +347,7 @@ class Comparison:
 
     @property
     def t(self) -> float:
-        """The t statistic; 0 when the SE is 0 (every network the same difference: nothing
-        to test)."""
+        """The t statistic; 0 when the SE is 0 (every network the same difference)."""
         return self.difference / self.se if self.se > 0 else 0.0
 
     @property
@@ -451,13 +360,11 @@ class Comparison:
         return float(scipy.stats.t.sf(self.t if positive else -self.t, self.df))
 
     def half_width(self, one_sided_alpha: float) -> float:
-        """The t quantile 1 - one_sided_alpha times the SE: a bound's distance from the
-        estimate."""
+        """A one-sided bound's distance from the estimate: t(1 - one_sided_alpha) SE."""
         return float(scipy.stats.t.ppf(1 - one_sided_alpha, self.df)) * self.se
 
     def interval(self, level: float) -> tuple[float, float]:
-        """The two-sided confidence interval at this level; [min(d, 0), max(d, 0)] without a
-        SE, so that it holds 0 as its test finds nothing."""
+        """The two-sided interval at this level; [min(d, 0), max(d, 0)] without a SE."""
         if self.se == 0:
             return min(self.difference, 0.0), max(self.difference, 0.0)
         half = self.half_width((1 - level) / 2)
@@ -465,20 +372,22 @@ class Comparison:
 
     def detectable(self, one_sided_alpha: float, power: float = POWER) -> float:
         """The smallest difference a one-sided test at this level detects with this power,
-        for this SE and degrees of freedom (non-central t); nan without a SE."""
+        for this SE and degrees of freedom (non-central t); nan without a SE, inf when no
+        difference up to 10^6 SE reaches the power (a test of few degrees of freedom)."""
         if self.se == 0:
             return math.nan
         critical = scipy.stats.t.ppf(1 - one_sided_alpha, self.df)
 
-        def shortfall(delta: float) -> float:
+        def shortfall(delta: float) -> float:  # the power missing at this difference
             return float(scipy.stats.nct.sf(critical, self.df, delta / self.se)) - power
 
-        return float(scipy.optimize.brentq(shortfall, 0.0, 100.0 * self.se + 100.0))
+        if shortfall(1e6 * self.se) < 0:
+            return math.inf
+        return float(scipy.optimize.brentq(shortfall, 0.0, 1e6 * self.se))
 
 
 def paired_over_networks(first: np.ndarray, second: np.ndarray) -> Comparison:
-    """first - second by the per-network differences, the paired t-test (scipy's ttest_rel).
-    first, second: one value per network, in the same order."""
+    """first - second, one value per network each: the paired t-test (scipy's ttest_rel)."""
     differences = first - second
     n = len(differences)
     return Comparison(
@@ -492,16 +401,12 @@ def one_network_test(
     first_images: np.ndarray,
     second_images: np.ndarray,
 ) -> Comparison:
-    """first - second on one network, accounting for both what is random: the masks and the
-    test images. masks: each mask's accuracy (%), one mask for a deterministic method, two or
-    more for one of random masks; images: each test image's share of the side's masks that
-    get it right (in [0, 1], the same images in the same order).
-
-    The variance of the difference is that of each side's mean over its masks (a
-    deterministic side adds none) plus that of the mean over images of the paired
-    per-image differences; degrees of freedom by Welch-Satterthwaite. For two deterministic
-    sides this is scipy's paired t-test over the images, close to McNemar's test; it counts
-    the mask spread twice in part, so it errs on the side of no verdict."""
+    """first - second on one network, over both what is random: masks (each mask's accuracy
+    (%), one for a deterministic method) and test images (each image's share of the side's
+    masks that get it right). Variance: each side's mean over masks plus the mean of the
+    paired per-image differences, Welch-Satterthwaite degrees of freedom; for two
+    deterministic sides scipy's paired t-test over the images (close to McNemar's). It counts
+    the mask spread twice in part: it errs on the side of no verdict."""
     parts = [
         (float(np.var(masks, ddof=1)) / len(masks), len(masks) - 1)
         for masks in (first_masks, second_masks)
@@ -531,19 +436,16 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 def side(
     cells: Cells, network: str, group: str, reweighting: bool, levels: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """One network's masks of a group that have every level: (each mask's mean accuracy over
-    the levels (%), each test image's share of right answers over those masks and levels,
-    whether the group's method is deterministic)."""
+    """One network's masks of a group with every level: each mask's mean accuracy (%), each
+    test image's share of right answers over them, whether the method is deterministic."""
     rows = [row for level in levels for row in cells[network, group, reweighting, level]]
     by_mask: dict[str, list[Row]] = {}
     for row in rows:
         by_mask.setdefault(row["mask"], []).append(row)
     complete = [mask for mask in by_mask.values() if len(mask) == len(levels)]
     masks = np.array([accuracies(mask).mean() for mask in complete])
-    images = np.mean(
-        [unpack_bits(row["correct_images"]) for m in complete for row in m], axis=0
-    )
-    return masks, images, rows[0]["deterministic"] == "True"
+    right = [unpack_bits(row["correct_images"]) for mask in complete for row in mask]
+    return masks, np.mean(right, axis=0), rows[0]["deterministic"] == "True"
 
 
 def compare(
@@ -554,31 +456,18 @@ def compare(
     levels: Sequence[float],
     among: Collection[str] | None = None,
 ) -> Comparison | None:
-    """first - second in mean accuracy over levels, each level weighing the same: paired over
-    the networks (of among, if given) that have both at every level; with one network in the
-    sweep, one_network_test. None when that is not testable: fewer than two networks with
-    both, or, with one network, a method of random masks with fewer than two masks."""
-    everyone = [
-        n for n in dict.fromkeys(key[0] for key in cells) if among is None or n in among
-    ]
-    networks = [
-        network
-        for network in everyone
-        if all((network, g, reweighting, lv) in cells for g in (first, second) for lv in levels)
-    ]
+    """first - second in mean accuracy over levels: paired over the networks (of among) that
+    have both at every level, or one_network_test for a sweep of one; None when untestable
+    (fewer than two such networks; one network and a random method of fewer than two masks)."""
+    everyone = [n for n in dict.fromkeys(k[0] for k in cells) if among is None or n in among]
+    both = [(group, level) for group in (first, second) for level in levels]
+    networks = [n for n in everyone if all((n, g, reweighting, lv) in cells for g, lv in both)]
     if len(networks) > 1:
-        means = [
-            np.array(
-                [
-                    np.mean(
-                        [accuracies(cells[n, group, reweighting, lv]).mean() for lv in levels]
-                    )
-                    for n in networks
-                ]
-            )
+        first_means, second_means = (
+            np.array([network_mean(cells, n, group, reweighting, levels) for n in networks])
             for group in (first, second)
-        ]
-        return paired_over_networks(*means)
+        )
+        return paired_over_networks(first_means, second_means)
     if len(everyone) > 1 or not networks:
         return None
     sides = [side(cells, networks[0], group, reweighting, levels) for group in (first, second)]
@@ -590,12 +479,9 @@ def compare(
 
 def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
     """(claim, first, second) for every comparison of CLAIMS, first the side the claim says
-    is better: A, each DPP node setting against the random and importance nodes; B, random
-    edges against each DPP node setting; C, each DPP edge setting against the random and
-    importance edges and nodes and each DPP node setting; D, each quality-diversity DPP
-    setting against the quality-only method of its kind; E, each DPP and quality-diversity
-    DPP setting against the frontier methods of its kind. Roles: method_roles."""
-    groups = {group_label(row): (row["kind"], method_roles(row)) for row in rows}
+    is better, by the methods' kinds and roles (the roles column: "dpp", "qdpp", "random",
+    "importance", "quality", "frontier")."""
+    groups = {group_label(row): (row["kind"], set(row["roles"].split("+"))) for row in rows}
 
     def of(kind: str, *roles: str) -> list[str]:
         return [g for g, (k, mine) in groups.items() if k == kind and mine & set(roles)]
@@ -607,26 +493,14 @@ def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         *(("C", d, c) for d in of("edge", "dpp") for c in of("edge", "random", "importance")),
         *(("C", d, c) for d in of("edge", "dpp") for c in node_methods),
         *(("D", q, b) for kind in KINDS for q in of(kind, "qdpp") for b in of(kind, "quality")),
-        *(
-            ("E", d, f)
-            for kind in KINDS
-            for d in of(kind, "dpp", "qdpp")
-            for f in of(kind, "frontier")
-        ),
+        *(("E", d, f) for k in KINDS for d in of(k, "dpp", "qdpp") for f in of(k, "frontier")),
     ]
-
-
-def level_label(level: float) -> str:
-    """A level's endpoint in the tests, e.g. "10%"."""
-    return f"{level:g}%"
 
 
 @dataclass
 class Test:
-    """One test of the report: what it compares (part, claim, first - second, reweighting,
-    endpoint), in which analysis ("primary", "secondary" or "S1", the sensitivity analysis
-    without SEEN_NETWORKS) and its Comparison; the family's results are filled in by
-    primary_family or secondary_families."""
+    """One test: what it compares, in which analysis ("primary", "secondary", "S1") and its
+    Comparison; primary_family or secondary_families fill in the rest."""
 
     architecture: str
     layer: int
@@ -653,18 +527,11 @@ class Test:
         return (*self.part, self.claim, self.first, self.second, self.reweighting)
 
 
-def is_primary(part: tuple[str, int], claim: str, first: str, second: str) -> bool:
-    """A comparison the plan names primary: of PRIMARY, at PRIMARY_LAYER."""
-    return part[1] == PRIMARY_LAYER and (claim, first, second) in PRIMARY
-
-
 def primary_family(tests: Sequence[Test]) -> None:
-    """Holm over the 2m one-sided hypotheses of m primary tests (first <= second, first >=
-    second), then their simultaneous intervals compatible with it (Strassburger & Bretz 2008):
-    with r of the 2m rejected, a bound whose side was rejected is 0, the others the estimate
-    -/+ the t quantile 1 - ALPHA / (2m - r) times the SE; and each row's smallest detectable
-    difference, at the one-sided level Holm tested its estimate's side (that of its rank if
-    rejected, ALPHA / (2m - r) if not). Verdicts: plan_verdict."""
+    """Holm over the 2m one-sided hypotheses of m primary tests, then simultaneous intervals
+    compatible with it (Strassburger & Bretz 2008): with r of 2m rejected, a rejected side's
+    bound is 0, others the estimate -/+ t(1 - ALPHA / (2m - r)) SE; the detectable difference
+    at the level Holm tested the estimate's side."""
     if not tests:
         return
     m = len(tests)
@@ -686,10 +553,14 @@ def primary_family(tests: Sequence[Test]) -> None:
         test.verdict = plan_verdict(test, bool(rejected[i, 0]), bool(rejected[i, 1]))
 
 
+def direction(verdict: str) -> str:
+    """A verdict's first word: "holds", "reversed", "equivalent", "inconclusive" or "not"."""
+    return verdict.split(" ")[0].rstrip(";")
+
+
 def plan_verdict(test: Test, holds: bool, reversed_: bool) -> str:
-    """holds / reversed (negligible when the interval lies inside the margins too),
-    equivalent (the interval inside the margins: a TOST at the family's simultaneous level),
-    or inconclusive; MARGINS by reweighting state."""
+    """holds / reversed (negligible when the interval lies inside the MARGINS too), equivalent
+    (the interval inside them: TOST at the family's simultaneous level), or inconclusive."""
     margin = MARGINS[test.reweighting]
     inside = -margin < test.low and test.high < margin
     if holds or reversed_:
@@ -707,42 +578,34 @@ def secondary_families(tests: Sequence[Test]) -> None:
     for members in families.values():
         q = scipy.stats.false_discovery_control([t.comparison.p_value for t in members])
         discoveries = max(int((q < ALPHA).sum()), 1)
+        level = 1 - ALPHA * discoveries / len(members)
         for test, adjusted in zip(members, q):
             test.adjusted_p = float(adjusted)
-            test.low, test.high = test.comparison.interval(
-                1 - ALPHA * discoveries / len(members)
-            )
-            shown = adjusted < ALPHA
+            test.low, test.high = test.comparison.interval(level)
             sign = "holds" if test.comparison.difference > 0 else "reversed"
-            test.verdict = sign if shown else "not shown"
+            test.verdict = sign if adjusted < ALPHA else "not shown"
 
 
 def crossing(test: Test, levels: Sequence[Test]) -> str:
     """The plan's crossing rule: a primary verdict with the level tests (secondary
     discoveries) that contradict it: levels against its direction, or, for an inconclusive or
     equivalent verdict, levels significant both ways."""
-    holds = [t.endpoint for t in levels if t.verdict == "holds"]
-    reversed_ = [t.endpoint for t in levels if t.verdict == "reversed"]
-    direction = test.verdict.split(" ")[0]
-    notes = []
-    if direction == "holds" and reversed_:
-        notes.append(f"reversed at {', '.join(reversed_)}")
-    elif direction == "reversed" and holds:
-        notes.append(f"holds at {', '.join(holds)}")
-    elif direction not in ("holds", "reversed") and holds and reversed_:
-        notes.append(
-            f"crossing: holds at {', '.join(holds)}, reversed at {', '.join(reversed_)}"
-        )
-    return "; ".join([test.verdict, *notes])
+    holds = ", ".join(t.endpoint for t in levels if t.verdict == "holds")
+    reversed_ = ", ".join(t.endpoint for t in levels if t.verdict == "reversed")
+    way = direction(test.verdict)
+    if way == "holds" and reversed_:
+        return f"{test.verdict}; reversed at {reversed_}"
+    if way == "reversed" and holds:
+        return f"{test.verdict}; holds at {holds}"
+    if way not in ("holds", "reversed") and holds and reversed_:
+        return f"{test.verdict}; crossing: holds at {holds}, reversed at {reversed_}"
+    return test.verdict
 
 
 def claim_tests(rows: Sequence[Row]) -> list[Test]:
-    """Every test of the claims, part by part (never over two architectures or pruned
-    layers): per comparison and reweighting state the mean over the levels both methods have,
-    then each level. The plan's primary comparisons' means form the primary family
-    (primary_family) and, on the parts that hold SEEN_NETWORKS and others, the sensitivity
-    family S1 without them; all other tests are secondary (secondary_families), and the
-    primary verdicts follow the crossing rule."""
+    """Every test of the claims, part by part: per comparison and reweighting state the mean
+    over the levels both methods have (the primary family for PRIMARY, and S1 without
+    SEEN_NETWORKS where a part has both), then each level (secondary)."""
     tests: list[Test] = []
     for part, mine in parts(rows).items():
         cells = cells_of(mine)
@@ -753,27 +616,18 @@ def claim_tests(rows: Sequence[Row]) -> list[Test]:
             levels = sorted(lv for g, lv in present if g == first and (second, lv) in present)
             if not levels:  # never at the same level: nothing to compare
                 continue
-            primary = is_primary(part, claim, first, second)
-            for reweighting in (False, True):
-                endpoints = [(ENDPOINT, levels), *((level_label(lv), [lv]) for lv in levels)]
-                if primary and unseen != networks and len(unseen) > 1:
-                    endpoints.append(("S1", levels))
-                for endpoint, over in endpoints:
-                    among = unseen if endpoint == "S1" else None
-                    test = compare(cells, first, second, reweighting, over, among)
-                    if test is None:
-                        continue
-                    analysis = (
-                        endpoint
-                        if endpoint == "S1"
-                        else "primary"
-                        if primary and endpoint == ENDPOINT
-                        else "secondary"
-                    )
-                    label = ENDPOINT if endpoint == "S1" else endpoint
-                    tests.append(
-                        Test(*part, claim, first, second, reweighting, label, analysis, test)
-                    )
+            primary = part[1] == PRIMARY_LAYER and (claim, first, second) in PRIMARY
+            # (endpoint, its levels, analysis, the networks it is over: None for all)
+            endpoints = [(ENDPOINT, levels, "primary" if primary else "secondary", None)]
+            endpoints += [(f"{lv:g}%", [lv], "secondary", None) for lv in levels]
+            if primary and unseen != networks and len(unseen) > 1:
+                endpoints.append((ENDPOINT, levels, "S1", unseen))
+            tests += [
+                Test(*part, claim, first, second, reweighting, endpoint, analysis, c)
+                for reweighting in (False, True)
+                for endpoint, over, analysis, among in endpoints
+                if (c := compare(cells, first, second, reweighting, over, among)) is not None
+            ]
     primary_family([t for t in tests if t.analysis == "primary"])
     primary_family([t for t in tests if t.analysis == "S1"])
     secondary_families([t for t in tests if t.analysis == "secondary"])
@@ -784,121 +638,81 @@ def claim_tests(rows: Sequence[Row]) -> list[Test]:
     return tests
 
 
-def test_record(test: Test, family_size: dict[str, int]) -> dict[str, object]:
-    """A test as statistics.csv records it (TEST_FIELDS)."""
-    c = test.comparison
-    adjustment = (
-        "BH" if test.analysis == "secondary" else f"Holm over {family_size[test.analysis]}"
-    )
-    return {
-        "architecture": test.architecture,
-        "layer": test.layer,
-        "claim": test.claim,
-        "first": test.first,
-        "second": test.second,
-        "reweighting": test.reweighting,
-        "endpoint": test.endpoint,
-        "analysis": test.analysis,
-        "networks": c.networks,
-        "difference": round(c.difference, 4),
-        "se": round(c.se, 4),
-        "df": round(c.df, 2),
-        "low": round(test.low, 4),
-        "high": round(test.high, 4),
-        "p_value": f"{c.p_value:.3g}",
-        "adjusted_p": f"{test.adjusted_p:.3g}",
-        "adjustment": adjustment,
-        "detectable": "" if math.isnan(test.detectable) else round(test.detectable, 3),
-        "verdict": test.verdict,
-    }
-
-
 def test_records(tests: Sequence[Test]) -> list[dict[str, object]]:
-    """Every test as statistics.csv records it."""
+    """Every test as statistics.csv records it (TEST_FIELDS), numbers rounded."""
     size = {a: 2 * sum(t.analysis == a for t in tests) for a in ("primary", "S1")}
-    return [test_record(test, size) for test in tests]
-
-
-def variance_components(rows: Sequence[Row]) -> list[dict[str, object]]:
-    """For every method of random masks, part and reweighting state: the SD between masks
-    within a network (pooled) and the SD between networks of their mask means, corrected for
-    the mask noise (var(means) - within / masks, at least 0), of each mask's mean accuracy
-    over the levels of its method (masks with every one of them)."""
+    adjustment = {"secondary": "BH", **{a: f"Holm over {n}" for a, n in size.items()}}
+    digits = {"difference": 4, "se": 4, "df": 2, "low": 4, "high": 4, "detectable": 3}
     records = []
-    for part, mine in parts(rows).items():
-        for group in dict.fromkeys(
-            group_label(r) for r in mine if r["deterministic"] != "True"
-        ):
-            levels = {float(row["level"]) for row in mine if group_label(row) == group}
-            for reweighting in (False, True):
-                by_mask: dict[tuple[str, str], list[float]] = {}
-                for row in mine:
-                    if (
-                        group_label(row) == group
-                        and (row["reweighting"] == "True") == reweighting
-                    ):
-                        by_mask.setdefault((row["network"], row["mask"]), []).append(
-                            100.0 * float(row["accuracy"])
-                        )
-                per_network: dict[str, list[float]] = {}
-                for (network, _), values in by_mask.items():
-                    if len(values) == len(levels):
-                        per_network.setdefault(network, []).append(float(np.mean(values)))
-                several = [v for v in per_network.values() if len(v) > 1]
-                if not several:
-                    continue
-                within = float(np.mean([np.var(v, ddof=1) for v in several]))
-                masks = float(np.mean([len(v) for v in per_network.values()]))
-                means = [float(np.mean(v)) for v in per_network.values()]
-                between = (
-                    max(np.var(means, ddof=1) - within / masks, 0.0)
-                    if len(means) > 1
-                    else math.nan
-                )
-                records.append(
-                    {
-                        "part": part,
-                        "group": group,
-                        "reweighting": reweighting,
-                        "networks": len(means),
-                        "masks": masks,
-                        "within": math.sqrt(within),
-                        "between": math.sqrt(between),
-                    }
-                )
+    for t in tests:
+        c = t.comparison
+        values = {**vars(c), **vars(t), "adjustment": adjustment[t.analysis]}
+        values |= {"p_value": f"{c.p_value:.3g}", "adjusted_p": f"{t.adjusted_p:.3g}"}
+        values |= {
+            k: "" if math.isnan(values[k]) else round(values[k], n) for k, n in digits.items()
+        }
+        records.append({name: values[name] for name in TEST_FIELDS})
     return records
 
 
-def comparison_label(test: Test) -> str:
-    return f"{test.first} − {test.second}"
+def variance_components(rows: Sequence[Row]) -> list[dict[str, object]]:
+    """Per method of random masks, part and reweighting state, of a mask's mean accuracy over
+    its levels: the SD between masks of a network (pooled) and between networks of their mask
+    means (var(means) - within / masks, at least 0)."""
+    records = []
+    for part, mine in parts(rows).items():
+        groups = dict.fromkeys(group_label(r) for r in mine if r["deterministic"] != "True")
+        for group, reweighting in ((g, rw) for g in groups for rw in (False, True)):
+            of_group = [row for row in mine if group_label(row) == group]
+            levels = {float(row["level"]) for row in of_group}
+            by_mask: dict[tuple[str, str], list[Row]] = {}
+            for row in of_group:
+                if (row["reweighting"] == "True") == reweighting:
+                    by_mask.setdefault((row["network"], row["mask"]), []).append(row)
+            per_network: dict[str, list[float]] = {}  # the mean over levels of each mask
+            for (network, _), mask in by_mask.items():
+                if len(mask) == len(levels):
+                    per_network.setdefault(network, []).append(float(accuracies(mask).mean()))
+            several = [v for v in per_network.values() if len(v) > 1]
+            if not several:
+                continue
+            within = float(np.mean([np.var(v, ddof=1) for v in several]))
+            masks = float(np.mean([len(v) for v in per_network.values()]))
+            means = [float(np.mean(v)) for v in per_network.values()]
+            noise = within / masks
+            between = max(np.var(means, ddof=1) - noise, 0.0) if len(means) > 1 else math.nan
+            sds = {"within": math.sqrt(within), "between": math.sqrt(between)}
+            record = {"part": part, "group": group, "reweighting": reweighting}
+            records.append({**record, "networks": len(means), "masks": masks, **sds})
+    return records
 
 
 def bounds(test: Test) -> str:
     """The difference and its interval; a primary bound at 0 from a rejected side is open,
     "(0" or "0)": the difference is shown to be on the other side of 0."""
-    verdict = test.verdict.split(" ")[0].rstrip(";")
+    way = direction(test.verdict)
     primary = test.analysis != "secondary"
-    low = "(0" if primary and verdict == "holds" else f"[{test.low:+.2f}"
-    high = "0)" if primary and verdict == "reversed" else f"{test.high:+.2f}]"
+    low = "(0" if primary and way == "holds" else f"[{test.low:+.2f}"
+    high = "0)" if primary and way == "reversed" else f"{test.high:+.2f}]"
     return f"{test.comparison.difference:+.2f} {low}, {high}"
 
 
+def test_cells(t: Test) -> str:
+    """The cells a table row of a test starts with: part, claim, comparison, reweighting."""
+    yes = "yes" if t.reweighting else "no"
+    return f"| {t.architecture}, layer {t.layer} | {t.claim} | {t.first} − {t.second} | {yes}"
+
+
 def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
-    """The plan's primary table first (forest.png draws it), how it is tested, the variance
-    between masks and networks, the sensitivity analysis S1, then the secondary tests part by
-    part and claim by claim."""
+    """The primary table first (forest.png draws it), how it is tested, the variance between
+    masks and networks, S1, then the secondary tests part by part and claim by claim."""
     by_part = parts(rows)
     primary = [t for t in tests if t.analysis == "primary"]
-    m = 2 * len(primary)
-    lines = [
-        "# Does diversity help? The claims, tested as planned",
-        "",
-        (
-            f"Data: {rows[0]['dataset']}. Plan: results/PLAN.md. Parts (architecture, pruned "
-            "layer) are never tested or averaged together:"
-        ),
-        "",
-    ]
+    lines = ["# Does diversity help? The claims, tested as planned", ""]
+    lines.append(
+        f"Data: {rows[0]['dataset']}. Plan: results/PLAN.md. Parts (architecture, pruned "
+        "layer) are never tested or averaged together:\n"
+    )
     for part, mine in by_part.items():
         networks = {row["network"] for row in mine}
         seen = len(networks & SEEN_NETWORKS)
@@ -912,157 +726,90 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
         )
         lines.append(f"* {part_label(part)}: {unit}.")
     lines += ["", "## The primary tests", ""]
+    head = "part | claim | first − second | reweighting | difference [simultaneous 95%]"
     if primary:
-        lines += [
-            (
-                "| part | claim | first − second | reweighting | difference [simultaneous 95%] "
-                "| Holm p | detectable | verdict |"
-            ),
-            "|---|---|---|---|---|---|---|---|",
-            *(
-                f"| {t.architecture}, layer {t.layer} | {t.claim} | {comparison_label(t)} "
-                f"| {'yes' if t.reweighting else 'no'} | {bounds(t)} | {t.adjusted_p:.3g} "
-                f"| {t.detectable:.2f} | {t.verdict} |"
-                for t in primary
-            ),
-        ]
+        lines += table_head(f"{head} | Holm p | detectable | verdict")
     else:
-        lines.append(
-            "None of the plan's primary comparisons is in these rows: every test below "
-            "is secondary."
-        )
-    margins = ", ".join(
-        f"±{v:g} point {'with' if k else 'without'} reweighting" for k, v in MARGINS.items()
+        lines.append("None of the plan's primary comparisons is in these rows.")
+    for t in primary:
+        cells = f"{bounds(t)} | {t.adjusted_p:.3g} | {t.detectable:.2f} | {t.verdict}"
+        lines.append(f"{test_cells(t)} | {cells} |")
+    lines += ["", *(f"* **{c}.** {text[0].upper()}{text[1:]}." for c, text in CLAIMS.items())]
+    margins = " / ".join(f"±{v:g}" for v in MARGINS.values())
+    lines.append(
+        f"\nPrimary endpoint (at layer {PRIMARY_LAYER}, the paper's settings): a network's "
+        "difference in mean test accuracy over the levels both methods have, first − second "
+        f"in points, > 0 where the claim holds. The {len(primary)} tests are "
+        f"{2 * len(primary)} one-sided hypotheses, Holm at α = {ALPHA:g} (Holm p: the adjusted "
+        "p of the estimate's side), with simultaneous intervals compatible with Holm: a side "
+        "shown is open at 0, so an interval excludes 0 exactly where the verdict is a "
+        "difference. Verdicts: holds / reversed (negligible: the interval inside the margins, "
+        f"{margins} points without / with reweighting), equivalent (the interval inside them: "
+        "TOST), inconclusive; the crossing rule names the levels whose tests go against the "
+        "verdict (both ways, for one without a direction). Detectable: the difference found "
+        f"with {POWER:.0%} power at the level Holm tested it."
     )
-    lines += [
-        "",
-        *(f"* **{claim}.** {text[0].upper()}{text[1:]}." for claim, text in CLAIMS.items()),
-        "",
-        (
-            f"The primary endpoint of a comparison (the plan's, at layer {PRIMARY_LAYER}, the "
-            "paper's settings) is a network's difference in mean test accuracy over the levels "
-            "both methods have, each weighing the same: first minus second, in points, "
-            f"positive where the claim holds. Its {len(primary)} tests (the plan names "
-            f"{2 * len(PRIMARY)} per architecture; these rows hold these) are {m} one-sided "
-            f"hypotheses, one family, Holm at α = {ALPHA:g} (Holm p: the adjusted one-sided p "
-            "of the estimate's side); the intervals are simultaneous and compatible with Holm: "
-            "a side shown to differ is open at 0, (0 or 0), so an interval excludes 0 exactly "
-            "where the verdict is a difference. Verdicts: holds / reversed "
-            f"(negligible: the interval also inside the margins, {margins}); equivalent (the "
-            "interval inside them: a TOST at the simultaneous level); inconclusive. The plan's "
-            "crossing rule names in a verdict the levels whose secondary tests go against its "
-            "direction, or, for an inconclusive or equivalent one, the levels when they are "
-            "significant both ways. Detectable: the difference the test finds with "
-            f"{POWER:.0%} power, one-sided at the level Holm tested it (that of its rank if "
-            "rejected, else the level at which Holm stopped)."
-        ),
-    ]
     components = variance_components(rows)
     if components:
-        lines += [
-            "",
-            "## Variance between masks and between networks",
-            "",
-            (
-                "SD (points) of a mask's mean accuracy over the levels: between the masks of "
-                "one network (pooled), and between networks of their mask means (corrected for "
-                "the mask noise)."
-            ),
-            "",
-            (
-                "| part | method | reweighting | networks | masks per network "
-                "| SD between masks | SD between networks |"
-            ),
-            "|---|---|---|---:|---:|---:|---:|",
-            *(
-                f"| {c['part'][0]}, layer {c['part'][1]} | {c['group']} "
-                f"| {'yes' if c['reweighting'] else 'no'} | {c['networks']} | {c['masks']:.1f} "
-                f"| {c['within']:.3f} | {c['between']:.3f} |"
-                for c in components
-            ),
-        ]
+        lines += ["", "## Variance between masks and between networks", ""]
+        lines.append(
+            "SD (points) of a mask's mean accuracy over the levels: between the masks of one "
+            "network (pooled), and between networks of their mask means (corrected for the "
+            "mask noise).\n"
+        )
+        lines += table_head(
+            "part | method | reweighting | networks | masks per network | SD between masks "
+            "| SD between networks"
+        )
+    for c in components:
+        name, yes = f"{c['part'][0]}, layer {c['part'][1]}", "yes" if c["reweighting"] else "no"
+        sizes = f"{c['networks']} | {c['masks']:.1f} | {c['within']:.3f} | {c['between']:.3f}"
+        lines.append(f"| {name} | {c['group']} | {yes} | {sizes} |")
     sensitivity = [t for t in tests if t.analysis == "S1"]
     if sensitivity:
-        by_pair = {t.pair: t for t in primary}
-        lines += [
-            "",
-            "## Sensitivity S1: without the first study's networks",
-            "",
-            (
-                "The primary family again, on the networks new to this study alone (the "
-                f"plan's S1: Holm over its own {2 * len(sensitivity)} one-sided hypotheses); a "
-                "verdict that differs from the primary one is marked."
-            ),
-            "",
-            (
-                "| part | claim | first − second | reweighting | networks | difference "
-                "[simultaneous 95%] | Holm p | verdict |"
-            ),
-            "|---|---|---|---|---:|---|---|---|",
-        ]
-        for t in sensitivity:
-            full = by_pair.get(t.pair)
-            differs = full is not None and full.verdict.split(";")[0] != t.verdict
-            lines.append(
-                f"| {t.architecture}, layer {t.layer} | {t.claim} | {comparison_label(t)} "
-                f"| {'yes' if t.reweighting else 'no'} | {t.comparison.networks} | {bounds(t)} "
-                f"| {t.adjusted_p:.3g} | {t.verdict}{' (differs)' if differs else ''} |"
-            )
+        lines += ["", "## Sensitivity S1: without the first study's networks", ""]
+        lines.append(
+            "The primary family on the networks new to this study alone (Holm over its own "
+            f"{2 * len(sensitivity)} one-sided hypotheses); (differs): not the primary "
+            "verdict.\n"
+        )
+        lines += table_head(f"{head} | Holm p | networks | verdict")
+    primary_verdicts = {t.pair: t.verdict.split(";")[0] for t in primary}
+    for t in sensitivity:
+        differs = primary_verdicts.get(t.pair, t.verdict) != t.verdict
+        cells = f"{bounds(t)} | {t.adjusted_p:.3g} | {t.comparison.networks} | {t.verdict}"
+        lines.append(f"{test_cells(t)} | {cells}{' (differs)' if differs else ''} |")
     several = len(by_part) > 1
-    for part in by_part:
-        for claim, text in CLAIMS.items():
-            mine = [
-                t
-                for t in tests
-                if t.analysis == "secondary" and (*t.part, t.claim) == (*part, claim)
-            ]
-            if not mine:
-                continue
-            where = f" ({part_label(part)})" if several or part[1] != PRIMARY_LAYER else ""
+    secondary = [t for t in tests if t.analysis == "secondary"]
+    for part, (claim, text) in ((p, c) for p in by_part for c in CLAIMS.items()):
+        mine = [t for t in secondary if (t.part, t.claim) == (part, claim)]
+        if not mine:
+            continue
+        where = f" ({part_label(part)})" if several or part[1] != PRIMARY_LAYER else ""
+        lines += ["", f"## Claim {claim}, secondary{where}", ""]
+        lines.append(
+            f"{text[0].upper()}{text[1:]}. Difference [false-coverage-rate interval], p, and "
+            f"the Benjamini–Hochberg q-value over the claim's {len(mine)} secondary tests"
+            f"{' of this part' if several else ''}; verdict at q < {ALPHA:g}."
+        )
+        # per comparison, per endpoint: the summary without and with reweighting
+        tables: dict[tuple[str, str], dict[str, dict[bool, str]]] = {}
+        for t in mine:
+            table = tables.setdefault((t.first, t.second), {})
+            summary = f"{bounds(t)}, p {t.comparison.p_value:.3g}, q {t.adjusted_p:.3g}"
+            table.setdefault(t.endpoint, {})[t.reweighting] = f"{summary}, {t.verdict}"
+        for (first, second), table in tables.items():
+            lines += ["", f"**{first}** − **{second}**", ""]
+            lines += table_head("endpoint | without reweighting | with reweighting")
             lines += [
-                "",
-                f"## Claim {claim}, secondary{where}",
-                "",
-                (
-                    f"{text[0].upper()}{text[1:]}. Difference [false-coverage-rate interval], "
-                    f"p, and the Benjamini–Hochberg q-value over the claim's {len(mine)} "
-                    f"secondary tests{' of this part' if several else ''}; verdict at "
-                    f"q < {ALPHA:g}."
-                ),
+                f"| {e} | {b.get(False, '')} | {b.get(True, '')} |" for e, b in table.items()
             ]
-            pairs = list(dict.fromkeys((t.first, t.second) for t in mine))
-            for first, second in pairs:
-                lines += [
-                    "",
-                    f"**{first}** − **{second}**",
-                    "",
-                    "| endpoint | without reweighting | with reweighting |",
-                    "|---|---|---|",
-                ]
-                cells: dict[str, dict[bool, str]] = {}
-                for t in mine:
-                    if (t.first, t.second) == (first, second):
-                        summary = (
-                            f"{bounds(t)}, p {t.comparison.p_value:.3g}, q {t.adjusted_p:.3g}, "
-                            f"{t.verdict}"
-                        )
-                        cells.setdefault(t.endpoint, {})[t.reweighting] = summary
-                for endpoint, by in cells.items():
-                    lines.append(f"| {endpoint} | {by.get(False, '')} | {by.get(True, '')} |")
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------------------------
-
-VERDICT_COLOURS = {
-    "holds": "tab:green",
-    "reversed": "tab:red",
-    "equivalent": "tab:blue",
-    "inconclusive": "0.5",
-    "not shown": "0.5",
-}
+# Figures --------------------------------------------------------------------------------------
+# a verdict's colour (its direction), grey for the others: inconclusive, not shown
+VERDICT_COLOURS = {"holds": "tab:green", "reversed": "tab:red", "equivalent": "tab:blue"}
 # a method's line in sweep.png: colour, marker, style (by role: DPP solid, random dashed,
 # importance dash-dot, quality and frontier dotted)
 METHOD_STYLES = {
@@ -1081,35 +828,23 @@ METHOD_STYLES = {
 }
 
 
-def pyplot() -> ModuleType:
-    """The matplotlib.pyplot module on the file-only Agg backend, imported when a figure is
-    drawn."""
-    import matplotlib
+def panels(
+    rows: int, size: tuple[float, float], sharex: bool = False
+) -> tuple[Figure, np.ndarray]:
+    """A figure of rows × 2 panels (without, with reweighting): the figure, axes (rows, 2)."""
+    import matplotlib.figure  # imported when a figure is drawn; no pyplot, no GUI backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = matplotlib.figure.Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(rows, 2, squeeze=False, sharex=sharex)
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    """Write a matplotlib figure as PNG, atomically, and free it."""
-    plt = pyplot()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
-
-
-def plain_numbers() -> Formatter:
-    """A tick formatter writing 0.1, 1, 10 (not powers of ten)."""
-    from matplotlib.ticker import FuncFormatter
-
-    return FuncFormatter(lambda value, _: f"{value:g}")
+    """Write a matplotlib figure as PNG, atomically."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def verdict_colour(verdict: str) -> str:
-    return VERDICT_COLOURS.get(verdict.split(" ")[0].rstrip(";"), "0.5")
+    return VERDICT_COLOURS.get(direction(verdict), "0.5")
 
 
 def shown_groups(rows: Sequence[Row]) -> list[str]:
@@ -1125,62 +860,45 @@ def shown_groups(rows: Sequence[Row]) -> list[str]:
     ]
 
 
+def half_width(values: np.ndarray) -> float:
+    """The half-width of the 95% confidence interval (t) of the mean of values; 0 for one."""
+    if len(values) < 2:
+        return 0.0
+    return float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * scipy.stats.sem(values)
+
+
 def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
-    """Test error (100 - accuracy, on a log scale: every level readable) against weights kept,
-    without / with reweighting, a row of panels per part: per method (at the plan's setting)
-    the mean over networks (over masks for one network) with its 95% confidence band, each
-    method its own colour, marker and line style, the unpruned networks' mean a grey line;
-    the legend beside the panels."""
-    plt = pyplot()
+    """Test error (log scale) against weights kept, without / with reweighting, a row of
+    panels per part: per method (at the plan's setting) the mean over networks and its 95%
+    band, each method its own style; the unpruned networks' mean a grey line."""
     by_part = parts(rows)
     shown = shown_groups(rows)
-    fig, axes = plt.subplots(
-        len(by_part),
-        2,
-        figsize=(15, 4.8 * len(by_part) + 0.6),
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes = panels(len(by_part), (15, 4.8 * len(by_part) + 0.6))
     for row_axes, (part, mine) in zip(axes, by_part.items()):
         cells = cells_of(mine)
         networks = list(dict.fromkeys(row["network"] for row in mine))
         levels = sorted({float(row["level"]) for row in mine})
         unpruned = np.mean([100 * float(r["unpruned_accuracy"]) for r in mine])
         for ax, reweighting in zip(row_axes, (False, True)):
-            ax.axhline(
-                100 - unpruned, color="0.6", linewidth=1.5, label=f"unpruned ({unpruned:.2f}%)"
-            )
-            for label in (g for g in shown if any(group_label(r) == g for r in mine)):
-                at, mean, low, high = [], [], [], []
-                for level in levels:
-                    values = level_values(cells, networks, label, reweighting, level)
-                    if not len(values):
-                        continue
-                    half = 0.0
-                    if len(values) > 1:
-                        sem = scipy.stats.sem(values)
-                        half = float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * sem
-                    at.append(level)
-                    mean.append(100 - values.mean())
-                    low.append(100 - values.mean() - half)
-                    high.append(100 - values.mean() + half)
-                colour, marker, style = METHOD_STYLES.get(
-                    label.split(" ")[0], ("0.3", ".", "-")
-                )
-                ax.plot(at, mean, style, marker=marker, markersize=4, color=colour, label=label)
+            label = f"unpruned ({unpruned:.2f}%)"
+            ax.axhline(100 - unpruned, color="0.6", linewidth=1.5, label=label)
+            for group in (g for g in shown if any(group_label(r) == g for r in mine)):
+                per = [level_values(cells, networks, group, reweighting, lv) for lv in levels]
+                at = [level for level, values in zip(levels, per) if len(values)]
+                error = np.array([100 - values.mean() for values in per if len(values)])
+                half = np.array([half_width(values) for values in per if len(values)])
+                colour, marker, line = METHOD_STYLES.get(group.split(" ")[0], ("0.3", ".", "-"))
+                ax.plot(at, error, line, marker=marker, ms=4, color=colour, label=group)
+                low, high = error - half, error + half
                 ax.fill_between(at, low, high, color=colour, alpha=0.12, linewidth=0)
             setting = "with least-squares reweighting" if reweighting else "without reweighting"
             ax.set_title(f"{part_label(part)}, {setting}", fontsize=10)
-            ax.set_xlabel("weights of the pruned layer and the next kept (%)")
-            ax.set_ylabel("test error (%), log scale")
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(plain_numbers())
-            ax.yaxis.set_minor_formatter(plain_numbers())
+            xlabel = "weights of the pruned layer and the next kept (%)"
+            ax.set(xlabel=xlabel, ylabel="test error (%), log scale", yscale="log")
+            ax.yaxis.set_major_formatter("{x:g}")
+            ax.yaxis.set_minor_formatter("{x:g}")
             ax.grid(alpha=0.3, which="both")
-        handles, names = row_axes[1].get_legend_handles_labels()
-        row_axes[1].legend(
-            handles, names, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8
-        )
+        row_axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.suptitle(
         f"{rows[0]['dataset']}: test error (100 − accuracy; lower is better), mean over "
         "networks and 95% band (each method at the plan's setting; all settings in sweep.md)",
@@ -1190,60 +908,34 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
 
 
 def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -> None:
-    """The primary family at a glance: per reweighting state a panel of every primary
-    comparison, its difference (dot) and simultaneous interval (bar) coloured by its verdict
-    (written on the right, * where levels go against it), zero and the equivalence margins
-    (grey band) marked; parts apart."""
-    plt = pyplot()
+    """The primary family: per reweighting state, each comparison's difference and
+    simultaneous interval coloured and labelled by its verdict; zero and the margins marked."""
     primary = [t for t in tests if t.analysis == "primary"]
     pairs = list(dict.fromkeys(t.pair[:-1] for t in primary))
-    fig, axes = plt.subplots(1, 2, figsize=(16, 0.42 * len(pairs) + 2.2), layout="constrained")
-    for ax, reweighting in zip(axes, (False, True)):
+    y = np.arange(len(pairs))[::-1]
+    fig, axes = panels(1, (16, 0.42 * len(pairs) + 2.2))
+    for ax, reweighting in zip(axes[0], (False, True)):
         margin = MARGINS[reweighting]
         ax.axvspan(-margin, margin, color="0.9", label=f"equivalence margins ±{margin:g}")
         ax.axvline(0.0, color="black", linewidth=0.8)
-        y = np.arange(len(pairs))[::-1]
         by_pair = {t.pair[:-1]: t for t in primary if t.reweighting == reweighting}
-        verdicts = []
-        for yi, pair in zip(y, pairs):
-            test = by_pair.get(pair)
-            if test is None:
-                verdicts.append("")
-                continue
+        for yi, test in ((yi, by_pair[pair]) for yi, pair in zip(y, pairs) if pair in by_pair):
             colour = verdict_colour(test.verdict)
             ax.plot([test.low, test.high], [yi, yi], color=colour, linewidth=2.2)
             ax.plot([test.comparison.difference], [yi], "o", color=colour, markersize=5)
-            verdicts.append(test.verdict.split(";")[0] + (" *" if ";" in test.verdict else ""))
-        ax.set_yticks(
-            y,
-            [f"{claim}: {first} − {second}" for _, _, claim, first, second in pairs]
-            if not reweighting
-            else [""] * len(pairs),
-            fontsize=8,
-        )
+            # on the right the verdict without the levels the crossing rule names, * if any
+            verdict = test.verdict.split(";")[0] + (" *" if ";" in test.verdict else "")
+            at = {"transform": ax.get_yaxis_transform(), "size": 8, "va": "center"}
+            ax.text(1.01, yi, verdict, color=colour, **at)
+        names = [f"{claim}: {first} − {second}" for _, _, claim, first, second in pairs]
+        ax.set_yticks(y, [""] * len(pairs) if reweighting else names, fontsize=8)
         ax.set_ylim(-0.6, len(pairs) - 0.2)
-        right = ax.twinx()
-        right.set_ylim(ax.get_ylim())
-        right.set_yticks(y, verdicts, fontsize=8)
-        for tick, verdict in zip(right.get_yticklabels(), verdicts):
-            tick.set_color(verdict_colour(verdict))
-        previous = None
-        for yi, pair in zip(y, pairs):  # a line and a label between parts
-            if pair[:2] != previous:
-                ax.axhline(yi + 0.5, color="0.4", linewidth=0.6)
-                ax.text(
-                    0.01,
-                    yi + 0.35,
-                    f"{pair[0]}, layer {pair[1]}",
-                    transform=ax.get_yaxis_transform(),
-                    fontsize=8,
-                    va="top",
-                    color="0.3",
-                )
-                previous = pair[:2]
-        setting = "with reweighting" if reweighting else "without reweighting"
-        ax.set_title(setting, fontsize=10)
-        ax.set_xlabel("first − second (points); > 0: the claim holds")
+        for i in (i for i, pair in enumerate(pairs) if pair[:2] != pairs[i - 1][:2] or i == 0):
+            ax.axhline(y[i] + 0.5, color="0.4", linewidth=0.6)  # a line and a label per part
+            where, axis = f"{pairs[i][0]}, layer {pairs[i][1]}", ax.get_yaxis_transform()
+            ax.text(0.01, y[i] + 0.35, where, transform=axis, size=8, va="top", color="0.3")
+        ax.set_title("with reweighting" if reweighting else "without reweighting", fontsize=10)
+        ax.set(xlabel="first − second (points); > 0: the claim holds")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(
@@ -1259,42 +951,25 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
 def save_claim_figure(
     rows: Sequence[Row], tests: Sequence[Test], claim: str, path: Path
 ) -> None:
-    """A claim level by level, in the sign of its tables (first − second, > 0: the claim
-    holds): a row of panels per comparison (the plan's primary ones, at any layer, else all of
-    the claim's), without and with reweighting; per level the networks' mean difference with
-    its false-coverage-rate interval, filled where its test is a discovery, each network a
-    faint line; zero and the margins marked; a symmetric log scale beyond the margin, so that no
-    level sets the scale for the others. The panel's title gives the primary verdict."""
-    plt = pyplot()
+    """A claim level by level (first − second, > 0: it holds): a row of panels per comparison
+    (the plan's primary ones, else all), per level the mean difference and its FCR interval,
+    filled for a discovery, each network a faint line; symmetric log scale beyond the margin."""
     cells = cells_of(rows)
     networks = list(dict.fromkeys(row["network"] for row in rows))
     mine = [t for t in tests if t.claim == claim]
-    present = {(t.first, t.second) for t in mine}
+    present = list(dict.fromkeys((t.first, t.second) for t in mine))
     planned = [(first, second) for c, first, second in PRIMARY if c == claim]
-    pairs = [pair for pair in planned if pair in present] or list(
-        dict.fromkeys((t.first, t.second) for t in mine)
-    )
-    fig, axes = plt.subplots(
-        len(pairs),
-        2,
-        figsize=(12, 2.7 * len(pairs) + 1.0),
-        squeeze=False,
-        sharex=True,
-        layout="constrained",
-    )
+    pairs = [pair for pair in planned if pair in present] or present
+    fig, axes = panels(len(pairs), (12, 2.7 * len(pairs) + 1.0), sharex=True)
     for (first, second), row_axes in zip(pairs, axes):
         for ax, reweighting in zip(row_axes, (False, True)):
             margin = MARGINS[reweighting]
-            levels = [
-                t
-                for t in mine
-                if (t.first, t.second, t.reweighting) == (first, second, reweighting)
-                and t.endpoint != ENDPOINT
-            ]
+            same = [t for t in mine if t.pair[3:] == (first, second, reweighting)]
+            levels = [t for t in same if t.endpoint != ENDPOINT]
             at = [float(t.endpoint.rstrip("%")) for t in levels]
-            for network in networks if len(networks) > 1 else []:
+            for network in networks if len(networks) > 1 and at else []:
                 keys = [(network, g, reweighting, lv) for lv in at for g in (first, second)]
-                if at and all(key in cells for key in keys):
+                if all(key in cells for key in keys):
                     per = [
                         accuracies(cells[network, first, reweighting, lv]).mean()
                         - accuracies(cells[network, second, reweighting, lv]).mean()
@@ -1304,38 +979,17 @@ def save_claim_figure(
             ax.axhspan(-margin, margin, color="0.92")
             ax.axhline(0.0, color="black", linewidth=0.8)
             for lv, t in zip(at, levels):
-                colour = verdict_colour(t.verdict)
-                d = t.comparison.difference
-                ax.errorbar(
-                    [lv],
-                    [d],
-                    yerr=[[d - t.low], [t.high - d]],
-                    color=colour,
-                    capsize=2,
-                    linewidth=1.2,
-                )
-                ax.plot(
-                    [lv],
-                    [d],
-                    "o",
-                    color=colour,
-                    markersize=6,
-                    markerfacecolor=colour if t.verdict != "not shown" else "white",
-                )
+                colour, d = verdict_colour(t.verdict), t.comparison.difference
+                yerr = [[d - t.low], [t.high - d]]
+                ax.errorbar([lv], [d], yerr=yerr, color=colour, capsize=2, linewidth=1.2)
+                face = colour if t.verdict != "not shown" else "white"
+                ax.plot([lv], [d], "o", color=colour, markersize=6, markerfacecolor=face)
             ax.set_yscale("symlog", linthresh=margin)
-            ax.yaxis.set_major_formatter(plain_numbers())
+            ax.yaxis.set_major_formatter("{x:g}")
             ax.grid(alpha=0.3)
-            main = next(
-                (
-                    t
-                    for t in mine
-                    if (t.first, t.second, t.reweighting, t.endpoint)
-                    == (first, second, reweighting, ENDPOINT)
-                    and t.analysis in ("primary", "secondary")
-                ),
-                None,
-            )
-            verdict = f": {main.verdict}" if main is not None else ""
+            analyses = ("primary", "secondary")
+            main = [t for t in same if t.endpoint == ENDPOINT and t.analysis in analyses]
+            verdict = f": {main[0].verdict}" if main else ""
             state = "with" if reweighting else "without"
             ax.set_title(f"{first} − {second}, {state} reweighting{verdict}", fontsize=8)
             ax.set_ylabel("difference (points)", fontsize=8)
@@ -1352,11 +1006,7 @@ def save_claim_figure(
     save_figure(fig, path)
 
 
-# ----------------------------------------------------------------------------------------------
-# The report of a sweep folder
-# ----------------------------------------------------------------------------------------------
-
-
+# The report of a sweep folder -----------------------------------------------------------------
 @dataclass
 class Report:
     """What write_report wrote: the two markdown reports, and the files' paths."""
@@ -1367,8 +1017,7 @@ class Report:
 
 
 def render_report(rows: Sequence[Row], tests: Sequence[Test]) -> dict[str, str]:
-    """The text files of a report, by name: sweep.md, statistics.md and statistics.csv;
-    tests: claim_tests(rows)."""
+    """The text files of a report by name; tests: claim_tests(rows)."""
     return {
         "sweep.md": sweep_markdown(rows),
         "statistics.md": statistics_markdown(rows, tests),
@@ -1377,38 +1026,34 @@ def render_report(rows: Sequence[Row], tests: Sequence[Test]) -> dict[str, str]:
 
 
 def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report:
-    """Write the report of one sweep folder, or of several (a sweep's shards) merged, into
-    out_dir (by default the one folder): sweep.md, statistics.md and .csv, the figures
-    (sweep.png, forest.png when there are primary tests, one per claim and part), and for
-    several folders the merged sweep.csv; claim figures of an earlier report that this one
-    does not draw are removed. ValueError for what merged_rows refuses."""
+    """Write the report of one sweep folder, or of several (shards) merged with their merged
+    sweep.csv, into out_dir (by default the one folder); ValueError as merged_rows."""
     rows = merged_rows(folders)
     out_dir = out_dir or folders[0]
     written = []
     if [folder.resolve() for folder in folders] != [out_dir.resolve()]:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(SweepFiles(out_dir).csv, csv_text(rows, SWEEP_FIELDS))
-        written.append(SweepFiles(out_dir).csv)
+        atomic_write_text(out_dir / SWEEP_CSV, csv_text(rows, SWEEP_FIELDS))
+        written.append(out_dir / SWEEP_CSV)
     tests = claim_tests(rows)
     texts = render_report(rows, tests)
-    for name, text in texts.items():
-        atomic_write_text(out_dir / name, text)
-        written.append(out_dir / name)
-    save_sweep_figure(rows, out_dir / "sweep.png")
-    written.append(out_dir / "sweep.png")
+    figures = {"sweep.png": partial(save_sweep_figure, rows)}
     if any(t.analysis == "primary" for t in tests):
-        save_forest_figure(rows, tests, out_dir / "forest.png")
-        written.append(out_dir / "forest.png")
+        figures["forest.png"] = partial(save_forest_figure, rows, tests)
     by_part = parts(rows)
     for part, mine in by_part.items():
         part_tests = [t for t in tests if t.part == part and t.analysis != "S1"]
-        for claim in CLAIMS:
-            if any(t.claim == claim for t in part_tests):
-                path = SweepFiles(out_dir).claim_figure(
-                    claim, part if len(by_part) > 1 else None
-                )
-                save_claim_figure(mine, part_tests, claim, path)
-                written.append(path)
+        where = f"_{part[0]}_layer{part[1]}" if len(by_part) > 1 else ""
+        for claim in (c for c in CLAIMS if any(t.claim == c for t in part_tests)):
+            # e.g. claim_A.png, or claim_A_784-500-10_layer1.png of one part of several
+            figures[f"claim_{claim}{where}.png"] = partial(
+                save_claim_figure, mine, part_tests, claim
+            )
+    for name, text in texts.items():
+        atomic_write_text(out_dir / name, text)
+    for name, save in figures.items():
+        save(out_dir / name)
+    written += [out_dir / name for name in (*texts, *figures)]
     for stale in set(out_dir.glob("claim_*.png")) - set(written):
         stale.unlink()
     return Report(texts["sweep.md"], texts["statistics.md"], written)
@@ -1429,19 +1074,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineErrorParser(
-        prog="report.py",
-        description="Write a sweep's report (sweep.md, statistics.md and .csv, figures) from "
-        "its sweep.csv, or merge the folders of a sweep's shards into one report.",
+        prog="report.py", description="A sweep's report, or shards merged."
     )
+    parser.add_argument("folders", type=Path, nargs="+", help="sweep folders (sweep.csv each)")
     parser.add_argument(
-        "folders", type=Path, nargs="+", help="sweep folders, each with its sweep.csv"
-    )
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=None,
-        help="where the report (and, merging several folders, the merged sweep.csv) goes; "
-        "by default the one folder given",
+        "--out-dir", type=Path, help="where the report goes; by default the one folder given"
     )
     args = parser.parse_args(argv)
     inputs = {folder.resolve() for folder in args.folders}
