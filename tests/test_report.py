@@ -4,6 +4,7 @@ merging shards, the files a report writes, its command line, and that it needs n
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -568,3 +569,19 @@ def test_the_committed_reports_are_what_report_py_writes(name: str) -> None:
     rows = R.read_csv(folder / "sweep.csv")
     for file, text in R.render_report(rows, R.claim_tests(rows)).items():
         assert text == (folder / file).read_text(), file
+
+
+@pytest.mark.parametrize("df", [1.0, 4.0, 9.0, 1e6])
+def test_the_detectable_difference_has_80_percent_power(df: float) -> None:
+    """At the detectable difference a one-sided t-test at Holm's strictest level of 80
+    hypotheses rejects with probability 0.8 (scipy's non-central t), and with many degrees
+    of freedom it is the normal approximation (z(1 - alpha) + z(0.8)) SE; with one degree of
+    freedom (two networks) it lies far out but is still found."""
+    comparison, alpha = R.Comparison(1.0, 0.5, df, int(df) + 1), 0.05 / 80
+    detectable = comparison.detectable(alpha)
+    critical = scipy.stats.t.ppf(1 - alpha, df)
+    power = scipy.stats.nct.sf(critical, df, detectable / comparison.se)
+    assert math.isfinite(detectable) and power == pytest.approx(0.8, abs=1e-9)
+    if df > 1e5:
+        normal = (scipy.stats.norm.ppf(1 - alpha) + scipy.stats.norm.ppf(0.8)) * 0.5
+        assert detectable == pytest.approx(normal, rel=1e-3)
