@@ -646,7 +646,7 @@ def test_records(tests: Sequence[Test]) -> list[dict[str, object]]:
     records = []
     for t in tests:
         c = t.comparison
-        values = {**vars(c), **vars(t), "adjustment": adjustment[t.analysis]}
+        values = {**vars(c), **vars(t), "adjustment": adjustment[t.analysis]}  # no name shared
         values |= {"p_value": f"{c.p_value:.3g}", "adjusted_p": f"{t.adjusted_p:.3g}"}
         values |= {
             k: "" if math.isnan(values[k]) else round(values[k], n) for k, n in digits.items()
@@ -732,18 +732,19 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
     else:
         lines.append("None of the plan's primary comparisons is in these rows.")
     for t in primary:
-        cells = f"{bounds(t)} | {t.adjusted_p:.3g} | {t.detectable:.2f} | {t.verdict}"
-        lines.append(f"{test_cells(t)} | {cells} |")
+        row = f"{bounds(t)} | {t.adjusted_p:.3g} | {t.detectable:.2f} | {t.verdict}"
+        lines.append(f"{test_cells(t)} | {row} |")
     lines += ["", *(f"* **{c}.** {text[0].upper()}{text[1:]}." for c, text in CLAIMS.items())]
     margins = " / ".join(f"±{v:g}" for v in MARGINS.values())
     lines.append(
         f"\nPrimary endpoint (at layer {PRIMARY_LAYER}, the paper's settings): a network's "
-        "difference in mean test accuracy over the levels both methods have, first − second "
-        f"in points, > 0 where the claim holds. The {len(primary)} tests are "
+        "difference in mean test accuracy over the levels both methods have, each weighing the "
+        "same, first − second in points, > 0 where the claim holds. These rows' "
+        f"{len(primary)} tests (the plan names {2 * len(PRIMARY)} per architecture) are "
         f"{2 * len(primary)} one-sided hypotheses, Holm at α = {ALPHA:g} (Holm p: the adjusted "
         "p of the estimate's side), with simultaneous intervals compatible with Holm: a side "
-        "shown is open at 0, so an interval excludes 0 exactly where the verdict is a "
-        "difference. Verdicts: holds / reversed (negligible: the interval inside the margins, "
+        "shown to differ is open at 0, so an interval excludes 0 exactly where the verdict is "
+        "a difference. Verdicts: holds / reversed (negligible: the interval inside the margins "
         f"{margins} points without / with reweighting), equivalent (the interval inside them: "
         "TOST), inconclusive; the crossing rule names the levels whose tests go against the "
         "verdict (both ways, for one without a direction). Detectable: the difference found "
@@ -761,10 +762,13 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
             "part | method | reweighting | networks | masks per network | SD between masks "
             "| SD between networks"
         )
-    for c in components:
-        name, yes = f"{c['part'][0]}, layer {c['part'][1]}", "yes" if c["reweighting"] else "no"
-        sizes = f"{c['networks']} | {c['masks']:.1f} | {c['within']:.3f} | {c['between']:.3f}"
-        lines.append(f"| {name} | {c['group']} | {yes} | {sizes} |")
+        for c in components:
+            name = f"{c['part'][0]}, layer {c['part'][1]}"
+            yes = "yes" if c["reweighting"] else "no"
+            sizes = (
+                f"{c['networks']} | {c['masks']:.1f} | {c['within']:.3f} | {c['between']:.3f}"
+            )
+            lines.append(f"| {name} | {c['group']} | {yes} | {sizes} |")
     sensitivity = [t for t in tests if t.analysis == "S1"]
     if sensitivity:
         lines += ["", "## Sensitivity S1: without the first study's networks", ""]
@@ -774,11 +778,11 @@ def statistics_markdown(rows: Sequence[Row], tests: Sequence[Test]) -> str:
             "verdict.\n"
         )
         lines += table_head(f"{head} | Holm p | networks | verdict")
-    primary_verdicts = {t.pair: t.verdict.split(";")[0] for t in primary}
-    for t in sensitivity:
-        differs = primary_verdicts.get(t.pair, t.verdict) != t.verdict
-        cells = f"{bounds(t)} | {t.adjusted_p:.3g} | {t.comparison.networks} | {t.verdict}"
-        lines.append(f"{test_cells(t)} | {cells}{' (differs)' if differs else ''} |")
+        primary_verdicts = {t.pair: t.verdict.split(";")[0] for t in primary}
+        for t in sensitivity:
+            differs = primary_verdicts.get(t.pair, t.verdict) != t.verdict
+            row = f"{bounds(t)} | {t.adjusted_p:.3g} | {t.comparison.networks} | {t.verdict}"
+            lines.append(f"{test_cells(t)} | {row}{' (differs)' if differs else ''} |")
     several = len(by_part) > 1
     secondary = [t for t in tests if t.analysis == "secondary"]
     for part, (claim, text) in ((p, c) for p in by_part for c in CLAIMS.items()):
@@ -860,7 +864,7 @@ def shown_groups(rows: Sequence[Row]) -> list[str]:
     ]
 
 
-def half_width(values: np.ndarray) -> float:
+def ci_half_width(values: np.ndarray) -> float:
     """The half-width of the 95% confidence interval (t) of the mean of values; 0 for one."""
     if len(values) < 2:
         return 0.0
@@ -880,17 +884,15 @@ def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
         levels = sorted({float(row["level"]) for row in mine})
         unpruned = np.mean([100 * float(r["unpruned_accuracy"]) for r in mine])
         for ax, reweighting in zip(row_axes, (False, True)):
-            label = f"unpruned ({unpruned:.2f}%)"
-            ax.axhline(100 - unpruned, color="0.6", linewidth=1.5, label=label)
+            ax.axhline(100 - unpruned, color="0.6", lw=1.5, label=f"unpruned ({unpruned:.2f}%)")
             for group in (g for g in shown if any(group_label(r) == g for r in mine)):
                 per = [level_values(cells, networks, group, reweighting, lv) for lv in levels]
                 at = [level for level, values in zip(levels, per) if len(values)]
                 error = np.array([100 - values.mean() for values in per if len(values)])
-                half = np.array([half_width(values) for values in per if len(values)])
+                half = np.array([ci_half_width(values) for values in per if len(values)])
                 colour, marker, line = METHOD_STYLES.get(group.split(" ")[0], ("0.3", ".", "-"))
                 ax.plot(at, error, line, marker=marker, ms=4, color=colour, label=group)
-                low, high = error - half, error + half
-                ax.fill_between(at, low, high, color=colour, alpha=0.12, linewidth=0)
+                ax.fill_between(at, error - half, error + half, color=colour, alpha=0.12, lw=0)
             setting = "with least-squares reweighting" if reweighting else "without reweighting"
             ax.set_title(f"{part_label(part)}, {setting}", fontsize=10)
             xlabel = "weights of the pruned layer and the next kept (%)"
@@ -925,12 +927,12 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
             ax.plot([test.comparison.difference], [yi], "o", color=colour, markersize=5)
             # on the right the verdict without the levels the crossing rule names, * if any
             verdict = test.verdict.split(";")[0] + (" *" if ";" in test.verdict else "")
-            at = {"transform": ax.get_yaxis_transform(), "size": 8, "va": "center"}
-            ax.text(1.01, yi, verdict, color=colour, **at)
+            style = {"transform": ax.get_yaxis_transform(), "size": 8, "va": "center"}
+            ax.text(1.01, yi, verdict, color=colour, **style)
         names = [f"{claim}: {first} − {second}" for _, _, claim, first, second in pairs]
         ax.set_yticks(y, [""] * len(pairs) if reweighting else names, fontsize=8)
         ax.set_ylim(-0.6, len(pairs) - 0.2)
-        for i in (i for i, pair in enumerate(pairs) if pair[:2] != pairs[i - 1][:2] or i == 0):
+        for i in (i for i, pair in enumerate(pairs) if i == 0 or pair[:2] != pairs[i - 1][:2]):
             ax.axhline(y[i] + 0.5, color="0.4", linewidth=0.6)  # a line and a label per part
             where, axis = f"{pairs[i][0]}, layer {pairs[i][1]}", ax.get_yaxis_transform()
             ax.text(0.01, y[i] + 0.35, where, transform=axis, size=8, va="top", color="0.3")
@@ -996,9 +998,9 @@ def save_claim_figure(
     for ax in axes[-1]:
         ax.set_xlabel("weights kept (%)")
     unit = f"{len(networks)} networks (grey)" if len(networks) > 1 else "one network"
-    part = part_label((rows[0]["architecture"], int(rows[0]["layer"])))
+    where = part_label((rows[0]["architecture"], int(rows[0]["layer"])))
     fig.suptitle(
-        f"Claim {claim}: {CLAIMS[claim]}\n{part}; {unit}; > 0: the claim holds\nfilled: the "
+        f"Claim {claim}: {CLAIMS[claim]}\n{where}; {unit}; > 0: the claim holds\nfilled: the "
         "level's test a discovery (BH), bars its false-coverage-rate interval; grey band: the "
         "equivalence margins; linear within them, logarithmic beyond",
         fontsize=9,
@@ -1026,8 +1028,8 @@ def render_report(rows: Sequence[Row], tests: Sequence[Test]) -> dict[str, str]:
 
 
 def write_report(folders: Sequence[Path], out_dir: Path | None = None) -> Report:
-    """Write the report of one sweep folder, or of several (shards) merged with their merged
-    sweep.csv, into out_dir (by default the one folder); ValueError as merged_rows."""
+    """Write the report of one sweep folder, or of several shards merged (and their rows'
+    sweep.csv), into out_dir (default: the one folder), removing stale claim figures."""
     rows = merged_rows(folders)
     out_dir = out_dir or folders[0]
     written = []
