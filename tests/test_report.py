@@ -218,26 +218,21 @@ def test_the_secondary_tests_are_bh_within_part_and_claim_with_fcr_intervals() -
             assert (t.low > 0 or t.high < 0) == (t.verdict != "not shown")  # they agree
 
 
+def primary_test(first: str, difference: float, se: float, reweighting: bool) -> R.Test:
+    """A primary test of claim C, first - "b" at layer 1, over 10 networks (df 9)."""
+    comparison = R.Comparison(difference, se, 9.0, 10)
+    return R.Test(
+        "784-500-10", 1, "C", first, "b", reweighting, R.ENDPOINT, "primary", comparison
+    )
+
+
 def test_compatible_simultaneous_intervals_on_a_hand_computed_family() -> None:
     """Three primary tests, df 9, SE 1: estimates 5, -4 and 0.5 (one-sided p 3.7e-4, 1.6e-3,
     0.31 on their sides). Holm over the 6 one-sided p-values rejects the first two (3.7e-4 x 6,
     1.6e-3 x 5 < 0.05; 0.31 x 4 is not), r = 2: their near bounds are 0, the
     other bounds the estimate -/+ t(1 - 0.05 / 4, 9) = 2.6850; the third, not rejected,
     [0.5 - 2.6850, 0.5 + 2.6850]; verdicts holds, reversed, inconclusive."""
-    tests = [
-        R.Test(
-            "784-500-10",
-            1,
-            "C",
-            f"a{i}",
-            "b",
-            False,
-            R.ENDPOINT,
-            "primary",
-            R.Comparison(d, 1.0, 9.0, 10),
-        )
-        for i, d in enumerate((5.0, -4.0, 0.5))
-    ]
+    tests = [primary_test(f"a{i}", d, 1.0, False) for i, d in enumerate((5.0, -4.0, 0.5))]
     R.primary_family(tests)
     t = scipy.stats.t.ppf(1 - 0.05 / 4, 9)
     assert t == pytest.approx(2.6850, abs=1e-4)
@@ -255,20 +250,8 @@ def test_compatible_simultaneous_intervals_on_a_hand_computed_family() -> None:
 def test_equivalence_and_negligible_differences_follow_the_margins() -> None:
     """With reweighting (margin 0.25): a precise 0.01 (SE 0.02) is equivalent; a precise
     0.1 (SE 0.001) holds but is negligible; an imprecise 0.01 (SE 0.5) is inconclusive."""
-    tests = [
-        R.Test(
-            "784-500-10",
-            1,
-            "C",
-            f"a{i}",
-            "b",
-            True,
-            R.ENDPOINT,
-            "primary",
-            R.Comparison(d, se, 9.0, 10),
-        )
-        for i, (d, se) in enumerate(((0.01, 0.02), (0.1, 0.001), (0.01, 0.5)))
-    ]
+    cases = ((0.01, 0.02), (0.1, 0.001), (0.01, 0.5))
+    tests = [primary_test(f"a{i}", d, se, True) for i, (d, se) in enumerate(cases)]
     R.primary_family(tests)
     assert [t.verdict for t in tests] == ["equivalent", "holds (negligible)", "inconclusive"]
 
