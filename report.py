@@ -918,7 +918,7 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
     fig, axes = panels(1, (16, 0.42 * len(pairs) + 2.2))
     for ax, reweighting in zip(axes[0], (False, True)):
         margin = MARGINS[reweighting]
-        ax.axvspan(-margin, margin, color="0.9", label=f"equivalence margins ±{margin:g}")
+        ax.axvspan(-margin, margin, color="0.9")
         ax.axvline(0.0, color="black", linewidth=0.8)
         by_pair = {t.pair[:-1]: t for t in primary if t.reweighting == reweighting}
         for yi, test in ((yi, by_pair[pair]) for yi, pair in zip(y, pairs) if pair in by_pair):
@@ -936,10 +936,9 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
             ax.axhline(y[i] + 0.5, color="0.4", linewidth=0.6)  # a line and a label per part
             where, axis = f"{pairs[i][0]}, layer {pairs[i][1]}", ax.get_yaxis_transform()
             ax.text(0.01, y[i] + 0.35, where, transform=axis, size=8, va="top", color="0.3")
-        ax.set_title("with reweighting" if reweighting else "without reweighting", fontsize=10)
-        ax.set(xlabel="first − second (points); > 0: the claim holds")
+        title = f"{'with' if reweighting else 'without'} reweighting, margins ±{margin:g}"
+        ax.set(title=title, xlabel="first − second (points); > 0: the claim holds")
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(
         f"{rows[0]['dataset']}: the {len(primary)} primary tests (results/PLAN.md), "
         f"differences with simultaneous 95% intervals compatible with Holm over "
