@@ -937,13 +937,15 @@ def save_forest_figure(rows: Sequence[Row], tests: Sequence[Test], path: Path) -
             where, axis = f"{pairs[i][0]}, layer {pairs[i][1]}", ax.get_yaxis_transform()
             ax.text(0.01, y[i] + 0.35, where, transform=axis, size=8, va="top", color="0.3")
         title = f"{'with' if reweighting else 'without'} reweighting, margins ±{margin:g}"
-        ax.set(title=title, xlabel="first − second (points); > 0: the claim holds")
+        ax.set(title=title, xlabel="first − second (points; > 0: the claim holds)")
+        ax.set_xscale("symlog", linthresh=margin)
+        ax.xaxis.set_major_formatter("{x:g}")
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(
         f"{rows[0]['dataset']}: the {len(primary)} primary tests (results/PLAN.md), "
         f"differences with simultaneous 95% intervals compatible with Holm over "
-        f"{2 * len(primary)} one-sided hypotheses\n*: levels whose tests go against the "
-        "verdict (the crossing rule; statistics.md names them)",
+        f"{2 * len(primary)} one-sided hypotheses\n*: levels go against the verdict (the "
+        "crossing rule, in statistics.md); x linear within the margins (grey), log beyond",
         fontsize=11,
     )
     save_figure(fig, path)
@@ -994,8 +996,7 @@ def save_claim_figure(
             state = "with" if reweighting else "without"
             ax.set_title(f"{first} − {second}, {state} reweighting{verdict}", fontsize=8)
             ax.set_ylabel("difference (points)", fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("weights kept (%)")
+    fig.supxlabel("weights kept (%)", fontsize=10)
     unit = f"{len(networks)} networks (grey)" if len(networks) > 1 else "one network"
     where = part_label((rows[0]["architecture"], int(rows[0]["layer"])))
     fig.suptitle(
