@@ -247,6 +247,19 @@ def test_compatible_simultaneous_intervals_on_a_hand_computed_family() -> None:
     assert power == pytest.approx(0.8, abs=1e-6)
 
 
+def test_an_unadjusted_ci_without_zero_is_no_verdict_when_holm_rejects_nothing() -> None:
+    """Estimate 2.5, SE 1, df 9: its unadjusted 95% CI [0.24, 4.76] excludes 0, but in a family
+    of three (6 one-sided hypotheses) its Holm p is 6 x 0.017 = 0.10, so its simultaneous
+    interval, 2.5 -/+ t(1 - 0.05 / 6, 9), holds 0 and its verdict is inconclusive."""
+    tests = [primary_test(f"a{i}", d, 1.0, False) for i, d in enumerate((2.5, 0.1, -0.2))]
+    R.primary_family(tests)
+    first = tests[0]
+    assert first.comparison.interval(0.95)[0] > 0 and first.adjusted_p >= 0.05
+    t = scipy.stats.t.ppf(1 - 0.05 / 6, 9)
+    assert (first.low, first.high) == (pytest.approx(2.5 - t), pytest.approx(2.5 + t))
+    assert first.low < 0 < first.high and first.verdict == "inconclusive"
+
+
 def test_equivalence_and_negligible_differences_follow_the_margins() -> None:
     """With reweighting (margin 0.25): a precise 0.01 (SE 0.02) is equivalent; a precise
     0.1 (SE 0.001) holds but is negligible; an imprecise 0.01 (SE 0.5) is inconclusive."""
