@@ -868,7 +868,7 @@ def ci_half_width(values: np.ndarray) -> float:
     """The half-width of the 95% confidence interval (t) of the mean of values; 0 for one."""
     if len(values) < 2:
         return 0.0
-    return float(scipy.stats.t.ppf(1 - ALPHA / 2, len(values) - 1)) * scipy.stats.sem(values)
+    return paired_over_networks(values, np.zeros_like(values)).half_width(ALPHA / 2)
 
 
 def save_sweep_figure(rows: Sequence[Row], path: Path) -> None:
