@@ -379,24 +379,21 @@ class PruningInputs:
 
     model: the unpruned network, kept in eval mode; train_x: (N, 784) training images;
     layer: the pruned hidden layer, 1-based; dpp_backend: how the DPP methods sample
-    (dpp_sample.BACKENDS); node_features: the vectors of dpp_node's kernel, "preactivation"
-    (A W^T, the paper's) or "activation" (sigmoid(A W^T + b), as Diversity Networks).
+    (dpp_sample.BACKENDS).
 
     Of the pruned layer: W (H, d), its weights; W_next (H_next, H) and b_next, the weights
     and biases of the layer above (the output layer above the last hidden layer); inputs()
     A (N, d), what it reads on the training images: the images for layer 1, the unpruned
     network's activations of layer - 1, below it; gram() A^T A and activation_gram(), from
-    which the built-in methods and reweighting compute all they need. The cache depends on
-    model, train_x and layer only: dataclasses.replace with another layer, node_features or
-    dpp_backend shares it; a new model or train_x needs new PruningInputs.
+    which the built-in methods and reweighting compute all they need. One view per layer:
+    a sweep builds each layer's when it prunes that layer.
     """
 
     model: MLP
     train_x: torch.Tensor
     layer: int = 1
     dpp_backend: str = "torch"
-    node_features: str = "preactivation"
-    _cache: dict[tuple[int, str], object] = field(default_factory=dict, repr=False)
+    _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.layer <= len(self.model.hidden_sizes):
@@ -424,10 +421,9 @@ class PruningInputs:
         return len(self.train_x)
 
     def _cached(self, name: str, compute: Callable[[], T]) -> T:
-        key = (self.layer, name)
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]  # type: ignore[return-value]
+        if name not in self._cache:
+            self._cache[name] = compute()
+        return self._cache[name]  # type: ignore[return-value]
 
     def _reads(self, images: torch.Tensor) -> torch.Tensor:
         """What the pruned layer reads for these images: (B, 784) -> (B, d)."""
@@ -466,15 +462,26 @@ class PruningInputs:
             "activation_systems", lambda: GramSystems.of(self.activation_gram())
         )
 
-    def node_gram(self) -> torch.Tensor:
-        """Z^T Z of the node kernel's vectors Z (N, H), node_features: pre-activations from
-        gram() (preactivation_gram), or activations from activation_gram(). (H, H) float64."""
-        if self.node_features == "activation":
+    def node_gram(self, features: str) -> torch.Tensor:
+        """Z^T Z of the nodes' vectors Z (N, H) over the training images, features (of
+        NODE_FEATURES): pre-activations from gram() (preactivation_gram), or activations from
+        activation_gram(). (H, H) float64."""
+        if features == "activation":
             return self.activation_gram()[1:, 1:]
         return preactivation_gram(self.W, self.gram())
 
 
 Draw = tuple[int, int]  # (k, seed): one mask to draw
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a DPP method builds its kernels: beta of the RBF kernels (a number > 0, "auto"
+    or "C/N": resolve_beta) and, for node methods, the vectors they compare (NODE_FEATURES).
+    Other methods ignore it."""
+
+    beta: Beta = 0.3
+    node_features: str = "preactivation"
 
 
 @dataclass
@@ -577,14 +584,17 @@ Quality = Callable[[PruningInputs], torch.Tensor]  # edge_quality or node_qualit
 
 
 def dpp_edge(
-    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta, quality: Quality | None = None
+    inputs: PruningInputs,
+    draws: Sequence[Draw],
+    setting: Setting,
+    quality: Quality | None = None,
 ) -> Drawn:
     """Keep k incoming edges per node, drawn from that node's edge k-DPP (dpp_edge_masks),
     for every (k, seed) from one build of the kernels; with a quality (qdpp_edge: the Wanda
     score edge_quality), from the k-DPP of their quality_kernel."""
     stats = dpp_sample.KernelStats()
     q = quality(inputs) if quality is not None else None
-    W, G = inputs.W, inputs.gram()
+    W, G, beta = inputs.W, inputs.gram(), setting.beta
     masks = dpp_edge_masks(
         W, G, draws, beta, inputs.num_images, inputs.dpp_backend, stats=stats, quality=q
     )
@@ -592,13 +602,17 @@ def dpp_edge(
 
 
 def dpp_node(
-    inputs: PruningInputs, draws: Sequence[Draw], beta: Beta, quality: Quality | None = None
+    inputs: PruningInputs,
+    draws: Sequence[Draw],
+    setting: Setting,
+    quality: Quality | None = None,
 ) -> Drawn:
-    """Keep k nodes drawn from the k-DPP over their inputs.node_features (node_kernel:
+    """Keep k nodes drawn from the k-DPP over their setting.node_features (node_kernel:
     pre-activations or activations over the training images), for every (k, seed) from one
     build of the kernel; with a quality (qdpp_node: node_quality), from the k-DPP of its
     quality_kernel."""
-    L, beta_used = node_kernel(inputs.node_gram(), beta, inputs.num_images)
+    cross = inputs.node_gram(setting.node_features)
+    L, beta_used = node_kernel(cross, setting.beta, inputs.num_images)
     if quality is not None:
         quality_kernel(L, quality(inputs).unsqueeze(0))
     stats = dpp_sample.KernelStats()
@@ -613,7 +627,7 @@ def dpp_node(
     return Drawn(masks, stats)
 
 
-def random_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def random_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep k incoming edges per node uniformly at random."""
     orders = [
         np.argsort(np.random.default_rng(seed).random(inputs.W.shape)) for _, seed in draws
@@ -621,25 +635,25 @@ def random_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Dra
     return Drawn([keep_first(torch.from_numpy(o), k) for o, (k, _) in zip(orders, draws)])
 
 
-def random_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def random_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep k nodes uniformly at random."""
     orders = [np.random.default_rng(seed).permutation(len(inputs.W)) for _, seed in draws]
     return Drawn([keep_first(torch.from_numpy(o), k) for o, (k, _) in zip(orders, draws)])
 
 
-def importance_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def importance_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep the k incoming edges of largest |w| per node (ties: lower index first)."""
     order = torch.argsort(-inputs.W.abs(), dim=1, stable=True)
     return Drawn([keep_first(order, k) for k, _ in draws])
 
 
-def importance_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def importance_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep the k nodes of largest mean |outgoing weight| (a column of W_next)."""
     order = torch.argsort(-inputs.W_next.abs().mean(0), stable=True)
     return Drawn([keep_first(order, k) for k, _ in draws])
 
 
-def wanda_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def wanda_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large Language
     Models"): keep the k incoming edges of largest |w_hi| ||a_i|| per node (edge_quality;
     ties: lower index first)."""
@@ -647,7 +661,7 @@ def wanda_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Draw
     return Drawn([keep_first(order, k) for k, _ in draws])
 
 
-def quality_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def quality_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep the k nodes of largest contribution ||W_next[:, h]|| ||y_h|| (node_quality): this
     project's node analogue of Wanda, the quality of qdpp_node without its diversity."""
     order = torch.argsort(-node_quality(inputs), stable=True)
@@ -711,7 +725,7 @@ def obs_removal_order(
     return order, weights
 
 
-def obs_edge(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def obs_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep the k incoming edges per node that exact greedy OBS keeps (obs_removal_order):
     one pass, down to the smallest k, serves every k."""
     d = inputs.W.shape[1]
@@ -740,7 +754,7 @@ def thinet_removal_order(W_next: torch.Tensor, M: torch.Tensor, removals: int) -
     return order
 
 
-def thinet_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Drawn:
+def thinet_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep the k nodes that ThiNet's greedy removal keeps (thinet_removal_order)."""
     H = len(inputs.W)
     M = inputs.activation_gram()[1:, 1:]
@@ -748,20 +762,20 @@ def thinet_node(inputs: PruningInputs, draws: Sequence[Draw], beta: Beta) -> Dra
     return Drawn([drop_first(order, H - k, H) for k, _ in draws])
 
 
-DrawFunction = Callable[[PruningInputs, Sequence[Draw], Beta], Drawn]
+DrawFunction = Callable[[PruningInputs, Sequence[Draw], Setting], Drawn]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Method:
     """One pruning method of the table.
 
-    draw(inputs, draws, beta) returns Drawn: for every (k, seed) of draws what is kept, for
+    draw(inputs, draws, setting) returns Drawn: for every (k, seed) of draws what is kept, for
     kind "edge" a (H, d) bool mask with k incoming edges per node of the pruned layer, for
-    kind "node" a (H,) bool mask of k nodes; beta is the DPP kernels' (others ignore it).
-    deterministic: the mask depends on neither beta nor seed, so one mask is evaluated however
-    many are asked for; samples_dpp: the method draws from DPP kernels, returns their summary
-    and runs at every beta of a sweep; roles: what it is for the claims of a sweep's report
-    (ROLES).
+    kind "node" a (H,) bool mask of k nodes; setting (Setting) is the DPP kernels' (others
+    ignore it). deterministic: the mask depends on neither setting nor seed, so one mask is
+    evaluated however many are asked for; samples_dpp: the method draws from DPP kernels,
+    returns their summary and runs at every setting of a sweep; roles: what it is for the
+    claims of a sweep's report (ROLES).
     """
 
     name: str
@@ -775,22 +789,62 @@ class Method:
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method("dpp_edge", "edge", dpp_edge, samples_dpp=True, roles=("dpp",)),
-        Method("dpp_node", "node", dpp_node, samples_dpp=True, roles=("dpp",)),
-        Method("random_edge", "edge", random_edge, roles=("random",)),
-        Method("random_node", "node", random_node, roles=("random",)),
-        Method("importance_edge", "edge", importance_edge, True, roles=("importance",)),
-        Method("importance_node", "node", importance_node, True, roles=("importance",)),
-        Method("wanda_edge", "edge", wanda_edge, True, roles=("quality", "frontier")),
-        Method("obs_edge", "edge", obs_edge, True, roles=("frontier",)),
-        Method("thinet_node", "node", thinet_node, True, roles=("frontier",)),
-        Method("quality_node", "node", quality_node, True, roles=("quality",)),
-        # the quality-diversity DPP: L = diag(q) K diag(q), K the DPP method's kernel
+        Method(name="dpp_edge", kind="edge", draw=dpp_edge, samples_dpp=True, roles=("dpp",)),
+        Method(name="dpp_node", kind="node", draw=dpp_node, samples_dpp=True, roles=("dpp",)),
+        Method(name="random_edge", kind="edge", draw=random_edge, roles=("random",)),
+        Method(name="random_node", kind="node", draw=random_node, roles=("random",)),
         Method(
-            "qdpp_edge", "edge", partial(dpp_edge, quality=edge_quality), False, True, ("qdpp",)
+            name="importance_edge",
+            kind="edge",
+            draw=importance_edge,
+            deterministic=True,
+            roles=("importance",),
         ),
         Method(
-            "qdpp_node", "node", partial(dpp_node, quality=node_quality), False, True, ("qdpp",)
+            name="importance_node",
+            kind="node",
+            draw=importance_node,
+            deterministic=True,
+            roles=("importance",),
+        ),
+        Method(
+            name="wanda_edge",
+            kind="edge",
+            draw=wanda_edge,
+            deterministic=True,
+            roles=("quality", "frontier"),
+        ),
+        Method(
+            name="obs_edge", kind="edge", draw=obs_edge, deterministic=True, roles=("frontier",)
+        ),
+        Method(
+            name="thinet_node",
+            kind="node",
+            draw=thinet_node,
+            deterministic=True,
+            roles=("frontier",),
+        ),
+        Method(
+            name="quality_node",
+            kind="node",
+            draw=quality_node,
+            deterministic=True,
+            roles=("quality",),
+        ),
+        # the quality-diversity DPP: L = diag(q) K diag(q), K the DPP method's kernel
+        Method(
+            name="qdpp_edge",
+            kind="edge",
+            draw=partial(dpp_edge, quality=edge_quality),
+            samples_dpp=True,
+            roles=("qdpp",),
+        ),
+        Method(
+            name="qdpp_node",
+            kind="node",
+            draw=partial(dpp_node, quality=node_quality),
+            samples_dpp=True,
+            roles=("qdpp",),
         ),
     )
 }
@@ -800,13 +854,15 @@ def register_method(
     name: str,
     kind: str,
     draw: DrawFunction,
+    *,
     deterministic: bool = False,
     samples_dpp: bool = False,
     roles: Sequence[str] = (),
 ) -> Method:
     """Add a pruning method to METHODS: --pruning_choice and --methods then accept it, and
-    reweighting, --num-masks, --save-pruned and sweeps treat it like the built-in ones, at any
-    --prune-layer. See Method for what draw must return."""
+    reweighting, --num-masks, --save-pruned, sweeps and their reports (its own colour in every
+    figure) treat it like the built-in ones, at any --prune-layer. See Method for what draw
+    must return."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"method name {name!r}: use letters, digits, '_', '.' or '-'")
     if kind not in METHOD_KINDS:
@@ -815,16 +871,23 @@ def register_method(
         raise ValueError(f"a pruning method named {name!r} is already registered")
     if not set(roles) <= set(ROLES):
         raise ValueError(f"method {name!r}: roles must be of {ROLES}, got {tuple(roles)}")
-    METHODS[name] = Method(name, kind, draw, deterministic, samples_dpp, tuple(roles))
+    METHODS[name] = Method(
+        name=name,
+        kind=kind,
+        draw=draw,
+        deterministic=deterministic,
+        samples_dpp=samples_dpp,
+        roles=tuple(roles),
+    )
     return METHODS[name]
 
 
 def draw_masks(
-    method: Method, inputs: PruningInputs, draws: Sequence[Draw], beta: Beta
+    method: Method, inputs: PruningInputs, draws: Sequence[Draw], setting: Setting
 ) -> Drawn:
-    """What method draws for every (k, seed) of draws, each mask checked to be a bool mask of
-    its kind's shape, moved to the model's device."""
-    drawn = method.draw(inputs, draws, beta)
+    """What method draws for every (k, seed) of draws with setting, each mask checked to be a
+    bool mask of its kind's shape, moved to the model's device."""
+    drawn = method.draw(inputs, draws, setting)
     masks = drawn.masks if isinstance(drawn, Drawn) else None
     shape = tuple(inputs.W.shape) if method.kind == "edge" else (len(inputs.W),)
     if masks is None or len(masks) != len(draws):
@@ -1577,30 +1640,30 @@ class Network:
 
 @dataclass(frozen=True)
 class Cell:
-    """One mask of an experiment: a method with its k, seed and, for DPP methods, the kernels'
-    beta and node features, the hidden layer it prunes; in a sweep also the level (percent of
+    """One mask of an experiment: a method with its k, seed and, for DPP methods, the
+    kernels' setting, the hidden layer it prunes; in a sweep also the level (percent of
     weights kept) and the mask's index among the level's masks."""
 
     method: Method
     k: int
     seed: int
-    beta: Beta
-    node_features: str = "preactivation"
+    setting: Setting
     layer: int = 1
     level: float = 0.0
     index: int = 0
 
     @property
-    def setting(self) -> tuple[str, str]:
+    def recorded_setting(self) -> tuple[str, str]:
         """(beta, node features) as a sweep records them, empty where they do not matter."""
         if not self.method.samples_dpp:
             return "", ""
-        return str(self.beta), self.node_features if self.method.kind == "node" else ""
+        features = self.setting.node_features if self.method.kind == "node" else ""
+        return str(self.setting.beta), features
 
     @property
     def group(self) -> tuple[int, str, str, str]:
         """(layer, method, beta, node features): the cells whose masks are drawn together."""
-        return (self.layer, self.method.name, *self.setting)
+        return (self.layer, self.method.name, *self.recorded_setting)
 
     @property
     def key(self) -> tuple[int, str, str, str, float, int]:
@@ -1616,22 +1679,24 @@ def run_cells(
     on_drawn: Callable[[Cell, dpp_sample.KernelStats | None], None] = lambda cell, stats: None,
     on_stage: Callable[[str], None] = lambda text: None,
 ) -> Iterator[tuple[Cell, PruningResult, dpp_sample.KernelStats | None]]:
-    """Every cell through the pipeline (prune_with_mask) at its layer, with the summary of the
-    kernels its mask was drawn from (None for methods that draw from none). The cells of a
-    group (Cell.group) are drawn at once, so the DPP methods build their kernels once for all
-    of them; a mask is the one a single draw with its k and seed gives. on_drawn hears of each
-    group drawn (its first cell), on_stage what is being done."""
+    """Every cell, all of inputs.layer, through the pipeline (prune_with_mask), with the
+    summary of the kernels its mask was drawn from (None for methods that draw from none).
+    The cells of a group (Cell.group) are drawn at once, so the DPP methods build their
+    kernels once for all of them; a mask is the one a single draw with its k and seed gives.
+    on_drawn hears of each group drawn (its first cell), on_stage what is being done."""
     for _, group in itertools.groupby(cells, key=lambda c: c.group):
         group = list(group)
         first = group[0]
         method = first.method
-        drawing = replace(inputs, layer=first.layer, node_features=first.node_features)
+        if first.layer != inputs.layer:
+            raise ValueError(f"a cell of layer {first.layer} given the view of {inputs.layer}")
         on_stage(f"{method.name}: drawing {len(group)} mask(s)")
-        drawn = draw_masks(method, drawing, [(cell.k, cell.seed) for cell in group], first.beta)
+        draws = [(cell.k, cell.seed) for cell in group]
+        drawn = draw_masks(method, inputs, draws, first.setting)
         on_drawn(first, drawn.kernels)
         for cell, mask in zip(group, drawn.masks):
             on_stage(f"{method.name} k={cell.k} seed {cell.seed}: pruning and testing")
-            result = prune_with_mask(drawing, evaluation, method.kind, mask, reweighting)
+            result = prune_with_mask(inputs, evaluation, method.kind, mask, reweighting)
             yield cell, result, drawn.kernels
 
 
@@ -1640,7 +1705,7 @@ def run_test(
     evaluation: Evaluation,
     method: Method,
     k: int,
-    beta: Beta,
+    setting: Setting,
     seed: int,
     num_masks: int,
     reweighting: bool,
@@ -1653,7 +1718,7 @@ def run_test(
         print(f"{method.name} is deterministic: its one mask is evaluated once")
         num_masks = 1
     cells = [
-        Cell(method, k, seed + index, beta, inputs.node_features, inputs.layer, index=index)
+        Cell(method, k, seed + index, setting, inputs.layer, index=index)
         for index in range(num_masks)
     ]
 
@@ -1664,16 +1729,16 @@ def run_test(
             evaluation,
             cells,
             reweighting,
-            on_drawn=lambda cell, stats: report_kernels(stats, method.kind, beta, k),
+            on_drawn=lambda cell, stats: report_kernels(stats, method.kind, setting.beta, k),
             on_stage=bar.set_description_str,
         ):
             bar.update()
             mask_of = f"Mask {cell.index + 1}/{num_masks} (seed {cell.seed}): "
             prefix = mask_of if num_masks > 1 else ""
             tqdm.write(
-                f"{prefix}Pruned with {method.name} (k={k}, beta={beta}, seed={cell.seed}): "
-                f"{result.remaining_weights}/{result.total_weights} weights remain "
-                f"({result.percent_kept:.2f}%)"
+                f"{prefix}Pruned with {method.name} (k={k}, beta={setting.beta}, seed="
+                f"{cell.seed}): {result.remaining_weights}/{result.total_weights} weights "
+                f"remain ({result.percent_kept:.2f}%)"
             )
             masked_line = result_line(result.loss, result.right)
             accuracies[False].append(100.0 * result.accuracy)
@@ -1759,7 +1824,7 @@ def sweep_rows(
     gets right) is written into every row."""
     assert result.reweighted_accuracy is not None
     method = cell.method
-    beta, node_features = cell.setting
+    beta, node_features = cell.recorded_setting
     diagnostics = (
         {"beta_used": "", "effective_rank": "", "uniformity": ""}
         if stats is None
@@ -1806,15 +1871,18 @@ def sweep_rows(
 def earlier_rows(
     path: Path, networks: Sequence[Network], dataset: str, seed: int
 ) -> list[dict[str, str]]:
-    """The rows of an earlier (possibly interrupted) sweep to resume, [] when there is none.
-    Refused: rows of another data set or network (by fingerprint: a network retrained at the
-    same path is another network) and masks drawn with another --seed."""
+    """The rows of an earlier (possibly interrupted) sweep to resume, [] when there is none;
+    what a run killed mid-write left unfinished is cut off the file (report.recover_csv), and
+    said. Refused: rows of another data set or network (by fingerprint: a network retrained
+    at the same path is another network) and masks drawn with another --seed."""
     if not path.exists():
         return []
     try:
-        rows = report.read_csv(path)
+        rows, dropped = report.recover_csv(path)
     except ValueError as e:
         raise UsageError(f"{e}; choose another --out-dir") from None
+    if dropped:
+        print(f"{path}: dropped {dropped}, left by a run killed mid-write; resuming")
     at_path = {str(network.path): network.fingerprint for network in networks}
     ours = set(at_path.values())
     for row in rows:
@@ -1881,9 +1949,8 @@ def sweep_cells(
                 for index in range(
                     0 if k is None else 1 if method.deterministic else num_masks
                 ):
-                    cells.append(
-                        Cell(method, k, seed + index, beta, features, layer, level, index)
-                    )
+                    setting = Setting(beta, features)
+                    cells.append(Cell(method, k, seed + index, setting, layer, level, index))
     return cells
 
 
@@ -1911,49 +1978,54 @@ def shard_cells(
 
 
 def run_sweep(
-    inputs: PruningInputs,
+    network: Network,
+    train_x: torch.Tensor,
     evaluation: Evaluation,
     cells: Sequence[Cell],
-    rows: list[dict[str, object]],
     csv_path: Path,
-    network: Network,
     dataset: str,
+    dpp_backend: str = "torch",
+    done_earlier: int = 0,
     progress: bool = False,
 ) -> None:
-    """Every cell with and without reweighting, its two rows (sweep_rows) added to rows and
-    sweep.csv (rewritten atomically) as soon as its mask is done, so an interrupted sweep
-    keeps what it finished and the same call, with the cells still missing, resumes it. A
-    bar counts the masks and names the stage (with progress); every mask prints one line."""
-    right = evaluation.evaluate(inputs.model)[1]
+    """Every cell with and without reweighting, layer by layer (each layer's PruningInputs
+    built when its cells come), its two rows (sweep_rows) appended to sweep.csv as soon as its
+    mask is done (report.append_rows), so an interrupted sweep keeps what it finished and the
+    same call, with the cells still missing, resumes it. A bar counts the masks and names the
+    stage (with progress); every mask prints one line."""
+    right = evaluation.evaluate(network.model)[1]
     unpruned_accuracy = int(right.sum()) / len(right)
-    done = sum(row["network"] == network.fingerprint for row in rows) // 2
     print(
         f"Sweep of {network.path} (network {network.fingerprint}, {network.model.architecture},"
-        f" unpruned {100 * unpruned_accuracy:.2f}%): {done} masks done earlier in {csv_path}, "
-        f"{len(cells)} to run"
+        f" unpruned {100 * unpruned_accuracy:.2f}%): {done_earlier} masks done earlier in "
+        f"{csv_path}, {len(cells)} to run"
     )
     largest_k: dict[tuple[int, str, str, str], int] = {}  # a group's kernels are reported at it
     for cell in cells:
         largest_k[cell.group] = max(largest_k.get(cell.group, 0), cell.k)
     with tqdm(total=len(cells), unit="mask", disable=not progress, leave=False) as bar:
-        for cell, result, stats in run_cells(
-            inputs,
-            evaluation,
-            cells,
-            reweighting=True,
-            on_drawn=lambda c, s: report_kernels(s, c.method.kind, c.beta, largest_k[c.group]),
-            on_stage=bar.set_description_str,
-        ):
-            rows += sweep_rows(cell, result, stats, network, unpruned_accuracy, dataset)
-            report.atomic_write_text(csv_path, report.csv_text(rows, report.SWEEP_FIELDS))
-            bar.update()
-            setting = ", ".join(part for part in cell.setting if part)
-            tqdm.write(
-                f"layer {cell.layer} {cell.method.name}{f' ({setting})' if setting else ''} "
-                f"{cell.level:g}% (k={cell.k}, mask {cell.index}, seed {cell.seed}): "
-                f"{100 * result.accuracy:.2f}%, reweighted "
-                f"{100 * result.reweighted_accuracy:.2f}%"
-            )
+        for layer, of_layer in itertools.groupby(cells, key=lambda c: c.layer):
+            inputs = PruningInputs(network.model, train_x, layer, dpp_backend)
+            for cell, result, stats in run_cells(
+                inputs,
+                evaluation,
+                list(of_layer),
+                reweighting=True,
+                on_drawn=lambda c, s: report_kernels(
+                    s, c.method.kind, c.setting.beta, largest_k[c.group]
+                ),
+                on_stage=bar.set_description_str,
+            ):
+                rows = sweep_rows(cell, result, stats, network, unpruned_accuracy, dataset)
+                report.append_rows(csv_path, rows)
+                bar.update()
+                setting = ", ".join(part for part in cell.recorded_setting if part)
+                tqdm.write(
+                    f"layer {cell.layer} {cell.method.name}"
+                    f"{f' ({setting})' if setting else ''} {cell.level:g}% (k={cell.k}, mask "
+                    f"{cell.index}, seed {cell.seed}): {100 * result.accuracy:.2f}%, "
+                    f"reweighted {100 * result.reweighted_accuracy:.2f}%"
+                )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2241,6 +2313,13 @@ def build_parser() -> argparse.ArgumentParser:
         "10/N:activation,auto:preactivation (--betas x --node-features when not given)",
     )
     add(
+        "--plan",
+        type=Path,
+        metavar="PLAN.toml",
+        help="the analysis plan a sweep's report tests (report.py's TOML; results/PLAN.toml is "
+        "the second study's); without it no test is primary",
+    )
+    add(
         "--shard",
         type=shard_value,
         metavar="I/N",
@@ -2294,7 +2373,12 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
         parser.error("--save-pruned saves one pruned network: use it with --num-masks 1")
     if args.save_as is not None and (procedure != "training" or not args.save_model):
         parser.error("--save-as only applies to --procedure training, saving the model")
-    for flag, value in (("--shard", args.shard), ("--node-settings", args.node_settings)):
+    sweep_only = (
+        ("--shard", args.shard),
+        ("--node-settings", args.node_settings),
+        ("--plan", args.plan),
+    )
+    for flag, value in sweep_only:
         if value is not None and procedure != "sweep":
             parser.error(f"{flag} only applies to --procedure sweep")
     if args.prune_layer != [1] and procedure == "training":
@@ -2463,20 +2547,12 @@ def load_for_pruning(
     return networks, data
 
 
-def pruning_inputs(
-    args: argparse.Namespace, network: Network, data: Dataset, device: torch.device
-) -> tuple[PruningInputs, Evaluation]:
-    """What pruning a network's first --prune-layer needs (PruningInputs, Evaluation), on the
-    device."""
-    inputs = PruningInputs(
-        network.model.to(device),
-        data.train_images.to(device),
-        layer=args.prune_layer[0],
-        dpp_backend=args.dpp_backend,
-        node_features=args.node_features[0],
-    )
+def test_evaluation(
+    args: argparse.Namespace, data: Dataset, device: torch.device
+) -> Evaluation:
+    """The test images pruned networks are scored on, on the device."""
     test_images = data.test_images.to(device), data.test_labels.to(device)
-    return inputs, Evaluation(*test_images, args.test_batch_size)
+    return Evaluation(*test_images, args.test_batch_size)
 
 
 def test_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
@@ -2484,14 +2560,16 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
     test them; with --save-pruned, save the pruned network."""
     check_writable(args.save_pruned)
     (network,), data = load_for_pruning(args, device)
-    inputs, evaluation = pruning_inputs(args, network, data, device)
+    model, train_x = network.model.to(device), data.train_images.to(device)
+    inputs = PruningInputs(model, train_x, args.prune_layer[0], args.dpp_backend)
     method = METHODS[args.pruning_choice]
+    setting = Setting(args.beta, args.node_features[0])
     result = run_test(
         inputs,
-        evaluation,
+        test_evaluation(args, data, device),
         method,
         args.k,
-        args.beta,
+        setting,
         args.seed,
         args.num_masks,
         args.reweighting,
@@ -2503,8 +2581,8 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
             "method": method.name,
             "layer": inputs.layer,
             "k": args.k,
-            "beta": args.beta,
-            "node_features": args.node_features[0],
+            "beta": setting.beta,
+            "node_features": setting.node_features,
             "seed": args.seed,
             "reweighting": args.reweighting,
             "source": str(network.path),
@@ -2515,10 +2593,21 @@ def test_command(args: argparse.Namespace, device: torch.device, progress: bool)
         save_pruned(args.save_pruned, result, inputs.layer, method.kind, record, data)
 
 
+def read_plan(path: Path | None) -> report.Plan:
+    """--plan's analysis plan (report.read_plan), report.NO_PLAN without one."""
+    if path is None:
+        return report.NO_PLAN
+    try:
+        return report.read_plan(path)
+    except report.PlanError as e:
+        raise UsageError(str(e)) from None
+
+
 def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure sweep: every network of --trained_weights x --prune-layer x --methods x
     their settings x --levels x --num-masks (--shard: one part of them), resumed from
-    --out-dir's sweep.csv, then its report (report.write_report)."""
+    --out-dir's sweep.csv, then its report (report.write_report, under --plan if given)."""
+    plan = read_plan(args.plan)
     prepare_out_dir(args.out_dir)
     sweep_csv = args.out_dir / report.SWEEP_CSV
     networks, data = load_for_pruning(args, device)
@@ -2538,22 +2627,46 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
         )
         for network in networks
     }
+    labels = {report.group_label(row) for row in rows} | {
+        report.setting_label(cell.method.name, *cell.recorded_setting)
+        for mine in cells.values()
+        for cell in mine
+    }
+    try:
+        report.check_plan_labels(plan, labels, "this sweep")
+    except report.PlanError as e:
+        raise UsageError(str(e)) from None
     in_shard = shard_cells(cells, args.shard)
+    train_x, evaluation = data.train_images.to(device), test_evaluation(args, data, device)
     for network in networks:
-        inputs, evaluation = pruning_inputs(args, network, data, device)
         todo = [
             c
             for c in in_shard[network.fingerprint]
             if (network.fingerprint, *c.key) not in done
         ]
-        run_sweep(inputs, evaluation, todo, rows, sweep_csv, network, data.name, progress)
+        earlier = sum(row["network"] == network.fingerprint for row in rows) // 2
+        network.model.to(device)
+        run_sweep(
+            network,
+            train_x,
+            evaluation,
+            todo,
+            sweep_csv,
+            data.name,
+            args.dpp_backend,
+            earlier,
+            progress,
+        )
     if args.shard is not None:  # one part's statistics would be of partial data
         print(
             f"Wrote {sweep_csv}, part {args.shard[0]}/{args.shard[1]} of the sweep; once all "
             "parts are done: python3 report.py PART_DIR_1 ... PART_DIR_N --out-dir DIR"
         )
         return
-    written = report.write_report([args.out_dir])
+    try:
+        written = report.write_report([args.out_dir], plan=plan)
+    except report.PlanError as e:
+        raise UsageError(f"{e}; the rows are in {sweep_csv}") from None
     print(written.table)
     print(written.statistics)
     print("Wrote " + ", ".join(str(path) for path in [sweep_csv, *written.written]))

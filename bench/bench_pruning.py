@@ -299,7 +299,7 @@ def ours_node_rw(inp: Inputs, cfg: Config) -> Result:
     inputs = M.PruningInputs(model, X)
     W2, b2 = model.w2.weight.detach(), model.w2.bias.detach()
     watch = Stopwatch()
-    drawn = watch("dpp_node", M.dpp_node, inputs, [(cfg.k_node, cfg.seed)], cfg.beta)
+    drawn = watch("dpp_node", M.dpp_node, inputs, [(cfg.k_node, cfg.seed)], M.Setting(cfg.beta))
     keep = drawn.masks[0]
     systems = watch("activation Gram matrix", inputs.activation_systems)
     watch("reweight_nodes", M.reweight_nodes, systems, keep, W2, b2)
@@ -312,7 +312,7 @@ def ours_method(inp: Inputs, cfg: Config, name: str) -> Result:
     inputs = M.PruningInputs(inp.model, torch.from_numpy(inp.X))
     k = cfg.k_edge if method.kind == "edge" else cfg.k_node
     watch = Stopwatch()
-    drawn = watch(name, M.draw_masks, method, inputs, [(k, cfg.seed)], cfg.beta)
+    drawn = watch(name, M.draw_masks, method, inputs, [(k, cfg.seed)], M.Setting(cfg.beta))
     assert int(drawn.masks[0].sum()) == (k * len(inputs.W) if method.kind == "edge" else k)
     return watch.result()
 

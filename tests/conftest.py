@@ -102,12 +102,17 @@ def tiny_inputs(hidden: int = 10, seed: int = 0) -> M.PruningInputs:
 
 
 def draw_one(
-    method: M.Method, inputs: M.PruningInputs, k: int, beta: object, seed: int
+    method: M.Method,
+    inputs: M.PruningInputs,
+    k: int,
+    beta: object,
+    seed: int,
+    node_features: str = "preactivation",
 ) -> torch.Tensor:
-    """The one mask method draws for (k, seed), checked (MNIST.draw_masks)."""
+    """The one mask method draws for (k, seed) at this setting, checked (MNIST.draw_masks)."""
     import MNIST as M
 
-    return M.draw_masks(method, inputs, [(k, seed)], beta).masks[0]
+    return M.draw_masks(method, inputs, [(k, seed)], M.Setting(beta, node_features)).masks[0]
 
 
 def first_k_edges(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
@@ -150,7 +155,10 @@ def small_inputs(hidden: int, images: int, seed: int, scale: float) -> M.Pruning
 
 
 def kernels_sampled_by(
-    method: str, inputs: M.PruningInputs, monkeypatch: pytest.MonkeyPatch
+    method: str,
+    inputs: M.PruningInputs,
+    monkeypatch: pytest.MonkeyPatch,
+    node_features: str = "preactivation",
 ) -> torch.Tensor:
     """Every kernel that METHODS[method] hands to the sampler, stacked: (B, n, n)."""
     import torch
@@ -166,7 +174,7 @@ def kernels_sampled_by(
         return prepare(L, backend)
 
     monkeypatch.setattr(dpp_sample, "prepare_k_dpp", spy)
-    draw_one(M.METHODS[method], inputs, 3, 0.3, seed=1)
+    draw_one(M.METHODS[method], inputs, 3, 0.3, seed=1, node_features=node_features)
     return torch.cat(seen)
 
 

@@ -54,3 +54,24 @@ def test_every_method_stage_of_bench_pruning_draws_its_mask() -> None:
     for stage in P.METHOD_STAGES:
         result = P.RUNNERS[stage, "ours"](inputs, cfg)
         assert result["seconds"] > 0 and stage in result["detail"]
+
+
+def test_the_recording_bench_times_both_ways_on_a_few_rows(tmp_path: Path) -> None:
+    """bench_recording.py's two ways of recording a mask leave the same file (its timings are
+    not tested)."""
+    import bench_recording as Rec
+
+    import report
+
+    rows = report.read_csv(ROOT / "results" / "mnist_study" / "sweep.csv")[:12]
+    files = {}
+    for name, way in Rec.WAYS.items():
+        path = tmp_path / f"{len(files)}.csv"
+        path.write_text(report.csv_text(rows[:10], report.SWEEP_FIELDS))
+        way(path, rows[:10], rows[10:12])
+        files[name] = path.read_text()
+    assert len(set(files.values())) == 1 and report.read_csv(path) == rows
+    results = Rec.measure(rows, [4, 8], repeats=2)
+    assert set(results) == set(Rec.WAYS) and "8 / 4" in Rec.table(results, [4, 8]).replace(
+        ",", ""
+    )

@@ -68,8 +68,7 @@ def test_the_activation_kernel_is_that_of_the_sigmoid_outputs(
     a_a the activations sigmoid(X w_a + b_a) over the training images, computed directly in
     float64 (the production path takes float32 activations, hence the tolerance)."""
     inputs = small_inputs(hidden=8, images=30, seed=6, scale=0.05)
-    inputs.node_features = "activation"
-    got = kernels_sampled_by("dpp_node", inputs, monkeypatch)
+    got = kernels_sampled_by("dpp_node", inputs, monkeypatch, node_features="activation")
     X, W1 = inputs.train_x.double().numpy(), inputs.W.double().numpy()
     b1 = inputs.model.w1.bias.detach().double().numpy()
     A = 1.0 / (1.0 + np.exp(-(X @ W1.T + b1)))
@@ -130,7 +129,8 @@ def test_a_beta_sweep_writes_the_expected_rows_report_and_figures(
     assert baseline["beta_used"] == baseline["effective_rank"] == baseline["uniformity"] == ""
     statistics = (folder / "statistics.md").read_text()
     assert "**dpp_node (beta auto, activation)** − **random_node**" in statistics  # claim A
-    assert "| A | dpp_node (beta 0.3, preactivation) − importance_node |" in statistics
+    assert "**dpp_node (beta 0.3, preactivation)** − **importance_node**" in statistics
+    assert "**No analysis plan**" in statistics.splitlines()[2]  # no --plan: no primary test
     assert "**dpp_edge (beta auto)** − **dpp_node (beta auto, preactivation)**" in statistics
     with (folder / "statistics.csv").open(newline="") as f:
         tests = list(csv.DictReader(f))

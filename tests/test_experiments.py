@@ -225,7 +225,7 @@ def test_a_sweep_of_several_networks_names_each_row_s_network(
     }
     assert {(r["checkpoint"], r["network"]) for r in rows} == set(fingerprints.items())
     assert len(rows) == 2 * (2 * 2 + 2) * 2  # per network: 2 levels x (2 masks + 1)
-    assert "2 networks (0 of the first study), the unit of every test" in run.out
+    assert "2 networks, the unit of every test" in run.out
 
 
 def test_shards_together_are_the_sweep_bit_for_bit(
@@ -341,9 +341,9 @@ def sweep_per_mask(
     for cell in cells:
         method = cell.method
         if method.name == "dpp_node":
-            mask = per_mask_dpp_node(inputs, cell.k, cell.beta, cell.seed)
+            mask = per_mask_dpp_node(inputs, cell.k, cell.setting.beta, cell.seed)
         else:
-            mask = draw_one(method, inputs, cell.k, cell.beta, cell.seed)
+            mask = draw_one(method, inputs, cell.k, cell.setting.beta, cell.seed)
         pruned = M.masked_copy(inputs.model, 1, method.kind, mask)
         reweighted = copy.deepcopy(pruned)
         if method.kind == "node":

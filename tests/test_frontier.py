@@ -164,13 +164,13 @@ def test_qdpp_samples_the_exact_k_dpp_law_of_its_quality_diversity_kernels(
     here; and 3,000 node draws of k = 3 follow that kernel's k-DPP law (chi-square over all
     20 subsets)."""
     model, X = layered
-    inputs = M.PruningInputs(model, X, layer=2, node_features="activation")
+    inputs = M.PruningInputs(model, X, layer=2)
     A = numpy_layer_inputs(model, X, 2)
     Y = numpy_layer_inputs(model, X, 3)
     W = inputs.W.double().numpy()
     W_next = inputs.W_next.double().numpy()
     beta = 0.3 / len(X)  # couples the nodes: a law worth testing
-    got = kernels_sampled_by("qdpp_edge", inputs, monkeypatch)
+    got = kernels_sampled_by("qdpp_edge", inputs, monkeypatch, node_features="activation")
     for h in range(6):
         weighted = (A * W[h]).T
         q = np.abs(W[h]) * np.sqrt((A**2).sum(0))
@@ -179,7 +179,8 @@ def test_qdpp_samples_the_exact_k_dpp_law_of_its_quality_diversity_kernels(
     q = np.sqrt((W_next**2).sum(0)) * np.sqrt((Y**2).sum(0))
     L = quality_kernel_reference(direct_rbf(Y.T, beta, 0.01), q / q.max())
     draws = [(3, seed) for seed in range(3000)]
-    masks = M.dpp_node(inputs, draws, f"{beta * len(X):g}/N", quality=M.node_quality).masks
+    setting = M.Setting(f"{beta * len(X):g}/N", "activation")
+    masks = M.dpp_node(inputs, draws, setting, quality=M.node_quality).masks
     samples = np.array([torch.nonzero(mask).squeeze(-1).numpy() for mask in masks])
     assert chi_square_p_value(samples, exact_k_dpp_law(L, 3)) > 1e-3
     # and the test can tell: neither the diversity nor the quality alone is this law

@@ -125,7 +125,7 @@ def test_edge_masks_drawn_together_are_those_drawn_alone(
 def test_node_masks_drawn_together_are_those_drawn_alone() -> None:
     inputs = small_inputs(hidden=20, images=30, seed=4, scale=0.005)
     draws = [(5, 1), (5, 2), (12, 1), (19, 7)]
-    together = M.dpp_node(inputs, draws, "auto").masks
+    together = M.dpp_node(inputs, draws, M.Setting("auto")).masks
     for (k, seed), keep in zip(draws, together):
         assert int(keep.sum()) == k
-        assert torch.equal(keep, M.dpp_node(inputs, [(k, seed)], "auto").masks[0])
+        assert torch.equal(keep, M.dpp_node(inputs, [(k, seed)], M.Setting("auto")).masks[0])

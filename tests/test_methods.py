@@ -101,7 +101,7 @@ def test_importance_edge_keeps_the_largest_magnitudes() -> None:
         inputs.model.w1.weight.zero_()
         inputs.model.w1.weight[0, :5] = torch.tensor([0.1, -0.9, 0.3, 0.0, -0.5])
         inputs.model.w1.weight[1, :5] = torch.tensor([2.0, 0.0, -1.0, 0.2, 0.1])
-    (mask,) = M.importance_edge(inputs, [(2, 0)], 0.3).masks
+    (mask,) = M.importance_edge(inputs, [(2, 0)], M.Setting()).masks
     assert mask[0, :5].tolist() == [False, True, False, False, True]
     assert mask[1, :5].tolist() == [True, False, True, False, False]
     assert (mask.sum(1) == 2).all()
@@ -113,7 +113,7 @@ def test_importance_node_keeps_the_largest_mean_outgoing_weights() -> None:
         W2 = inputs.model.w2.weight
         W2.zero_()
         W2[:, 1], W2[0, 3], W2[:, 4] = -1.0, 8.0, 0.5  # mean |.|: 1.0, 0.8, 0.5
-    (keep,) = M.importance_node(inputs, [(2, 0)], 0.3).masks
+    (keep,) = M.importance_node(inputs, [(2, 0)], M.Setting()).masks
     assert keep.tolist() == [False, True, False, True, False, False]
 
 
@@ -127,17 +127,17 @@ def test_a_method_that_returns_the_wrong_mask_is_named() -> None:
     def one_mask_too_few(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
         return M.Drawn([torch.ones_like(inputs.W, dtype=torch.bool)])
 
-    method = M.Method("confused", "edge", nodes_for_an_edge_method)
+    method = M.Method(name="confused", kind="edge", draw=nodes_for_an_edge_method)
     with pytest.raises(
         ValueError, match=r"confused returned a torch.bool tensor of shape \(9,\)"
     ):
         draw_one(method, tiny_inputs(hidden=9), 3, 0.3, seed=0)
     with pytest.raises(ValueError, match=r"bare returned a list; .* a Drawn"):
-        draw_one(M.Method("bare", "edge", a_bare_list), tiny_inputs(hidden=9), 3, 0.3, 0)
+        bare = M.Method(name="bare", kind="edge", draw=a_bare_list)
+        draw_one(bare, tiny_inputs(hidden=9), 3, 0.3, 0)
     with pytest.raises(ValueError, match=r"short returned 1 masks; .* 2 here"):
-        M.draw_masks(
-            M.Method("short", "edge", one_mask_too_few), tiny_inputs(), [(3, 0), (4, 0)], 0.3
-        )
+        short = M.Method(name="short", kind="edge", draw=one_mask_too_few)
+        M.draw_masks(short, tiny_inputs(), [(3, 0), (4, 0)], M.Setting(0.3))
 
 
 def test_register_method_checks_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:

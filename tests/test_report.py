@@ -4,7 +4,9 @@ merging shards, the files a report writes, its command line, and that it needs n
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +90,21 @@ def sweep_row(
 
 
 DPP_NODE = ("dpp_node", "0.3", "preactivation")  # the plan's primary setting
+# the second study's plan (results/PLAN.toml), of the comparisons study_rows has
+STUDY_PLAN = R.Plan(
+    source="study-plan.toml",
+    margins=(1.0, 0.25),
+    primary=tuple(
+        R.Planned(claim, first, second, (("", 1),))
+        for claim, first, second in (
+            ("A", R.setting_label(*DPP_NODE), "random_node"),
+            ("A", R.setting_label(*DPP_NODE), "importance_node"),
+            ("B", "random_edge", R.setting_label(*DPP_NODE)),
+            ("C", "dpp_edge (beta 0.3)", "random_edge"),
+        )
+    ),
+)
+ENDPOINT = R.NO_PLAN.endpoint  # accuracy in points, higher better, the mean over levels
 
 
 def study_rows(networks: int = 3, masks: int = 3) -> list[dict[str, str]]:
@@ -158,7 +175,8 @@ def test_the_primary_endpoint_is_paired_over_networks_of_mask_averages() -> None
     """compare: each network's masks averaged, then over levels; one value per network."""
     rows = study_rows()
     cells = R.cells_of(rows)
-    test = R.compare(cells, R.setting_label(*DPP_NODE), "random_node", False, [10.0, 50.0])
+    node = R.setting_label(*DPP_NODE)
+    test = R.compare(cells, node, "random_node", False, [10.0, 50.0], ENDPOINT)
     per_network = {}
     for row in rows:
         if row["reweighting"] == "False" and row["method"] in ("dpp_node", "random_node"):
@@ -183,7 +201,7 @@ def test_the_primary_family_is_the_plan_s_holm_over_one_sided_hypotheses() -> No
     """Only the plan's comparisons (dpp_node at 0.3 on pre-activations, dpp_edge at 0.3; no
     edge-against-node ones) are primary; their Holm p-values are Holm's over the 2m
     one-sided p-values, the estimate's side shown."""
-    tests = R.claim_tests(study_rows())
+    tests = R.claim_tests(study_rows(), STUDY_PLAN)
     primary = [t for t in tests if t.analysis == "primary"]
     node = R.setting_label(*DPP_NODE)
     assert {(t.claim, t.first, t.second) for t in primary} == {
@@ -211,8 +229,8 @@ def test_the_secondary_tests_are_bh_within_part_and_claim_with_fcr_intervals() -
         mine = [t for t in tests if t.claim == claim and t.analysis == "secondary"]
         q = scipy.stats.false_discovery_control([t.comparison.p_value for t in mine])
         np.testing.assert_allclose([t.adjusted_p for t in mine], q)
-        discoveries = max(int((q < R.ALPHA).sum()), 1)
-        level = 1 - R.ALPHA * discoveries / len(mine)
+        discoveries = max(int((q < 0.05).sum()), 1)
+        level = 1 - 0.05 * discoveries / len(mine)
         for t in mine:
             assert (t.low, t.high) == pytest.approx(t.comparison.interval(level))
             assert (t.low > 0 or t.high < 0) == (t.verdict != "not shown")  # they agree
@@ -222,7 +240,7 @@ def primary_test(first: str, difference: float, se: float, reweighting: bool) ->
     """A primary test of claim C, first - "b" at layer 1, over 10 networks (df 9)."""
     comparison = R.Comparison(difference, se, 9.0, 10)
     return R.Test(
-        "784-500-10", 1, "C", first, "b", reweighting, R.ENDPOINT, "primary", comparison
+        "784-500-10", 1, "C", first, "b", reweighting, ENDPOINT.label, "primary", comparison
     )
 
 
@@ -233,7 +251,7 @@ def test_compatible_simultaneous_intervals_on_a_hand_computed_family() -> None:
     other bounds the estimate -/+ t(1 - 0.05 / 4, 9) = 2.6850; the third, not rejected,
     [0.5 - 2.6850, 0.5 + 2.6850]; verdicts holds, reversed, inconclusive."""
     tests = [primary_test(f"a{i}", d, 1.0, False) for i, d in enumerate((5.0, -4.0, 0.5))]
-    R.primary_family(tests)
+    R.primary_family(tests, STUDY_PLAN)
     t = scipy.stats.t.ppf(1 - 0.05 / 4, 9)
     assert t == pytest.approx(2.6850, abs=1e-4)
     assert (tests[0].low, tests[0].high) == (0.0, pytest.approx(5 + t))
@@ -252,7 +270,7 @@ def test_an_unadjusted_ci_without_zero_is_no_verdict_when_holm_rejects_nothing()
     of three (6 one-sided hypotheses) its Holm p is 6 x 0.017 = 0.10, so its simultaneous
     interval, 2.5 -/+ t(1 - 0.05 / 6, 9), holds 0 and its verdict is inconclusive."""
     tests = [primary_test(f"a{i}", d, 1.0, False) for i, d in enumerate((2.5, 0.1, -0.2))]
-    R.primary_family(tests)
+    R.primary_family(tests, STUDY_PLAN)
     first = tests[0]
     assert first.comparison.interval(0.95)[0] > 0 and first.adjusted_p >= 0.05
     t = scipy.stats.t.ppf(1 - 0.05 / 6, 9)
@@ -265,7 +283,7 @@ def test_equivalence_and_negligible_differences_follow_the_margins() -> None:
     0.1 (SE 0.001) holds but is negligible; an imprecise 0.01 (SE 0.5) is inconclusive."""
     cases = ((0.01, 0.02), (0.1, 0.001), (0.01, 0.5))
     tests = [primary_test(f"a{i}", d, se, True) for i, (d, se) in enumerate(cases)]
-    R.primary_family(tests)
+    R.primary_family(tests, STUDY_PLAN)
     assert [t.verdict for t in tests] == ["equivalent", "holds (negligible)", "inconclusive"]
 
 
@@ -285,7 +303,7 @@ def test_the_crossing_rule_names_the_levels_against_the_verdict() -> None:
         test.verdict = verdict
         return test
 
-    main = level(R.ENDPOINT, "holds")
+    main = level(ENDPOINT.label, "holds")
     levels = [level("10%", "reversed"), level("50%", "holds"), level("90%", "not shown")]
     assert R.crossing(main, levels) == "holds; reversed at 10%"
     main.verdict = "inconclusive"
@@ -294,15 +312,16 @@ def test_the_crossing_rule_names_the_levels_against_the_verdict() -> None:
     assert R.crossing(main, levels[2:]) == "reversed"
 
 
-def test_sensitivity_s1_leaves_out_the_first_study_s_networks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(R, "SEEN_NETWORKS", frozenset({"net1"}))
-    tests = R.claim_tests(study_rows())
-    s1 = [t for t in tests if t.analysis == "S1"]
-    assert len(s1) == len([t for t in tests if t.analysis == "primary"])
-    assert {t.comparison.networks for t in s1} == {2}
-    assert "## Sensitivity S1" in R.statistics_markdown(study_rows(), tests)
+def test_a_planned_sensitivity_analysis_leaves_out_its_networks() -> None:
+    s1 = R.Sensitivity("S1", "the first study's networks", frozenset({"net1"}))
+    plan = dataclasses.replace(STUDY_PLAN, sensitivity=(s1,))
+    tests = R.claim_tests(study_rows(), plan)
+    sensitivity = [t for t in tests if t.analysis == "S1"]
+    assert len(sensitivity) == len([t for t in tests if t.analysis == "primary"])
+    assert {t.comparison.networks for t in sensitivity} == {2}
+    statistics = R.statistics_markdown(study_rows(), tests, plan)
+    assert "## Sensitivity S1: without the first study's networks" in statistics
+    assert "3 networks (1 of the first study's networks, which S1 drops)" in statistics
 
 
 def test_the_variance_between_masks_and_between_networks_by_hand() -> None:
@@ -419,8 +438,10 @@ def test_what_cannot_be_tested_is_not() -> None:
     so no test rests on the images alone (two masks are tested). Of several networks, one
     with both methods is never tested as if it were the only one."""
     rows = study_rows(networks=1, masks=1)
-    assert R.claim_tests(rows) == []
-    assert "None of the plan's primary comparisons" in R.statistics_markdown(rows, [])
+    assert R.claim_tests(rows, STUDY_PLAN) == []
+    assert "None of the plan's primary comparisons" in R.statistics_markdown(
+        rows, [], STUDY_PLAN
+    )
     assert len(R.claim_tests(study_rows(networks=1, masks=2))) == 7 * 2 * 3
     rows = [
         row
@@ -482,11 +503,13 @@ def test_shards_merge_into_one_report_and_overlaps_are_refused(tmp_path: Path) -
 
 def test_a_report_writes_its_files(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "sweep", study_rows())
-    report = R.write_report([folder])
+    report = R.write_report([folder], plan=STUDY_PLAN)
     assert (folder / "sweep.md").read_text() == report.table
     assert (folder / "statistics.md").read_text() == report.statistics
     tests = R.read_csv(folder / "statistics.csv", R.TEST_FIELDS)
-    assert len(tests) == 7 * 2 * 3  # 7 comparisons, with and without reweighting, 3 endpoints
+    # 7 comparisons, without and with reweighting, over both levels and at each; then the 8
+    # primary tests post hoc: S2, S3 at 10% and at 50%, S4
+    assert len(tests) == 7 * 2 * 3 + 8 * 4
     for name in ("sweep.png", "forest.png", "claim_A.png", "claim_B.png", "claim_C.png"):
         assert (folder / name).read_bytes().startswith(b"\x89PNG")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
@@ -560,10 +583,16 @@ def test_no_folder_is_one_line_and_no_shard_is_the_merge_s_out_dir(
 @pytest.mark.parametrize("name", sorted(p.parent.name for p in RESULTS.glob("*/sweep.csv")))
 def test_the_committed_reports_are_what_report_py_writes(name: str) -> None:
     """Every results folder's sweep.md and statistics are what report.py renders from its CSV
-    (write_report writes exactly these, and the figures)."""
+    under the plan its statistics.md names (write_report writes exactly these, and the
+    figures)."""
     folder = RESULTS / name
     rows = R.read_csv(folder / "sweep.csv")
-    for file, text in R.render_report(rows, R.claim_tests(rows)).items():
+    statistics = (folder / "statistics.md").read_text()
+    named = re.search(r"^Data: .*?\. Plan: (\S+)", statistics, re.MULTILINE)
+    plan = R.NO_PLAN
+    if named:  # the plan as the report names it: relative to the repository's root
+        plan = dataclasses.replace(R.read_plan(ROOT / named[1]), source=named[1])
+    for file, text in R.render_report(rows, R.claim_tests(rows, plan), plan).items():
         assert text == (folder / file).read_text(), file
 
 
@@ -574,7 +603,7 @@ def test_the_detectable_difference_has_80_percent_power(df: float) -> None:
     of freedom it is the normal approximation (z(1 - alpha) + z(0.8)) SE; with one degree of
     freedom (two networks) it lies far out but is still found."""
     comparison, alpha = R.Comparison(1.0, 0.5, df, int(df) + 1), 0.05 / 80
-    detectable = comparison.detectable(alpha)
+    detectable = comparison.detectable(alpha, 0.8)
     critical = scipy.stats.t.ppf(1 - alpha, df)
     power = scipy.stats.nct.sf(critical, df, detectable / comparison.se)
     assert math.isfinite(detectable) and power == pytest.approx(0.8, abs=1e-9)
