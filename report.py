@@ -348,7 +348,7 @@ class Plan:
 NO_PLAN = Plan()
 ENDPOINT_COLUMNS = ("accuracy", "loss")  # the numeric columns of sweep.csv a plan may compare
 PLAN_KEYS = {
-    "": {"title", "document", "endpoint", "tests", "primary", "sensitivity", "claims"},
+    "": {"document", "endpoint", "tests", "primary", "sensitivity", "claims"},
     "endpoint": {"column", "scale", "unit", "higher_is_better", "levels"},
     "tests": {"alpha", "power", "margin", "margin_reweighted"},
     "primary": {"parts", "comparisons"},
@@ -1075,14 +1075,15 @@ def claim_tests(rows: Sequence[Row], plan: Plan = NO_PLAN) -> list[Test]:
 # Chosen after a study's rows were seen (not in any plan), on every primary comparison of parts
 # with several networks: they qualify the primary verdicts and replace none.
 POSTHOC = {
-    "S2": "test images resampled: a bootstrap over networks and test images",
+    "S2": "test images resampled: the variance a bootstrap over the test images adds to the "
+    "networks'",
     "S3": "per-regime endpoints: single levels, the lowest level near the unpruned network, "
     "and the mean over the levels from 50% up",
     "S4": "an exact sign-flip permutation test over networks",
 }
-BOOTSTRAP_REPLICATES = 2000  # S2's
-BOOTSTRAP_SEED = 0  # S2's draws: the same report from the same rows
 REGIME_LEVELS = (10.0, 30.0, 50.0)  # S3's single levels
+EXACT_NETWORKS = 16  # S4 enumerates the 2^n sign patterns up to this many networks ...
+SIGN_SAMPLES = 2**16  # ... and samples this many beyond
 UPPER_LEVELS = 50.0  # S3's mean over the levels from this one up
 
 
@@ -1091,7 +1092,8 @@ class SignFlip(Comparison):
     """A paired comparison over networks tested exactly: under "no difference" each
     network's difference is as likely negated, so the one-sided p-value is the share of the
     2^n sign patterns whose mean reaches the observed one (Fisher's randomisation test); the
-    smallest it can be is 2^-n."""
+    smallest it can be is 2^-n. Beyond EXACT_NETWORKS networks, SIGN_SAMPLES random patterns
+    stand for the 2^n. It has no standard error (se, df: nan); p_value is two-sided."""
 
     per_network: tuple[float, ...] = ()
 
@@ -1101,7 +1103,12 @@ class SignFlip(Comparison):
 
     def one_sided_p(self, positive: bool) -> float:
         d = np.array(self.per_network)
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+        if len(d) <= EXACT_NETWORKS:
+            signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+        else:  # a random sample of the sign patterns, the same for the same differences
+            rng = np.random.default_rng(len(d))
+            signs = rng.choice((1.0, -1.0), size=(SIGN_SAMPLES, len(d)))
+            signs[0] = 1.0  # the observed pattern counts, as in the enumeration
         means = signs @ d / len(d)
         tolerance = 1e-12 * max(1.0, float(np.abs(d).max()))
         if positive:
@@ -1126,14 +1133,14 @@ def network_differences(cells: Cells, test: Test, endpoint: Endpoint) -> np.ndar
     )
 
 
-def image_bootstrap(
-    cells: Cells, test: Test, endpoint: Endpoint, rng: np.random.Generator
-) -> Comparison:
-    """S2: the test's difference with the standard error of a two-way bootstrap that resamples
-    the networks and, crossed with them, the test images (one resampling of the images for
-    all networks and both methods, as the same test set serves them all). A network's
-    difference is linear in the images it gets right, so each replicate is the resampled
-    images' counts times the per-image differences, averaged over resampled networks."""
+def with_test_images(cells: Cells, test: Test, endpoint: Endpoint) -> Comparison:
+    """S2: the test's difference with the test images counted as a sample too. The paired
+    t-test's variance is the networks' spread on this test set; all networks and both methods
+    share the test set, so its sampling moves every network's difference alike and that
+    spread cannot see it. It adds the variance of a bootstrap over the test images of the
+    mean over networks: s^2 / n, s^2 the variance over the n images of the per-image
+    difference averaged over networks, masks and levels (what infinitely many bootstrap
+    replicates give, exactly). Degrees of freedom: the t-test's."""
     first, second, reweighting = test.first, test.second, test.reweighting
     networks = networks_with(cells, (first, second), reweighting, test.levels)
 
@@ -1146,18 +1153,11 @@ def image_bootstrap(
             axis=0,
         )
 
-    D = np.array([right(n, first) - right(n, second) for n in networks], dtype=np.float32)
-    D *= endpoint.scale * endpoint.sign  # (networks, images)
-    images = D.shape[1]
-    drawn = rng.integers(0, images, size=(BOOTSTRAP_REPLICATES, images))
-    offsets = images * np.arange(BOOTSTRAP_REPLICATES)[:, None]
-    counts = np.bincount((drawn + offsets).ravel(), minlength=BOOTSTRAP_REPLICATES * images)
-    counts = counts.reshape(BOOTSTRAP_REPLICATES, images).astype(np.float32)
-    per_replicate = D @ counts.T / images  # (networks, replicates)
-    chosen = rng.integers(0, len(networks), size=(BOOTSTRAP_REPLICATES, len(networks)))
-    estimates = per_replicate[chosen, np.arange(BOOTSTRAP_REPLICATES)[:, None]].mean(1)
+    per_image = np.mean([right(n, first) - right(n, second) for n in networks], axis=0)
+    per_image *= endpoint.scale * endpoint.sign  # (images,)
     c = test.comparison
-    return Comparison(c.difference, sample_std(estimates), c.df, c.networks)
+    images_variance = float(np.var(per_image)) / len(per_image)
+    return Comparison(c.difference, math.sqrt(c.se**2 + images_variance), c.df, c.networks)
 
 
 def shared_levels(cells: Cells, first: str, second: str, reweighting: bool) -> list[float]:
@@ -1221,10 +1221,9 @@ def posthoc_tests(rows: Sequence[Row], tests: Sequence[Test], plan: Plan) -> lis
     unpruned = {part: unpruned_values(mine, endpoint) for part, mine in parts(rows).items()}
     found: list[Test] = []
     if endpoint.column == "accuracy":
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
         for t in primary:
-            bootstrap = image_bootstrap(by_part[t.part], t, endpoint, rng)
-            found.append(replace(t, analysis="S2", comparison=bootstrap))
+            counted = with_test_images(by_part[t.part], t, endpoint)
+            found.append(replace(t, analysis="S2", comparison=counted))
     for t in primary:
         cells = by_part[t.part]
         for analysis, name, levels in regimes(cells, unpruned[t.part], t, plan):
@@ -1238,7 +1237,7 @@ def posthoc_tests(rows: Sequence[Row], tests: Sequence[Test], plan: Plan) -> lis
     for t in primary:
         d = network_differences(by_part[t.part], t, endpoint)
         c = t.comparison
-        flip = SignFlip(c.difference, c.se, c.df, c.networks, tuple(d.tolist()))
+        flip = SignFlip(c.difference, math.nan, math.nan, c.networks, tuple(d.tolist()))
         exact.append(replace(t, analysis="S4", comparison=flip, low=math.nan, high=math.nan))
     p = np.array([[t.comparison.one_sided_p(s) for s in (True, False)] for t in exact])
     adjusted = holm(p.ravel()).reshape(-1, 2)
@@ -1427,6 +1426,7 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
     if not found:
         return []
     primary = {t.pair: t for t in tests if t.analysis == "primary"}
+    differing = changed(tests)
     lines = ["", "## Post-hoc sensitivity analyses (not in the plan)", ""]
     lines.append(
         "Chosen after the rows were seen, on the primary comparisons of parts with several "
@@ -1440,18 +1440,19 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
     if s2:
         lines += ["", "### S2: test images resampled", ""]
         lines.append(
-            f"{BOOTSTRAP_REPLICATES} bootstrap replicates (seed {BOOTSTRAP_SEED}), each "
-            "resampling the networks and, crossed with them, the 10,000 test images: the "
-            "standard error then counts the test set's sampling beside the networks' (a "
-            "two-way bootstrap of a crossed design slightly overstates it). SE: of the "
-            "primary t-test, then of the bootstrap.\n"
+            "The test set is a sample too, shared by every network and method: its sampling "
+            "moves all networks' differences alike, which their spread (the t-test's SE) "
+            "cannot see. S2 adds to the t-test's variance the variance of a bootstrap over "
+            "the test images of the mean difference over networks, s²/n (s² the variance of "
+            "the per-image difference, n the images), exactly, with the t-test's degrees of "
+            "freedom. SE: of the primary t-test, then with the images.\n"
         )
         lines += table_head(
             f"{head} | SE, primary → S2 | difference [simultaneous 95%] | Holm p | verdict"
         )
         for t in s2:
             se = f"{primary[t.pair].comparison.se:.3f} → {t.comparison.se:.3f}"
-            differs = " (differs)" if (t, primary[t.pair]) in changed(tests) else ""
+            differs = " (differs)" if (t, primary[t.pair]) in differing else ""
             lines.append(
                 f"{test_cells(t)} | {se} | {bounds(t)} | {t.adjusted_p:.3g} | "
                 f"{t.verdict}{differs} |"
@@ -1469,7 +1470,7 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
             f"{head} | regime | difference [simultaneous 95%] | Holm p | verdict"
         )
         for t in s3:
-            differs = " (differs)" if (t, primary[t.pair]) in changed(tests) else ""
+            differs = " (differs)" if (t, primary[t.pair]) in differing else ""
             lines.append(
                 f"{test_cells(t)} | {t.endpoint} | {bounds(t)} | {t.adjusted_p:.3g} | "
                 f"{t.verdict}{differs} |"
@@ -1482,22 +1483,22 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
             "The paired t-tests rest on the per-network differences being normal; this test "
             "does not: under no difference each network's difference is as likely negated, "
             "and the one-sided p is the share of the 2^n sign patterns whose mean reaches the "
-            f"observed one. Its smallest attainable p is 2^-n; Holm's first step needs "
-            f"{threshold:.3g} here, which n networks reach only when 2^-n ≤ it.\n"
+            f"observed one (statistics.csv: two-sided). Its smallest attainable p is 2^-n; "
+            f"Holm's first step needs {threshold:.3g} here, which n networks reach only when "
+            "2^-n ≤ it.\n"
         )
         lines += table_head(
-            f"{head} | difference | networks | exact p (smallest) | Holm p | verdict"
+            f"{head} | difference | networks | one-sided exact p (smallest) | Holm p | verdict"
         )
         for t in s4:
             c = t.comparison
-            assert isinstance(c, SignFlip)
             one_sided = c.one_sided_p(c.difference >= 0)
-            differs = " (differs)" if (t, primary[t.pair]) in changed(tests) else ""
+            differs = " (differs)" if (t, primary[t.pair]) in differing else ""
+            smallest = 2.0**-c.networks
             lines.append(
                 f"{test_cells(t)} | {c.difference:+.2f} | {c.networks} | {one_sided:.3g} "
-                f"({c.smallest_p:.3g}) | {t.adjusted_p:.3g} | {t.verdict}{differs} |"
+                f"({smallest:.3g}) | {t.adjusted_p:.3g} | {t.verdict}{differs} |"
             )
-    differing = changed(tests)
     lines += ["", "### Where they change a primary verdict", ""]
     lines.append(
         "Grouped by how: opposite (a difference shown the other way), gained (a difference "

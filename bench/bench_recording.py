@@ -64,11 +64,12 @@ def time_recordings(
     for size, path in paths.items():
         path.write_text(R.csv_text(rows[:size], R.SWEEP_FIELDS))
     os.sync()
+    earlier = {size: rows[:size] for size in sizes}
     for repeat in range(repeats):
         for size, path in paths.items():
             new = rows[size + 2 * repeat : size + 2 * repeat + 2]
             start = time.perf_counter()
-            way(path, rows[:size], new)
+            way(path, earlier[size], new)
             seconds[size].append(time.perf_counter() - start)
     for path in paths.values():
         path.unlink()

@@ -115,7 +115,7 @@ def draw_one(
     return M.draw_masks(method, inputs, [(k, seed)], M.Setting(beta, node_features)).masks[0]
 
 
-def first_k_edges(inputs: M.PruningInputs, draws: list, beta: object) -> M.Drawn:
+def first_k_edges(inputs: M.PruningInputs, draws: list, setting: M.Setting) -> M.Drawn:
     """A method as a user would write it in their own script (README, "Extending it"): the
     first k incoming edges of every node of the pruned layer."""
     import torch

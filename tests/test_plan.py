@@ -200,19 +200,41 @@ def deterministic_rows(shift_per_network: bool) -> list[dict[str, str]]:
     return rows
 
 
-def test_s2_counts_the_test_images_the_t_test_ignores() -> None:
-    """With the same difference on every network the paired t-test's SE is 0; the bootstrap
-    over images gives the SE of a mean of 200 per-image differences (+100 on 20 images, -100
-    on 20, 0 on 160): 100 sqrt(40/200 / 200) = 3.16 points, within 10%."""
+def test_s2_adds_the_test_images_variance_to_the_networks_spread() -> None:
+    """Per image, dpp_node minus random_node is +100 points on 20 images and -100 on 20 (0 on
+    160): the test set's sampling variance of that mean is 100^2 (40/200) / 200 = 10, so with
+    no spread between networks S2's SE is sqrt(10) = 3.16 points where the t-test's is 0; with
+    a spread, S2's variance is the t-test's plus that of the images' (here with one image
+    more on network b and two on c: the per-image mean moves too)."""
     planned = R.Planned("A", NODE, "random_node", (("", 1),))
     plan = R.Plan(source="p", margins=(1.0, 0.25), primary=(planned,))
     tests = R.claim_tests(deterministic_rows(False), plan)
     primary = next(t for t in tests if t.analysis == "primary" and not t.reweighting)
-    bootstrap = next(t for t in tests if t.analysis == "S2" and not t.reweighting)
+    counted = next(t for t in tests if t.analysis == "S2" and not t.reweighting)
     assert primary.comparison.se == 0 and primary.comparison.difference == 0
-    expected = 100 * np.sqrt(40 / 200 / 200)
-    assert bootstrap.comparison.se == pytest.approx(expected, rel=0.1)
-    assert bootstrap.verdict == "inconclusive"  # +-3 points is not within the 1-point margin
+    assert counted.comparison.se == pytest.approx(np.sqrt(10.0), rel=1e-9)
+    assert counted.verdict == "inconclusive"  # +-3 points is not within the 1-point margin
+    rows = deterministic_rows(True)
+    tests = R.claim_tests(rows, plan)
+    primary = next(t for t in tests if t.analysis == "primary" and not t.reweighting)
+    counted = next(t for t in tests if t.analysis == "S2" and not t.reweighting)
+    per_image = (
+        np.mean(
+            [
+                sign * R.unpack_bits(r["correct_images"])
+                for r in rows
+                if r["reweighting"] == "False"
+                for sign in [1.0 if r["method"] == "dpp_node" else -1.0]
+            ],
+            axis=0,
+        )
+        * 2
+    )  # the mean over networks of (dpp_node - random_node): two rows a network
+    images = 100**2 * np.var(per_image) / len(per_image)
+    assert primary.comparison.se > 0
+    expected = np.sqrt(primary.comparison.se**2 + images)
+    assert counted.comparison.se == pytest.approx(expected, rel=1e-9)
+    assert counted.comparison.df == primary.comparison.df
 
 
 def test_s3_s_near_lossless_level_is_the_lowest_with_both_near_the_unpruned_network() -> None:
