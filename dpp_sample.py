@@ -134,7 +134,7 @@ class KernelStats:
     largest coupling_bound of the family, from which uniformity(k) bounds how far its k-DPPs
     are from those of their diagonals (uniform where constant_diagonal: every kernel's
     diagonal is constant, to 1e-12); beta: the mean of a parameter the caller passes per
-    kernel (an RBF kernel's beta).
+    kernel (an RBF kernel's beta; nan for kernels without one).
     """
 
     count: int = 0
@@ -187,8 +187,9 @@ class KernelStats:
             if self.coupling < 1.0
             else "which bounds nothing"
         )
+        kernel = "linear" if math.isnan(self.beta) else f"beta {self.beta:.4g} (mean)"
         return (
-            f"{name} kernels ({self.count}): beta {self.beta:.4g} (mean), off-diagonal mean "
+            f"{name} kernels ({self.count}): {kernel}, off-diagonal mean "
             f"{self.offdiag_mean_sum / n:.3g}, max {self.offdiag_max:.3g}; effective rank "
             f"{self.effective_rank:.1f} (mean); couplings <= {self.coupling:.3g}, {uniformity}"
         )

@@ -93,7 +93,10 @@ CLAIMS = {
     "D": "diversity adds to quality: the quality-diversity DPP beats keeping the items of "
     "largest quality (qdpp_edge − wanda_edge, qdpp_node − quality_node)",
     "E": "DPP pruning beats the frontier of one-shot pruning (each DPP edge setting against "
-    "wanda_edge and obs_edge, each DPP node setting against thinet_node)",
+    "the edge frontier, wanda_edge and obs_edge, each DPP node setting against the node "
+    "frontier, thinet_node, id_node, obs_node and flap_node)",
+    "F": "the DPP's mode beats its samples (dpp_map_edge − dpp_edge, dpp_map_node − "
+    "dpp_node, at each setting both have)",
 }
 KINDS = ("edge", "node")  # what a method keeps
 SWEEP_CSV = "sweep.csv"  # a sweep folder's rows
@@ -881,9 +884,11 @@ def compare(
 
 def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
     """(claim, first, second) for every comparison of CLAIMS, first the side the claim says
-    is better, by the methods' kinds and roles (the roles column: "dpp", "qdpp", "random",
-    "importance", "quality", "frontier")."""
+    is better, by the methods' kinds and roles (the roles column: "dpp", "qdpp", "mode",
+    "random", "importance", "quality", "frontier"); F pairs a mode with the DPP of its kind
+    at the same setting."""
     groups = {group_label(row): (row["kind"], set(row["roles"].split("+"))) for row in rows}
+    setting = {group_label(row): (row["beta"], row["node_features"]) for row in rows}
 
     def of(kind: str, *roles: str) -> list[str]:
         return [g for g, (k, mine) in groups.items() if k == kind and mine & set(roles)]
@@ -896,6 +901,13 @@ def claim_comparisons(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         *(("C", d, c) for d in of("edge", "dpp") for c in node_methods),
         *(("D", q, b) for kind in KINDS for q in of(kind, "qdpp") for b in of(kind, "quality")),
         *(("E", d, f) for k in KINDS for d in of(k, "dpp", "qdpp") for f in of(k, "frontier")),
+        *(
+            ("F", m, d)
+            for k in KINDS
+            for m in of(k, "mode")
+            for d in of(k, "dpp")
+            if setting[m] == setting[d]
+        ),
     ]
 
 

@@ -14,8 +14,9 @@ Stages: dpp_edge (k = 387 of 784 edges per node), dpp_edge_rw (the same plus edg
 reweighting), dpp_node_rw (k = 250 of H = 500 nodes plus node reweighting), train_epoch
 (one SGD epoch, batch 1000, lr 0.07, momentum 0.9, dataset order; both sides start from the
 same initialisation and must give the same per-batch losses); then METHOD_STAGES, the
-frontier methods and the quality-diversity DPP, on MNIST.py's side alone (one mask at the
-same k, its Gram matrices included, as dpp_edge's stage includes its own). Before the
+frontier methods, the quality-diversity DPP and the DPP's mode, on MNIST.py's side alone (one
+mask at the same k, its Gram matrices included, as dpp_edge's stage includes its own; their
+peak memory also in all, with what the process held after loading). Before the
 stages, both sides' kernels and one node's reweighting are computed on the same inputs and
 compared.
 
@@ -39,6 +40,8 @@ an hour on shared machines: compare the ratios of one run):
     python3 bench/bench_pruning.py --stages dpp_node_rw train_epoch --original-nodes 0
     python3 bench/bench_pruning.py --checkpoint mnist_two_layer.pt --stages dpp_edge \
         wanda_edge obs_edge qdpp_edge thinet_node quality_node qdpp_node
+    python3 bench/bench_pruning.py --checkpoint results/nets/mnist_seed1.pt --stages dpp_edge \
+        dpp_map_edge dpp_map_node id_node obs_node flap_node
 
 MNIST is read from --data-dir (default ../shared/data/mnist); without it the benchmark
 uses random data of MNIST's shape and says so. Without --checkpoint it first trains the
@@ -82,8 +85,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 import MNIST as M
 
-# the frontier methods and the quality-diversity DPP: MNIST.py's side only, the time of one
-# mask drawn as --procedure test draws it (Gram matrices included)
+# the frontier methods, the quality-diversity DPP and the DPP's mode: MNIST.py's side only,
+# the time of one mask drawn as --procedure test draws it (Gram matrices included)
 METHOD_STAGES = (
     "wanda_edge",
     "obs_edge",
@@ -91,6 +94,11 @@ METHOD_STAGES = (
     "thinet_node",
     "quality_node",
     "qdpp_node",
+    "dpp_map_edge",
+    "dpp_map_node",
+    "id_node",
+    "obs_node",
+    "flap_node",
 )
 STAGES = ("dpp_edge", "dpp_edge_rw", "dpp_node_rw", "train_epoch", *METHOD_STAGES)
 BATCH_SIZE, LR, MOMENTUM = 1000, 0.07, 0.9
@@ -590,7 +598,9 @@ def markdown_table(rows: list[tuple[str, dict[str, Result]]]) -> str:
     for label, res in rows:
         ours, orig = res["ours"], res.get("original")
         if orig is None:
-            lines.append(f"| {label} | {ours['seconds']:.2f} | | | +{ours['peak_mib']:.0f} | |")
+            total = ours["base_mib"] + ours["peak_mib"]
+            peak = f"+{ours['peak_mib']:.0f} ({total:,.0f} in all)"
+            lines.append(f"| {label} | {ours['seconds']:.2f} | | | {peak} | |")
             continue
         scaled = f" (scaled from {orig['scaled']})" if orig.get("scaled") else ""
         lines.append(

@@ -91,9 +91,10 @@ def child(variant: str, sweep_args: list[str], result_path: Path) -> None:
         kind: str,
         mask: torch.Tensor,
         reweighting: bool,
+        reconstruct: M.Reconstruction | None = None,
     ) -> M.PruningResult:
         digests.append(hashlib.sha256(mask.cpu().numpy().tobytes()).hexdigest()[:16])
-        return prune_with_mask(inputs, evaluation, kind, mask, reweighting)
+        return prune_with_mask(inputs, evaluation, kind, mask, reweighting, reconstruct)
 
     M.prune_with_mask = recording
     with contextlib.redirect_stdout(io.StringIO()):

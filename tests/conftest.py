@@ -130,6 +130,23 @@ def first_k_edges(inputs: M.PruningInputs, draws: list, setting: M.Setting) -> M
     return M.Drawn(masks)
 
 
+def layered_mlp(data_seed: int, seed: int) -> tuple[M.MLP, torch.Tensor]:
+    """784-12-6-10 trained for 6 epochs on 200 synthetic digits of data_seed (init seed), and
+    those digits."""
+    import torch
+
+    import MNIST as M
+
+    images, labels = synthetic_digits(200, seed=data_seed)
+    X, y = M.normalise(images), torch.as_tensor(labels, dtype=torch.int64)
+    torch.manual_seed(seed)
+    model = M.MLP([12, 6])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for epoch in range(6):
+        M.train_epoch(model, optimizer, X, y, 40, epoch, log_interval=10**9)
+    return model.eval(), X
+
+
 def tiny_evaluation() -> M.Evaluation:
     """30 random test images, all of class 0, scored 16 at a time."""
     import torch

@@ -101,10 +101,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def test_sweep_writes_csv_table_and_figure(cli: Callable[..., Run], workdir: Path) -> None:
     assert cli(*SWEEP, "--out-dir", "full").code == 0
     rows = read_rows(workdir / "full" / "sweep.csv")
-    # 6 methods of random masks x 2 levels x 2 masks + 6 deterministic ones x 2 levels x 1,
+    # 6 methods of random masks x 2 levels x 2 masks + 11 deterministic ones x 2 levels x 1,
     # each with and without reweighting
-    assert sum(m.deterministic for m in M.METHODS.values()) == 6
-    assert len(rows) == (6 * 2 * 2 + 6 * 2) * 2
+    assert sum(m.deterministic for m in M.METHODS.values()) == 11
+    assert len(rows) == (6 * 2 * 2 + 11 * 2) * 2
     assert {r["method"] for r in rows} == set(M.METHODS)
     dpp_node_25 = [r for r in rows if r["method"] == "dpp_node" and r["level"] == "25.0"]
     assert {r["k"] for r in dpp_node_25} == {"3"}
@@ -346,6 +346,8 @@ def sweep_per_mask(
             mask = draw_one(method, inputs, cell.k, cell.setting.beta, cell.seed)
         pruned = M.masked_copy(inputs.model, 1, method.kind, mask)
         reweighted = copy.deepcopy(pruned)
+        if method.reconstruct is not None:  # flap_node's bias compensation, masked only
+            method.reconstruct(pruned, inputs, mask)
         if method.kind == "node":
             W2, b2 = inputs.W_next, inputs.model.w2.bias.detach()
             activations = inputs.model.hidden(inputs.train_x, 1)
@@ -384,7 +386,7 @@ def test_the_sweep_drawn_from_one_kernel_build_is_the_sweep_drawn_per_mask() -> 
             M.PruningInputs(model, X[:200]), evaluation, cells, reweighting=True
         )
     }
-    assert len(after) == 6 * 2 * 2 + 6 * 2 and after.keys() == before.keys()
+    assert len(after) == 6 * 2 * 2 + 11 * 2 and after.keys() == before.keys()
     for key, (mask, masked, reweighted) in after.items():
         mask_before, masked_before, reweighted_before = before[key]
         assert torch.equal(mask, mask_before), key

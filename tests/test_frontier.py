@@ -14,8 +14,8 @@ from conftest import (
     draw_one,
     exact_k_dpp_law,
     kernels_sampled_by,
+    layered_mlp,
     numpy_layer_inputs,
-    synthetic_digits,
 )
 
 import MNIST as M
@@ -23,15 +23,7 @@ import MNIST as M
 
 @pytest.fixture(scope="module")
 def layered() -> tuple[M.MLP, torch.Tensor]:
-    """784-12-6-10 trained for 6 epochs on 200 synthetic digits, and those digits."""
-    images, labels = synthetic_digits(200, seed=11)
-    X, y = M.normalise(images), torch.as_tensor(labels, dtype=torch.int64)
-    torch.manual_seed(3)
-    model = M.MLP([12, 6])
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    for epoch in range(6):
-        M.train_epoch(model, optimizer, X, y, 40, epoch, log_interval=10**9)
-    return model.eval(), X
+    return layered_mlp(11, 3)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -119,7 +111,8 @@ def test_obs_edge_keeps_what_survives_its_removals(layered: tuple[M.MLP, torch.T
     """One pass serves every k: the mask at k keeps all but the first d - k removed."""
     model, X = layered
     inputs = M.PruningInputs(model, X, layer=2)
-    masks = M.draw_masks(M.METHODS["obs_edge"], inputs, [(9, 0), (4, 0), (2, 0)], 0.3).masks
+    draws = [(9, 0), (4, 0), (2, 0)]
+    masks = M.draw_masks(M.METHODS["obs_edge"], inputs, draws, M.Setting()).masks
     order, _ = M.obs_removal_order(inputs.W, inputs.gram(), 10)
     for k, mask in zip((9, 4, 2), masks):
         expected = torch.ones(6, 12, dtype=torch.bool)

@@ -55,7 +55,7 @@ def case_id(case: dict) -> str:
 def test_masks_are_the_ones_recorded(case: dict, pinned_inputs: M.PruningInputs) -> None:
     inputs = dataclasses.replace(pinned_inputs, dpp_backend=case["backend"])
     method = M.METHODS[case["method"]]
-    if method.samples_dpp and this_platform() != PINS["recorded_on"]:
+    if method.dpp_kernels and this_platform() != PINS["recorded_on"]:
         pytest.skip(
             f"DPP masks were pinned on {PINS['recorded_on']}, this is {this_platform()}: "
             "its eigendecompositions may give other masks from the same law"
