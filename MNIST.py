@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import scipy.linalg.lapack
@@ -89,7 +89,9 @@ DEFAULT_LEVELS = "10,20,30,40,50,60,70,80,90"  # percents of the weights kept in
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CHECKPOINT_FORMAT = "dpp-pruning-mlp"
-CHECKPOINT_VERSION = 2  # load_checkpoint reads this version and older (1: one hidden layer)
+# load_checkpoint reads this version and older (1: one hidden layer; 2: MNIST's 784 inputs, 10
+# outputs, sigmoid, biases)
+CHECKPOINT_VERSION = 3
 IDX_NAMES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -117,30 +119,56 @@ class UsageError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
-def architecture(hidden_sizes: Sequence[int]) -> str:
-    """The layer sizes of the MLP with these hidden layers, e.g. "784-500-10"."""
-    return "-".join(map(str, (INPUT_DIM, *hidden_sizes, NUM_CLASSES)))
+def architecture(sizes: Sequence[int]) -> str:
+    """The layer sizes of an MLP, input first, e.g. "784-500-10"."""
+    return "-".join(map(str, sizes))
+
+
+def mnist_sizes(hidden_sizes: Sequence[int]) -> tuple[int, ...]:
+    """The layer sizes of the MNIST MLP with these hidden layers: 784, ..., 10."""
+    return (INPUT_DIM, *hidden_sizes, NUM_CLASSES)
+
+
+def erf_activation(u: torch.Tensor) -> torch.Tensor:
+    """g(u) = erf(u / sqrt 2), the teacher-student theory's activation (Saad & Solla 1995)."""
+    return torch.erf(u / math.sqrt(2.0))
+
+
+# a hidden layer's activation by name: the paper's MNIST sigmoid, the theory's erf
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid": torch.sigmoid,
+    "erf": erf_activation,
+}
 
 
 class MLP(nn.Module):
     """784 -> H_1 -> ... -> H_L -> 10, a sigmoid (then dropout, if any) after every hidden
-    layer. Its linear layers are w1 ... w{L+1}, as the original named the two of 784-H-10."""
+    layer. Its linear layers are w1 ... w{L+1}, as the original named the two of 784-H-10.
+    The teacher-student student is N -> K -> 1 with erf and no biases (input_dim, outputs,
+    activation, bias)."""
 
     def __init__(
         self,
         hidden_sizes: Sequence[int] = (DEFAULT_HIDDEN_SIZE,),
         dropout: float | None = None,
+        input_dim: int = INPUT_DIM,
+        outputs: int = NUM_CLASSES,
+        activation: str = "sigmoid",
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.hidden_sizes = tuple(hidden_sizes)
         self.dropout_p = dropout
-        sizes = (INPUT_DIM, *self.hidden_sizes, NUM_CLASSES)
-        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
-            setattr(self, f"w{i}", nn.Linear(fan_in, fan_out))  # weight: (fan_out, fan_in)
+        self.activation = activation
+        self.sizes = (input_dim, *self.hidden_sizes, outputs)
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(self.sizes), start=1):
+            # weight: (fan_out, fan_in)
+            setattr(self, f"w{i}", nn.Linear(fan_in, fan_out, bias=bias))
         self.dropout = nn.Dropout(p=dropout) if dropout is not None else nn.Identity()
         for linear in self.layers:
             nn.init.xavier_uniform_(linear.weight)
-            nn.init.zeros_(linear.bias)
+            if bias:
+                nn.init.zeros_(linear.bias)
 
     @property
     def layers(self) -> list[nn.Linear]:
@@ -149,13 +177,33 @@ class MLP(nn.Module):
 
     @property
     def architecture(self) -> str:
-        return architecture(self.hidden_sizes)
+        return architecture(self.sizes)
+
+    @property
+    def has_bias(self) -> bool:
+        return self.w1.bias is not None
+
+    def config(self) -> dict[str, object]:
+        """What rebuilds this MLP (its weights aside), as a checkpoint records it."""
+        return {
+            "hidden_sizes": list(self.hidden_sizes),
+            "dropout": self.dropout_p,
+            "input_dim": self.sizes[0],
+            "outputs": self.sizes[-1],
+            "activation": self.activation,
+            "bias": self.has_bias,
+        }
+
+    def with_hidden(self, hidden_sizes: Sequence[int]) -> MLP:
+        """A new MLP like this one but for its hidden layers' sizes."""
+        return MLP(**{**self.config(), "hidden_sizes": hidden_sizes})
 
     def hidden(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """(B, 784) -> the activations of hidden layer `layer` (1-based), (B, H_layer);
         layer 0 is the input itself."""
+        act = ACTIVATIONS[self.activation]
         for linear in self.layers[:layer]:
-            x = self.dropout(torch.sigmoid(linear(x)))
+            x = self.dropout(act(linear(x)))
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,8 +222,8 @@ class LayerShape:
     above: int
 
     @classmethod
-    def of(cls, hidden_sizes: Sequence[int], layer: int) -> LayerShape:
-        sizes = (INPUT_DIM, *hidden_sizes, NUM_CLASSES)
+    def of(cls, sizes: Sequence[int], layer: int) -> LayerShape:
+        """Hidden layer `layer` of an MLP of these layer sizes, input first."""
         return cls(sizes[layer - 1], sizes[layer], sizes[layer + 1])
 
     @property
@@ -432,12 +480,14 @@ class PruningInputs:
         return self.model.layers[self.layer].weight.detach()
 
     @property
-    def b_next(self) -> torch.Tensor:
-        return self.model.layers[self.layer].bias.detach()
+    def b_next(self) -> torch.Tensor | None:
+        """The bias of the layer above, None where it has none."""
+        bias = self.model.layers[self.layer].bias
+        return None if bias is None else bias.detach()
 
     @property
     def shape(self) -> LayerShape:
-        return LayerShape.of(self.model.hidden_sizes, self.layer)
+        return LayerShape.of(self.model.sizes, self.layer)
 
     @property
     def num_images(self) -> int:
@@ -480,15 +530,15 @@ class PruningInputs:
         )
 
     def activation_systems(self) -> GramSystems:
-        """What reweighting nodes needs of activation_gram()."""
-        return self._cached(
-            "activation_systems", lambda: GramSystems.of(self.activation_gram())
-        )
+        """What reweighting nodes needs of activation_gram(): all of it (the intercept first)
+        where the layer above has a bias to take the intercept, else the activations' part."""
+        G = self.activation_gram() if self.has_bias_above else self.activation_gram()[1:, 1:]
+        return self._cached("activation_systems", lambda: GramSystems.of(G))
 
     @property
     def has_bias_above(self) -> bool:
         """Whether the layer above has a bias (which a constant from the layer can move to)."""
-        return self.model.layers[self.layer].bias is not None
+        return self.b_next is not None
 
     def input_sums(self) -> torch.Tensor:
         """A^T 1, the sums of the layer's inputs over the training images, accumulated over
@@ -1328,8 +1378,11 @@ def reweight_edges(
 
 
 def reweight_nodes(
-    systems: GramSystems, keep: torch.Tensor, W_next: torch.Tensor, b_next: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    systems: GramSystems,
+    keep: torch.Tensor,
+    W_next: torch.Tensor,
+    b_next: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Fold the pruned nodes into the kept ones by one multi-target least squares.
 
     Each pruned node's activation y_p is regressed on [1, Y_kept] over the training images,
@@ -1338,21 +1391,26 @@ def reweight_nodes(
     above. The regression needs only the Gram matrix [1, Y]^T [1, Y]
     (PruningInputs.activation_gram): its normal equations are gram_SS [c_p; alpha_p] =
     gram_Sp, S the intercept and the kept nodes, solved for the minimum-norm solution that
-    least squares on the rows gives (GramSystems.solve).
-    systems: GramSystems.of(activation gram); keep: (H,) bool; W_next: (H_next, H); b_next:
-    (H_next,) -> (new W_next with zero columns for pruned nodes, new b_next).
+    least squares on the rows gives (GramSystems.solve). Where the layer above has no bias
+    (b_next None) nothing can take an intercept: y_p ~ Y_kept alpha_p, on Y^T Y.
+    systems: GramSystems.of(activation gram, with the intercept if b_next is given);
+    keep: (H,) bool; W_next: (H_next, H); b_next: (H_next,) or None -> (new W_next with zero
+    columns for pruned nodes, new b_next or None).
     """
     if keep.all():
-        return W_next.clone(), b_next.clone()
-    intercept = torch.zeros(1, dtype=torch.int64, device=keep.device)
-    S = torch.cat([intercept, torch.nonzero(keep).squeeze(-1) + 1])
-    P = torch.nonzero(~keep).squeeze(-1) + 1
+        return W_next.clone(), None if b_next is None else b_next.clone()
+    offset = 0 if b_next is None else 1  # the intercept's row and column come first
+    kept = torch.nonzero(keep).squeeze(-1) + offset
+    S = kept if b_next is None else torch.cat([torch.zeros_like(kept[:1]), kept])
+    P = torch.nonzero(~keep).squeeze(-1) + offset
     coef = systems.solve(S.unsqueeze(0), systems.G[S][:, P].unsqueeze(0))[0]
-    W64, b64 = W_next.to(torch.float64), b_next.to(torch.float64)
+    W64 = W_next.to(torch.float64)
     W_pruned = W64[:, ~keep]  # (H_next, H - k)
     new_W = torch.zeros_like(W64)
-    new_W[:, keep] = W64[:, keep] + W_pruned @ coef[1:].T
-    new_b = b64 + W_pruned @ coef[0]
+    new_W[:, keep] = W64[:, keep] + W_pruned @ coef[offset:].T
+    if b_next is None:
+        return new_W.to(W_next.dtype), None
+    new_b = b_next.to(torch.float64) + W_pruned @ coef[0]
     return new_W.to(W_next.dtype), new_b.to(b_next.dtype)
 
 
@@ -1389,7 +1447,8 @@ def reweighted_copy(pruned: MLP, inputs: PruningInputs, kind: str, mask: torch.T
             inputs.activation_systems(), mask, inputs.W_next, inputs.b_next
         )
         above.weight.copy_(new_W)
-        above.bias.copy_(new_b)
+        if new_b is not None:
+            above.bias.copy_(new_b)
     else:
         result.layers[inputs.layer - 1].weight.copy_(
             reweight_edges(inputs.W, mask, inputs.gram_systems())
@@ -1409,7 +1468,7 @@ def count_remaining_weights(kind: str, mask: torch.Tensor, shape: LayerShape) ->
 @dataclass(frozen=True)
 class Evaluation:
     """The test images pruned networks are scored on: images (M, 784), labels (M,), scored
-    batch_size at a time."""
+    batch_size at a time. An Evaluator."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -1419,6 +1478,22 @@ class Evaluation:
         """(mean test loss, which test images are predicted right: (M,) bool) of a network."""
         return evaluate(model, self.images, self.labels, self.batch_size)
 
+    def summary(self, loss: float, right: torch.Tensor | None) -> str:
+        """A score as a sweep's lines print it: the test accuracy."""
+        assert right is not None
+        return f"{100 * int(right.sum()) / len(right):.2f}%"
+
+
+class Evaluator(Protocol):
+    """How the per-mask pipeline scores a network: evaluate gives its loss and, where a test
+    set has examples to get right, which it gets right (else None); summary prints them.
+    Evaluation (MNIST's test images) is one; the teacher-student world's exact
+    generalisation error another."""
+
+    def evaluate(self, model: MLP) -> tuple[float, torch.Tensor | None]: ...
+
+    def summary(self, loss: float, right: torch.Tensor | None) -> str: ...
+
 
 @dataclass
 class PruningResult:
@@ -1426,16 +1501,17 @@ class PruningResult:
 
     mask: (H, d) or (H,) bool, as drawn; remaining_weights of total_weights: of the pruned
     layer and the one above (count_remaining_weights, LayerShape.total_weights); loss,
-    right: of the masked network on the test set, right (M,) bool the images it predicts
-    right; reweighted_loss, reweighted_right: of the reweighted one (None without
-    reweighting); model: the pruned network, reweighted when reweighting was asked for.
+    right: of the masked network as the Evaluator scores it, right (M,) bool the test images
+    it predicts right (None where there are none); reweighted_loss, reweighted_right: of the
+    reweighted one (loss None without reweighting); model: the pruned network, reweighted
+    when reweighting was asked for.
     """
 
     mask: torch.Tensor
     remaining_weights: int
     total_weights: int
     loss: float
-    right: torch.Tensor
+    right: torch.Tensor | None
     model: MLP
     reweighted_loss: float | None = None
     reweighted_right: torch.Tensor | None = None
@@ -1445,20 +1521,21 @@ class PruningResult:
         return 100.0 * self.remaining_weights / self.total_weights
 
     @property
-    def accuracy(self) -> float:
-        """Test accuracy of the masked network, in [0, 1]."""
-        return int(self.right.sum()) / len(self.right)
+    def accuracy(self) -> float | None:
+        """Test accuracy of the masked network, in [0, 1]; None without test images."""
+        return None if self.right is None else int(self.right.sum()) / len(self.right)
 
     @property
     def reweighted_accuracy(self) -> float | None:
-        """Test accuracy of the reweighted network, in [0, 1]; None without reweighting."""
+        """Test accuracy of the reweighted network, in [0, 1]; None without reweighting or
+        test images."""
         right = self.reweighted_right
         return None if right is None else int(right.sum()) / len(right)
 
 
 def prune_with_mask(
     inputs: PruningInputs,
-    evaluation: Evaluation,
+    evaluation: Evaluator,
     kind: str,
     mask: torch.Tensor,
     reweighting: bool,
@@ -1488,14 +1565,14 @@ def export_pruned(pruned: MLP, layer: int, kind: str, mask: torch.Tensor) -> MLP
     A removed node p has zero incoming weights, so its activation is the constant
     sigmoid(b_p); its contribution W_next[:, p] * sigmoid(b_p) moves into the bias of the
     layer above, and the network with the k kept nodes in hidden layer `layer` computes the
-    same logits as the masked one.
+    same logits as the masked one. For networks with biases.
     """
     if kind != "node":
         return pruned
     keep = mask.to(pruned.w1.weight.device)
     sizes = list(pruned.hidden_sizes)
     sizes[layer - 1] = int(keep.sum())
-    small = MLP(sizes, pruned.dropout_p).to(keep.device)
+    small = pruned.with_hidden(sizes).to(keep.device)
     for i, (source, target) in enumerate(zip(pruned.layers, small.layers), start=1):
         if i not in (layer, layer + 1):  # the layers below and further above: as they are
             target.load_state_dict(source.state_dict())
@@ -1503,7 +1580,7 @@ def export_pruned(pruned: MLP, layer: int, kind: str, mask: torch.Tensor) -> MLP
     small.layers[layer - 1].weight.copy_(own.weight[keep])
     small.layers[layer - 1].bias.copy_(own.bias[keep])
     small.layers[layer].weight.copy_(above.weight[:, keep])
-    constant = torch.sigmoid(own.bias[~keep])
+    constant = ACTIVATIONS[pruned.activation](own.bias[~keep])
     small.layers[layer].bias.copy_(above.bias + above.weight[:, ~keep] @ constant)
     return small
 
@@ -1709,12 +1786,12 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 
 def save_checkpoint(path: Path, model: MLP, extra: dict | None = None) -> None:
-    """Weights plus what rebuilds the model (hidden sizes, dropout) and how it was made."""
+    """Weights plus what rebuilds the model (MLP.config: sizes, dropout, activation, biases)
+    and how it was made."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "hidden_sizes": list(model.hidden_sizes),
-        "dropout": model.dropout_p,
+        **model.config(),
         "state_dict": {name: t.detach().cpu() for name, t in model.state_dict().items()},
         **(extra or {}),
     }
@@ -1731,35 +1808,43 @@ def weights_fingerprint(model: MLP) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_checkpoint(path: Path) -> tuple[MLP, dict]:
+def load_checkpoint(
+    path: Path,
+    flag: str = "--trained_weights",
+    input_dim: int | None = INPUT_DIM,
+    outputs: int | None = NUM_CLASSES,
+) -> tuple[MLP, dict]:
     """Rebuild the model from our checkpoint format (any version up to CHECKPOINT_VERSION) or
     from a plain state_dict (the original's w1/w2, with or without "module."); its depth and
-    sizes are those of its weights.
+    sizes are those of its weights, its activation and biases what it records (sigmoid and
+    biases if it does not); input_dim and outputs, where not None, are required.
 
-    Returns (model, checkpoint metadata). Raises UsageError for anything that is not a
-    loadable, finite MLP of 784 inputs and 10 outputs.
+    Returns (model, checkpoint metadata). Raises UsageError, naming flag and path, for
+    anything that is not a loadable, finite MLP of the sizes required.
     """
     if not path.is_file():
         missing = "does not exist (train first with --procedure training)"
         wrong = "is a directory, expected a .pt checkpoint file" if path.is_dir() else missing
-        raise UsageError(f"--trained_weights {path} {wrong}")
+        raise UsageError(f"{flag} {path} {wrong}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - zip, pickle and I/O errors all mean "unreadable"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(
-            f"--trained_weights {path} is not a readable PyTorch checkpoint ({first})"
+            f"{flag} {path} is not a readable PyTorch checkpoint ({first})"
         ) from None
     if not isinstance(obj, dict):
+        raise UsageError(f"{flag} {path} holds a {type(obj).__name__}, not a checkpoint dict")
+    if isinstance(obj.get("format"), str) and obj["format"] != CHECKPOINT_FORMAT:
         raise UsageError(
-            f"--trained_weights {path} holds a {type(obj).__name__}, not a checkpoint dict"
+            f"{flag} {path} is a checkpoint of another kind ({obj['format']}), not a network's"
         )
     if obj.get("format") == CHECKPOINT_FORMAT:
         version = obj.get("version")
         if not isinstance(version, int) or version > CHECKPOINT_VERSION:
             raise UsageError(
-                f"--trained_weights {path} is a checkpoint of format version {version}; "
-                f"this MNIST.py reads versions up to {CHECKPOINT_VERSION}"
+                f"{flag} {path} is a checkpoint of format version {version}; this MNIST.py "
+                f"reads versions up to {CHECKPOINT_VERSION}"
             )
         state, meta = (
             obj.get("state_dict"),
@@ -1768,36 +1853,49 @@ def load_checkpoint(path: Path) -> tuple[MLP, dict]:
     else:
         state, meta = obj, {}
     if not isinstance(state, dict):
-        raise UsageError(f"--trained_weights {path}: checkpoint has no state_dict")
+        raise UsageError(f"{flag} {path}: checkpoint has no state_dict")
+    activation, bias = meta.get("activation", "sigmoid"), meta.get("bias", True) is not False
+    if activation not in ACTIVATIONS:
+        raise UsageError(f"{flag} {path}: unknown activation {activation!r}")
     state = {key.removeprefix("module."): value for key, value in state.items()}
     depth = 1  # hidden layers: the linear layers w1 ... w{depth + 1} that follow each other
     while f"w{depth + 2}.weight" in state:
         depth += 1
-    expected = [f"w{i}.{part}" for i in range(1, depth + 2) for part in ("weight", "bias")]
+    parts = ("weight", "bias") if bias else ("weight",)
+    expected = [f"w{i}.{part}" for i in range(1, depth + 2) for part in parts]
     missing = [key for key in expected if not isinstance(state.get(key), torch.Tensor)]
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         wrong = f"missing {', '.join(missing)}" if missing else f"unexpected {unexpected[0]}"
-        raise UsageError(f"--trained_weights {path} is not an MLP checkpoint ({wrong})")
-    hidden = [
+        raise UsageError(f"{flag} {path} is not an MLP checkpoint ({wrong})")
+    widths = [
         state[f"w{i}.weight"].shape[0] if state[f"w{i}.weight"].ndim == 2 else -1
-        for i in range(1, depth + 1)
+        for i in range(1, depth + 2)
     ]
-    sizes = (INPUT_DIM, *hidden, NUM_CLASSES)
+    first = state["w1.weight"]
+    given_input = first.shape[1] if first.ndim == 2 else -1
+    sizes = (input_dim or given_input, *widths[:-1], outputs or widths[-1])
     for i in range(1, depth + 2):
         shapes = {f"w{i}.weight": (sizes[i], sizes[i - 1]), f"w{i}.bias": (sizes[i],)}
-        for key, shape in shapes.items():
+        for key, shape in ((key, shape) for key, shape in shapes.items() if key in state):
             if tuple(state[key].shape) != shape:
                 raise UsageError(
-                    f"--trained_weights {path}: {key} has shape {tuple(state[key].shape)}, "
-                    f"expected {shape}"
+                    f"{flag} {path}: {key} has shape {tuple(state[key].shape)}, expected "
+                    f"{shape}"
                 )
             if not torch.isfinite(state[key]).all():
-                raise UsageError(f"--trained_weights {path}: {key} contains NaN or Inf")
-    if min(hidden) < 1:
-        raise UsageError(f"--trained_weights {path} has a hidden layer without units")
+                raise UsageError(f"{flag} {path}: {key} contains NaN or Inf")
+    if min(sizes) < 1:
+        raise UsageError(f"{flag} {path} has a layer without units")
     dropout = meta.get("dropout")
-    model = MLP(hidden, dropout if isinstance(dropout, float) else None)
+    model = MLP(
+        sizes[1:-1],
+        dropout if isinstance(dropout, float) else None,
+        input_dim=sizes[0],
+        outputs=sizes[-1],
+        activation=activation,
+        bias=bias,
+    )
     model.load_state_dict({key: state[key].to(torch.float32) for key in expected})
     return model, meta
 
@@ -1935,7 +2033,7 @@ class Cell:
 
 def run_cells(
     inputs: PruningInputs,
-    evaluation: Evaluation,
+    evaluation: Evaluator,
     cells: Sequence[Cell],
     reweighting: bool,
     on_drawn: Callable[[Cell, dpp_sample.KernelStats | None], None] = lambda cell, stats: None,
@@ -1966,7 +2064,7 @@ def run_cells(
 
 def run_test(
     inputs: PruningInputs,
-    evaluation: Evaluation,
+    evaluation: Evaluator,
     method: Method,
     k: int,
     setting: Setting,
@@ -2044,14 +2142,15 @@ def level_to_k(kind: str, level: float, shape: LayerShape) -> int | None:
     return kept_nodes if kind == "node" else matched_edges_per_node(kept_nodes, shape)
 
 
-def budget_table(hidden_sizes: Sequence[int], layer: int, levels: Sequence[float]) -> str:
-    """Markdown table of parameter-matched node and edge budgets of one hidden layer."""
-    shape = LayerShape.of(hidden_sizes, layer)
+def budget_table(sizes: Sequence[int], layer: int, levels: Sequence[float]) -> str:
+    """Markdown table of parameter-matched node and edge budgets of one hidden layer of an
+    MLP of these layer sizes, input first."""
+    shape = LayerShape.of(sizes, layer)
     total = shape.total_weights
     H, d, above = shape.nodes, shape.inputs, shape.above
     lines = [
         (
-            f"Parameter-matched budgets of hidden layer {layer} of {architecture(hidden_sizes)}"
+            f"Parameter-matched budgets of hidden layer {layer} of {architecture(sizes)}"
             f" (H = {H}, d = {d}, H_next = {above}; H (d + H_next) = {total} weights, biases "
             "excluded): k = round(level H) nodes keep k (d + H_next), e = floor((k (d + H_next)"
             " - H H_next) / H) edges per node H (e + H_next), never more; below one edge per "
@@ -2077,16 +2176,21 @@ def sweep_rows(
     result: PruningResult,
     stats: dpp_sample.KernelStats | None,
     network: Network,
-    unpruned_accuracy: float,
+    unpruned: tuple[float, torch.Tensor | None],
     dataset: str,
 ) -> list[dict[str, object]]:
     """The two CSV rows (without, with reweighting) of one mask of a sweep
     (report.SWEEP_FIELDS). The kernel diagnostics (mean beta, mean effective rank, uniformity
     bound at k) are those of the DPP kernels the mask was drawn from; empty for other methods.
-    What the report needs to know of the method (kind, roles, deterministic)
-    and of the network (its fingerprint and architecture, the test images each pruned network
-    gets right) is written into every row."""
-    assert result.reweighted_accuracy is not None
+    What the report needs to know of the method (kind, roles, deterministic) and of the
+    network (its fingerprint, architecture, unpruned loss and accuracy, the test images each
+    pruned network gets right; accuracies and images empty where the Evaluator has none) is
+    written into every row. unpruned: the unpruned network's (loss, right)."""
+    assert result.reweighted_loss is not None
+
+    def accuracy(right: torch.Tensor | None) -> object:
+        return "" if right is None else int(right.sum()) / len(right)
+
     method = cell.method
     beta, node_features = cell.recorded_setting
     diagnostics = (
@@ -2115,19 +2219,20 @@ def sweep_rows(
             "remaining_weights": result.remaining_weights,
             "total_weights": result.total_weights,
             "percent_kept": round(result.percent_kept, 4),
-            "accuracy": accuracy,
+            "accuracy": accuracy(right),
             "loss": round(loss, 6),
             **diagnostics,
             "dataset": dataset,
             "checkpoint": network.path,
             "deterministic": method.deterministic,
             "roles": "+".join(method.roles),
-            "unpruned_accuracy": unpruned_accuracy,
-            "correct_images": report.pack_bits(right.cpu().numpy()),
+            "unpruned_accuracy": accuracy(unpruned[1]),
+            "correct_images": "" if right is None else report.pack_bits(right.cpu().numpy()),
+            "unpruned_loss": round(unpruned[0], 6),
         }
-        for reweighting, accuracy, loss, right in (
-            (False, result.accuracy, result.loss, result.right),
-            (True, result.reweighted_accuracy, result.reweighted_loss, result.reweighted_right),
+        for reweighting, loss, right in (
+            (False, result.loss, result.right),
+            (True, result.reweighted_loss, result.reweighted_right),
         )
     ]
 
@@ -2187,20 +2292,20 @@ def sweep_cells(
     levels: Sequence[float],
     num_masks: int,
     seed: int,
-    hidden_sizes: Sequence[int],
+    sizes: Sequence[int],
     layers: Sequence[int] = (1,),
     betas: Sequence[Beta] = (0.3,),
     node_features: Sequence[str] = ("preactivation",),
     node_settings: Sequence[tuple[Beta, str]] | None = None,
 ) -> list[Cell]:
-    """The sweep's grid for a network of these hidden sizes, layer by layer, method by method
-    and setting by setting. DPP methods run at every beta, node DPP methods at every (beta,
-    node features) of node_settings, by default betas x node_features; other methods once.
-    Mask index i has seed seed + i, deterministic methods one mask per level; edge methods
-    skip the levels that no edge budget matches (level_to_k)."""
+    """The sweep's grid for a network of these layer sizes (input first), layer by layer,
+    method by method and setting by setting. DPP methods run at every beta, node DPP methods
+    at every (beta, node features) of node_settings, by default betas x node_features; other
+    methods once. Mask index i has seed seed + i, deterministic methods one mask per level;
+    edge methods skip the levels that no edge budget matches (level_to_k)."""
     cells = []
     for layer, method in itertools.product(layers, (METHODS[name] for name in methods)):
-        shape = LayerShape.of(hidden_sizes, layer)
+        shape = LayerShape.of(sizes, layer)
         if not method.dpp_kernels:
             settings = [(betas[0], node_features[0])]
         elif method.kind == "node":
@@ -2243,25 +2348,23 @@ def shard_cells(
 
 def run_sweep(
     network: Network,
-    train_x: torch.Tensor,
-    evaluation: Evaluation,
+    view: Callable[[int], PruningInputs],
+    evaluation: Evaluator,
     cells: Sequence[Cell],
     csv_path: Path,
     dataset: str,
-    dpp_backend: str = "torch",
     done_earlier: int = 0,
     progress: bool = False,
 ) -> None:
-    """Every cell with and without reweighting, layer by layer (each layer's PruningInputs
-    built when its cells come), its two rows (sweep_rows) appended to sweep.csv as soon as its
-    mask is done (report.append_rows), so an interrupted sweep keeps what it finished and the
-    same call, with the cells still missing, resumes it. A bar counts the masks and names the
-    stage (with progress); every mask prints one line."""
-    right = evaluation.evaluate(network.model)[1]
-    unpruned_accuracy = int(right.sum()) / len(right)
+    """Every cell with and without reweighting, layer by layer (each layer's PruningInputs,
+    view(layer), built when its cells come), its two rows (sweep_rows) appended to sweep.csv
+    as soon as its mask is done (report.append_rows), so an interrupted sweep keeps what it
+    finished and the same call, with the cells still missing, resumes it. A bar counts the
+    masks and names the stage (with progress); every mask prints one line."""
+    unpruned = evaluation.evaluate(network.model)
     print(
         f"Sweep of {network.path} (network {network.fingerprint}, {network.model.architecture},"
-        f" unpruned {100 * unpruned_accuracy:.2f}%): {done_earlier} masks done earlier in "
+        f" unpruned {evaluation.summary(*unpruned)}): {done_earlier} masks done earlier in "
         f"{csv_path}, {len(cells)} to run"
     )
     largest_k: dict[tuple[int, str, str, str], int] = {}  # a group's kernels are reported at it
@@ -2269,7 +2372,7 @@ def run_sweep(
         largest_k[cell.group] = max(largest_k.get(cell.group, 0), cell.k)
     with tqdm(total=len(cells), unit="mask", disable=not progress, leave=False) as bar:
         for layer, of_layer in itertools.groupby(cells, key=lambda c: c.layer):
-            inputs = PruningInputs(network.model, train_x, layer, dpp_backend)
+            inputs = view(layer)
             for cell, result, stats in run_cells(
                 inputs,
                 evaluation,
@@ -2280,15 +2383,16 @@ def run_sweep(
                 ),
                 on_stage=bar.set_description_str,
             ):
-                rows = sweep_rows(cell, result, stats, network, unpruned_accuracy, dataset)
+                rows = sweep_rows(cell, result, stats, network, unpruned, dataset)
                 report.append_rows(csv_path, rows)
                 bar.update()
                 setting = ", ".join(part for part in cell.recorded_setting if part)
                 tqdm.write(
                     f"layer {cell.layer} {cell.method.name}"
                     f"{f' ({setting})' if setting else ''} {cell.level:g}% (k={cell.k}, mask "
-                    f"{cell.index}, seed {cell.seed}): {100 * result.accuracy:.2f}%, "
-                    f"reweighted {100 * result.reweighted_accuracy:.2f}%"
+                    f"{cell.index}, seed {cell.seed}): "
+                    f"{evaluation.summary(result.loss, result.right)}, reweighted "
+                    f"{evaluation.summary(result.reweighted_loss, result.reweighted_right)}"
                 )
 
 
@@ -2663,7 +2767,7 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
         sizes = [DEFAULT_HIDDEN_SIZE]
     if procedure == "budget" and args.prune_layer[-1] > len(sizes):
         parser.error(
-            f"--prune-layer {args.prune_layer[-1]}: {architecture(sizes)} has "
+            f"--prune-layer {args.prune_layer[-1]}: {architecture(mnist_sizes(sizes))} has "
             f"{len(sizes)} hidden layer(s)"
         )
     filled: dict[str, object] = {
@@ -2682,7 +2786,11 @@ def training_output_path(args: argparse.Namespace) -> Path:
     architecture, e.g. mnist_784-500-500-10.pt."""
     prefix = "mnist" if args.dataset == "mnist" else args.dataset
     dropout = "_Dropout" if args.drop_option == "out" else ""
-    layers = "two_layer" if len(args.hidden_sizes) == 1 else architecture(args.hidden_sizes)
+    layers = (
+        "two_layer"
+        if len(args.hidden_sizes) == 1
+        else architecture(mnist_sizes(args.hidden_sizes))
+    )
     return Path(f"{prefix}_{layers}{dropout}.pt")
 
 
@@ -2746,7 +2854,7 @@ def train_command(args: argparse.Namespace, device: torch.device, progress: bool
 
 def budget_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure budget: the parameter-matched node and edge budgets."""
-    print(budget_table(args.hidden_sizes, args.prune_layer[0], args.levels))
+    print(budget_table(mnist_sizes(args.hidden_sizes), args.prune_layer[0], args.levels))
 
 
 def checked_architecture(args: argparse.Namespace, path: Path, model: MLP) -> None:
@@ -2757,7 +2865,8 @@ def checked_architecture(args: argparse.Namespace, path: Path, model: MLP) -> No
         given = ",".join(map(str, args.hidden_sizes))
         raise UsageError(
             f"--trained_weights {path} is {model.architecture}, but {flag} {given} describes "
-            f"{architecture(args.hidden_sizes)}; omit {flag} or describe its hidden layers"
+            f"{architecture(mnist_sizes(args.hidden_sizes))}; omit {flag} or describe its "
+            "hidden layers"
         )
     depth = len(model.hidden_sizes)
     if args.prune_layer[-1] > depth:
@@ -2766,7 +2875,7 @@ def checked_architecture(args: argparse.Namespace, path: Path, model: MLP) -> No
             f"({model.architecture}) has {depth} hidden layer(s)"
         )
     method = METHODS[args.pruning_choice]
-    shape = LayerShape.of(model.hidden_sizes, args.prune_layer[0])
+    shape = LayerShape.of(model.sizes, args.prune_layer[0])
     ground = shape.inputs if method.kind == "edge" else shape.nodes  # items k is out of
     if args.procedure == "test" and args.k > ground:
         items = "incoming edges per node" if method.kind == "edge" else "nodes"
@@ -2885,7 +2994,7 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
             args.levels,
             args.num_masks,
             args.seed,
-            network.model.hidden_sizes,
+            network.model.sizes,
             args.prune_layer,
             args.betas,
             args.node_features,
@@ -2911,18 +3020,9 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
             if (network.fingerprint, *c.key) not in done
         ]
         earlier = sum(row["network"] == network.fingerprint for row in rows) // 2
-        network.model.to(device)
-        run_sweep(
-            network,
-            train_x,
-            evaluation,
-            todo,
-            sweep_csv,
-            data.name,
-            args.dpp_backend,
-            earlier,
-            progress,
-        )
+        model = network.model.to(device)
+        view = partial(PruningInputs, model, train_x, dpp_backend=args.dpp_backend)
+        run_sweep(network, view, evaluation, todo, sweep_csv, data.name, earlier, progress)
     if args.shard is not None:  # one part's statistics would be of partial data
         print(
             f"Wrote {sweep_csv}, part {args.shard[0]}/{args.shard[1]} of the sweep; once all "

@@ -65,8 +65,10 @@ SWEEP_FIELDS = {
     "remaining_weights": "int, weights of the layer and the next kept, biases excluded; people",
     "total_weights": "int, the same unpruned; people",
     "percent_kept": "float, %, 100 remaining_weights / total_weights; people",
-    "accuracy": "float in [0, 1], test accuracy of the pruned network; tests, tables, figures",
-    "loss": "float, its mean test cross-entropy; people",
+    "accuracy": "float in [0, 1], test accuracy of the pruned network (empty without test "
+    "images); tests, tables, figures",
+    "loss": "float, its test loss: mean cross-entropy, or the exact generalisation error of a "
+    "teacher-student student; tests and figures where a plan names it, people",
     "beta_used": "float, mean beta of the DPP kernels the mask is drawn from, or empty; people",
     "effective_rank": "float, their mean participation ratio, else empty; people",
     "uniformity": "float in [0, 1], bound of their k-DPP's distance from uniform; people",
@@ -76,7 +78,11 @@ SWEEP_FIELDS = {
     "roles": "what the method is for the claims, e.g. quality+frontier (MNIST.ROLES); tests",
     "unpruned_accuracy": "float in [0, 1], the network's test accuracy; merge, tables",
     "correct_images": "str, the test images it gets right (pack_bits); tests (one network)",
+    "unpruned_loss": "float, the network's test loss (as loss); tables, figures",
 }
+# the columns of sweep.csv before unpruned_loss: report.py reads them (that column empty),
+# a sweep does not append to them
+EARLIER_SWEEP_FIELDS = tuple(SWEEP_FIELDS)[:-1]
 # The columns of statistics.csv, one row per test (test_records).
 TEST_FIELDS = (
     *("architecture", "layer", "claim", "first", "second", "reweighting", "endpoint"),
@@ -158,6 +164,11 @@ def recover_csv(path: Path, fields: Collection[str] = SWEEP_FIELDS) -> tuple[lis
         records = list(csv.reader(lines))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"cannot read the sweep results {path}: {e}") from None
+    if records and tuple(records[0]) == EARLIER_SWEEP_FIELDS and fields == SWEEP_FIELDS:
+        raise ValueError(
+            f"{path} was written by an earlier version of the program: report.py reads it, but "
+            "a sweep cannot add to it"
+        )
     if records and tuple(records[0]) != tuple(fields):
         raise ValueError(f"{path} is not a sweep CSV of this version of the program")
     if len(records) != len(lines) or any(len(r) != len(fields) for r in records[1:]):
@@ -195,8 +206,9 @@ def unpack_bits(text: str) -> np.ndarray:
 
 
 def read_csv(path: Path, fields: Collection[str] = SWEEP_FIELDS) -> list[Row]:
-    """The rows of a CSV with these columns (a sweep's, by default); ValueError when it cannot
-    be read or has other columns."""
+    """The rows of a CSV with these columns (a sweep's, by default, or a sweep's of an earlier
+    version: EARLIER_SWEEP_FIELDS, its missing columns empty); ValueError when it cannot be
+    read or has other columns."""
     try:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
@@ -204,6 +216,8 @@ def read_csv(path: Path, fields: Collection[str] = SWEEP_FIELDS) -> list[Row]:
             header = tuple(reader.fieldnames or ())
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"cannot read the sweep results {path}: {e}") from None
+    if fields == SWEEP_FIELDS and header == EARLIER_SWEEP_FIELDS:
+        return [{**row, **dict.fromkeys(tuple(fields)[len(header) :], "")} for row in rows]
     if header != tuple(fields):
         raise ValueError(f"{path} is not a sweep CSV of this version of the program")
     return rows
@@ -349,6 +363,17 @@ class Plan:
 
 
 NO_PLAN = Plan()
+
+
+def without_plan(rows: Sequence[Row]) -> Plan:
+    """NO_PLAN for these rows: its endpoint accuracy in points where they have accuracies, else
+    their loss (lower is better), as a teacher-student sweep's exact generalisation error."""
+    if all(row["accuracy"] != "" for row in rows):
+        return NO_PLAN
+    loss = Endpoint(column="loss", scale=1.0, unit="loss", higher_is_better=False)
+    return replace(NO_PLAN, endpoint=loss)
+
+
 ENDPOINT_COLUMNS = ("accuracy", "loss")  # the numeric columns of sweep.csv a plan may compare
 PLAN_KEYS = {
     "": {"document", "endpoint", "tests", "primary", "sensitivity", "claims"},
@@ -629,9 +654,9 @@ def part_label(part: Part) -> str:
 
 def unpruned_values(rows: Sequence[Row], endpoint: Endpoint) -> np.ndarray | None:
     """Each network's unpruned endpoint (the unpruned_<column> column), None where the rows
-    have no such column."""
+    do not record it."""
     column = f"unpruned_{endpoint.column}"
-    if column not in rows[0]:
+    if any(row.get(column, "") == "" for row in rows):
         return None
     by_network = {row["network"]: float(row[column]) for row in rows}
     return endpoint.scale * np.array(sorted(by_network.values()))
@@ -2031,6 +2056,7 @@ def write_report(
     sweep.csv), into out_dir (default: the one folder), under the plan (check_plan), removing
     stale claim figures."""
     rows = merged_rows(folders)
+    plan = plan if plan.source else without_plan(rows)
     check_plan(plan, rows)
     out_dir = out_dir or folders[0]
     written = []

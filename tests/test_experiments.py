@@ -29,7 +29,7 @@ def test_budget_formula_reproduces_the_original_table() -> None:
         350: 545,
         400: 625,
     }
-    shape = M.LayerShape.of([500], 1)
+    shape = M.LayerShape.of(M.mnist_sizes([500]), 1)
     assert {k: M.matched_edges_per_node(k, shape) for k in original} == original
     assert [M.level_to_k("node", level, shape) for level in (10, 50, 80)] == [
         50,
@@ -41,7 +41,7 @@ def test_budget_formula_reproduces_the_original_table() -> None:
         387,
         625,
     ]
-    table = M.budget_table([500], 1, [10, 50])
+    table = M.budget_table(M.mnist_sizes([500]), 1, [10, 50])
     assert "| 10% | 50 | 39700 (10.00%) | 69 | 39500 (9.95%) |" in table
 
 
@@ -374,7 +374,7 @@ def test_the_sweep_drawn_from_one_kernel_build_is_the_sweep_drawn_per_mask() -> 
     for epoch in range(3):
         M.train_epoch(model, optimizer, X[:200], y[:200], 50, epoch, log_interval=10**9)
     evaluation = M.Evaluation(X[200:], y[200:], batch_size=20)
-    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, 3, [10], betas=("auto",))
+    cells = M.sweep_cells(list(M.METHODS), [30, 70], 2, 3, (784, 10, 10), betas=("auto",))
     before = sweep_per_mask(M.PruningInputs(model, X[:200]), evaluation, cells)
     after = {
         (cell.method.name, cell.level, cell.index): (

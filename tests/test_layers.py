@@ -149,12 +149,12 @@ def test_budgets_against_a_hand_count_at_two_layers(
     # e = floor((104 - 8 * 10) / 8) = 3 edges per node keep 8 (3 + 10) = 104
     hand = {2: (640, 8, 320, 12, 320), 3: (208, 4, 104, 3, 104)}
     for layer, (total, nodes, node_weights, edges, edge_weights) in hand.items():
-        shape = M.LayerShape.of(SIZES, layer)
+        shape = M.LayerShape.of(M.mnist_sizes(SIZES), layer)
         assert shape.total_weights == total
         assert M.level_to_k("node", 50, shape) == nodes
         assert M.level_to_k("edge", 50, shape) == edges
         row = f"| 50% | {nodes} | {node_weights} (50.00%) | {edges} | {edge_weights} (50.00%) |"
-        assert row in M.budget_table(SIZES, layer, [50])
+        assert row in M.budget_table(M.mnist_sizes(SIZES), layer, [50])
         inputs = M.PruningInputs(model, X, layer=layer)
         for kind, k, expected in (("node", nodes, node_weights), ("edge", edges, edge_weights)):
             mask = draw_one(M.METHODS[f"random_{kind}"], inputs, k, 0.3, seed=1)

@@ -277,7 +277,7 @@ def test_the_new_methods_run_at_every_layer_with_and_without_reweighting() -> No
     for layer, name in itertools.product((1, 2, 3), NEW_METHODS):
         method = M.METHODS[name]
         inputs = M.PruningInputs(model, X, layer=layer)
-        shape = M.LayerShape.of(model.hidden_sizes, layer)
+        shape = M.LayerShape.of(model.sizes, layer)
         k = max(1, (shape.inputs if method.kind == "edge" else shape.nodes) // 2)
         cell = M.Cell(method, k, 1, M.Setting(0.3, "preactivation"), layer)
         ((_, result, _),) = M.run_cells(inputs, tiny_evaluation(), [cell], reweighting=True)
@@ -317,7 +317,7 @@ def test_the_new_methods_run_on_the_deep_network_at_both_layers(
     net = Path(__file__).resolve().parents[1] / "results" / "nets" / "mnist_deep_seed1.pt"
     for layer, name in itertools.product((1, 2), NEW_METHODS):
         kind = M.METHODS[name].kind
-        k = M.level_to_k(kind, 50.0, M.LayerShape.of([500, 500], layer))
+        k = M.level_to_k(kind, 50.0, M.LayerShape.of(M.mnist_sizes([500, 500]), layer))
         run = cli(
             *(
                 "--procedure",

@@ -85,6 +85,7 @@ def sweep_row(
         "roles": roles,
         "unpruned_accuracy": 0.9788,
         "correct_images": R.pack_bits(right),
+        "unpruned_loss": 0.0712,
     }
     return {key: str(value) for key, value in row.items()}
 
