@@ -41,6 +41,7 @@ import scipy.optimize
 import scipy.stats
 
 if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 Row = dict[str, str]
@@ -1764,10 +1765,10 @@ def wrapped(text: str, inches: float, size: float) -> str:
     )
 
 
-def panel_title(ax: object, text: str, size: float = TITLE_SIZE) -> None:
+def panel_title(ax: Axes, text: str, size: float = TITLE_SIZE) -> None:
     """A panel's title, wrapped to the panel's width (no title reaches its neighbour's)."""
-    width = ax.get_position().width * ax.figure.get_figwidth()  # type: ignore[attr-defined]
-    ax.set_title(wrapped(text, width, size), fontsize=size)  # type: ignore[attr-defined]
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(wrapped(text, width, size), fontsize=size)
 
 
 def figure_title(fig: Figure, text: str, size: float) -> None:
@@ -1826,63 +1827,78 @@ def plotted(rows_values: np.ndarray, endpoint: Endpoint) -> np.ndarray:
     return endpoint.scale - rows_values if endpoint.column == "accuracy" else rows_values
 
 
+def endpoint_panel(
+    ax: Axes,
+    rows: Sequence[Row],
+    plan: Plan,
+    reweighting: bool,
+    groups: Sequence[str],
+    styles: dict[str, tuple[str, str, str]],
+) -> None:
+    """One panel of sweep.png: the rows' endpoint (test error for accuracy) against the level,
+    log scale, per group of groups the mean over networks and its per-method band, each in
+    its style; the unpruned networks' mean a grey line."""
+    endpoint = plan.endpoint
+    cells = cells_of(rows)
+    networks = list(dict.fromkeys(row["network"] for row in rows))
+    levels = sorted({float(row["level"]) for row in rows})
+    unpruned = unpruned_values(rows, endpoint)
+    drawn: list[float] = []
+    if unpruned is not None:
+        base = float(plotted(np.array([unpruned.mean()]), endpoint)[0])
+        label = f"unpruned ({unpruned.mean():.4g})"
+        ax.axhline(base, color="0.6", lw=1.5, label=label)
+        drawn.append(base)
+    for group in (g for g in groups if any(group_label(r) == g for r in rows)):
+        per = [level_values(cells, networks, group, reweighting, lv, endpoint) for lv in levels]
+        at = [level for level, v in zip(levels, per) if len(v)]
+        curve = np.array([plotted(v, endpoint).mean() for v in per if len(v)])
+        half = np.array([ci_half_width(v, plan.alpha) for v in per if len(v)])
+        colour, marker, line = styles[group]
+        ax.plot(at, curve, line, marker=marker, ms=4, color=colour, label=group)
+        ax.fill_between(at, curve - half, curve + half, color=colour, alpha=0.12, lw=0)
+        drawn += curve.tolist()
+    error = endpoint.column == "accuracy"
+    ylabel = "test error (%)" if error else f"{endpoint.column} ({endpoint.unit})"
+    ax.set(
+        xlabel="weights of the pruned layer and the next kept (%)",
+        ylabel=f"{ylabel}, log scale",
+    )
+    positive = [v for v in drawn if v > 0]
+    if positive:
+        ax.set_yscale("log")
+        ax.set_yticks(log_ticks(min(positive) / 1.1, max(positive) * 1.1))
+        ax.yaxis.set_major_formatter("{x:g}")
+        ax.yaxis.set_minor_formatter("")
+    ax.grid(alpha=0.3, which="both")
+
+
 def sweep_figure(rows: Sequence[Row], plan: Plan = NO_PLAN) -> Figure:
     """The endpoint (test error for accuracy; log scale) against weights kept, without / with
-    reweighting, a row of panels per part: per method (at the plan's setting) the mean over
-    networks and its per-method 95% band, each method its own style (method_styles); the
-    unpruned networks' mean a grey line."""
+    reweighting, a row of panels per part (endpoint_panel): per method (at the plan's
+    setting) the mean over networks and its per-method 95% band, each method its own style
+    (method_styles); the unpruned networks' mean a grey line."""
     endpoint = plan.endpoint
     by_part = parts(rows)
     shown = shown_groups(rows, plan)
     styles = method_styles(rows, shown)
     fig, axes = panels(len(by_part), (15, 4.8 * len(by_part) + 1.0))
-    error = endpoint.column == "accuracy"
-    ylabel = "test error (%)" if error else f"{endpoint.column} ({endpoint.unit})"
     for row_axes, (part, mine) in zip(axes, by_part.items()):
-        cells = cells_of(mine)
-        networks = list(dict.fromkeys(row["network"] for row in mine))
-        levels = sorted({float(row["level"]) for row in mine})
-        unpruned = unpruned_values(mine, endpoint)
         for ax, reweighting in zip(row_axes, (False, True)):
-            drawn: list[float] = []
-            if unpruned is not None:
-                base = float(plotted(np.array([unpruned.mean()]), endpoint)[0])
-                ax.axhline(base, color="0.6", lw=1.5, label=f"unpruned ({unpruned.mean():.2f})")
-                drawn.append(base)
-            for group in (g for g in shown if any(group_label(r) == g for r in mine)):
-                per = [
-                    level_values(cells, networks, group, reweighting, lv, endpoint)
-                    for lv in levels
-                ]
-                at = [level for level, v in zip(levels, per) if len(v)]
-                curve = np.array([plotted(v, endpoint).mean() for v in per if len(v)])
-                half = np.array([ci_half_width(v, plan.alpha) for v in per if len(v)])
-                colour, marker, line = styles[group]
-                ax.plot(at, curve, line, marker=marker, ms=4, color=colour, label=group)
-                ax.fill_between(at, curve - half, curve + half, color=colour, alpha=0.12, lw=0)
-                drawn += curve.tolist()
+            endpoint_panel(ax, mine, plan, reweighting, shown, styles)
             setting = "with least-squares reweighting" if reweighting else "without reweighting"
             panel_title(ax, f"{part_label(part)}, {setting}", 10)
-            xlabel = "weights of the pruned layer and the next kept (%)"
-            positive = [v for v in drawn if v > 0]
-            ax.set(xlabel=xlabel, ylabel=f"{ylabel}, log scale")
-            if positive:
-                ax.set_yscale("log")
-                low, high = min(positive), max(positive)
-                ax.set_yticks(log_ticks(low / 1.1, high * 1.1))
-                ax.yaxis.set_major_formatter("{x:g}")
-                ax.yaxis.set_minor_formatter("")
-            ax.grid(alpha=0.3, which="both")
         row_axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    what = "test error (100 − accuracy; lower is better)" if error else ylabel
-    better = (
-        ""
+    error = endpoint.column == "accuracy"
+    what = (
+        "test error (100 − accuracy; lower is better)"
         if error
-        else (" (higher is better)" if endpoint.higher_is_better else " (lower is better)")
+        else f"{endpoint.column} ({endpoint.unit}; "
+        f"{'higher' if endpoint.higher_is_better else 'lower'} is better)"
     )
     figure_title(
         fig,
-        f"{rows[0]['dataset']}: {what}{better}, mean over networks; bands: each method's own "
+        f"{rows[0]['dataset']}: {what}, mean over networks; bands: each method's own "
         f"{1 - plan.alpha:.0%} t interval over networks at each level, not paired (paired "
         "differences: claim_*.png); each method at the plan's setting, all settings in "
         "sweep.md; edge methods solid, node methods dashed",

@@ -75,3 +75,14 @@ def test_the_recording_bench_times_both_ways_on_a_few_rows(tmp_path: Path) -> No
     assert set(results) == set(Rec.WAYS) and "8 / 4" in Rec.table(results, [4, 8]).replace(
         ",", ""
     )
+
+
+def test_the_teacher_student_bench_trains_both_ways_alike() -> None:
+    """bench_teacher_student.py's authors-like loop and teacher_student's batched training
+    give the same weights after 50 steps (to float32 rounding; their timings are not
+    tested)."""
+    import bench_teacher_student as TSB
+
+    assert TSB.same_first_steps(0.5) < 1e-5
+    seconds, error = TSB.ours(2, 500, 0.5)
+    assert seconds > 0 and error > 0
