@@ -343,6 +343,7 @@ class Plan:
     primary: tuple[Planned, ...] = ()
     sensitivity: tuple[Sensitivity, ...] = ()
     claims: dict[str, str] = field(default_factory=dict)  # texts of claims beyond CLAIMS
+    checks: tuple[str, ...] = ()  # the sensitivity checks of POSTHOC it names in advance
 
     def margin(self, reweighting: bool) -> float | None:
         return None if self.margins is None else self.margins[reweighting]
@@ -379,7 +380,7 @@ ENDPOINT_COLUMNS = ("accuracy", "loss")  # the numeric columns of sweep.csv a pl
 PLAN_KEYS = {
     "": {"document", "endpoint", "tests", "primary", "sensitivity", "claims"},
     "endpoint": {"column", "scale", "unit", "higher_is_better", "levels"},
-    "tests": {"alpha", "power", "margin", "margin_reweighted"},
+    "tests": {"alpha", "power", "margin", "margin_reweighted", "sensitivity_checks"},
     "primary": {"parts", "comparisons"},
     "comparison": {"claim", "first", "second", "parts"},
     "part": {"architecture", "layer"},
@@ -484,6 +485,9 @@ def read_plan(path: Path, columns: Collection[str] = ENDPOINT_COLUMNS) -> Plan:
         number(tests, key, "tests", 0.0, math.inf) for key in ("margin", "margin_reweighted")
     )
     alpha = number({"alpha": 0.05, **tests}, "alpha", "tests", 0.0, 1.0)
+    checks = tests.get("sensitivity_checks", [])
+    if not isinstance(checks, list) or not set(checks) <= set(POSTHOC):
+        fail("tests.sensitivity_checks", f"must be a list of {', '.join(POSTHOC)}")
     power = number({"power": 0.8, **tests}, "power", "tests", 0.0, 1.0)
     primary_table = table(top.get("primary", {}), "primary", "primary")
     default_parts = (
@@ -521,6 +525,7 @@ def read_plan(path: Path, columns: Collection[str] = ENDPOINT_COLUMNS) -> Plan:
         primary=tuple(planned),
         sensitivity=tuple(sensitivity),
         claims=dict(claims),
+        checks=tuple(checks),
     )
 
 
@@ -1465,14 +1470,28 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
         return []
     primary = {t.pair: t for t in tests if t.analysis == "primary"}
     differing = changed(tests)
-    lines = ["", "## Post-hoc sensitivity analyses (not in the plan)", ""]
+    named = [name for name in POSTHOC if name in plan.checks]
+    later = [name for name in POSTHOC if name not in plan.checks]
+    if named:
+        title = "Sensitivity analyses"
+        when = f"{', '.join(named)} named in the plan in advance" + (
+            f", {', '.join(later)} chosen after the rows were seen" if later else ""
+        )
+    else:
+        title, when = (
+            "Post-hoc sensitivity analyses (not in the plan)",
+            "Chosen after the rows were seen",
+        )
+    lines = ["", f"## {title}", ""]
     lines.append(
-        "Chosen after the rows were seen, on the primary comparisons of parts with several "
-        "networks; each is a Holm family of its own (S3: one per regime), verdicts as the "
-        "primary ones'. They qualify the primary verdicts and replace none; (differs): not "
-        "the primary verdict.\n"
+        f"{when}, on the primary comparisons of parts with several networks; each is a Holm "
+        "family of its own (S3: one per regime), verdicts as the primary ones'. They qualify "
+        "the primary verdicts and replace none; (differs): not the primary verdict.\n"
     )
-    lines += [f"* **{name}**: {text}." for name, text in POSTHOC.items()]
+    lines += [
+        f"* **{name}**{' (in the plan)' if name in plan.checks else ''}: {text}."
+        for name, text in POSTHOC.items()
+    ]
     head = "part | claim | first − second | reweighting"
     s2 = [t for t in found if t.analysis == "S2"]
     if s2:

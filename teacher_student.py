@@ -629,7 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--epoch", type=M.positive_int, default=1, help="passes over the stream")
     add("--lr", type=M.positive_float, default=LEARNING_RATE, help="eta of online SGD")
     add("--teacher_path", type=Path, help="the teacher checkpoint (teacher.pt)")
-    add("--trained_weights", type=M.checkpoint_list, help="student checkpoint(s)")
+    add(
+        "--trained_weights",
+        type=M.checkpoint_list,
+        help="student checkpoint(s); a sweep takes several, or a folder of --pairs' students",
+    )
 
     add = parser.add_argument_group("pruning").add_argument
     add("--pruning_choice", choices=tuple(M.METHODS), default="dpp_node", help="method")
@@ -747,14 +751,14 @@ def training_command(args: argparse.Namespace, progress: bool) -> None:
                 f"--teacher_path {args.teacher_path} is of --mode {teachers[0].mode}, not "
                 f"{args.mode}"
             )
-        teacher_files = [args.teacher_path]
-        student_files = [args.save_as or Path(f"student_{args.student_h_size}.pt")]
-        M.check_writable(student_files[0])
+        teacher_paths = [args.teacher_path]
+        student_paths = [args.save_as or Path(f"student_{args.student_h_size}.pt")]
+        M.check_writable(student_paths[0])
     else:
         M.prepare_out_dir(args.out_dir)
         seeds = range(args.seed, args.seed + args.pairs)
-        teacher_files = [args.out_dir / f"teacher_{seed}.pt" for seed in seeds]
-        student_files = [args.out_dir / f"student_{seed}.pt" for seed in seeds]
+        teacher_paths = [args.out_dir / f"teacher_{seed}.pt" for seed in seeds]
+        student_paths = [args.out_dir / f"student_{seed}.pt" for seed in seeds]
         teachers = [
             make_teacher(
                 args.input_dim,
@@ -767,7 +771,7 @@ def training_command(args: argparse.Namespace, progress: bool) -> None:
             )
             for seed in seeds
         ]
-        for path, teacher in zip(teacher_files, teachers):
+        for path, teacher in zip(teacher_paths, teachers):
             save_teacher(path, teacher)
     students = [
         make_student(t.input_dim, args.student_h_size, t.mode, args.seed + i)
@@ -780,11 +784,11 @@ def training_command(args: argparse.Namespace, progress: bool) -> None:
     )
     train_students(teachers, students, args.lr, args.epoch, progress)
     for path, student, teacher, teacher_file in zip(
-        student_files, students, teachers, teacher_files
+        student_paths, students, teachers, teacher_paths
     ):
         save_student(path, student, teacher, teacher_file, args.lr, args.epoch)
     errors = [GeneralisationError(t).evaluate(s)[0] for t, s in zip(teachers, students)]
-    where = student_files[0] if len(students) == 1 else args.out_dir
+    where = student_paths[0] if len(students) == 1 else args.out_dir
     spread = f" ± {report.sample_std(errors):.4g}" if len(errors) > 1 else ""
     print(f"Saved {where}: eps_g {np.mean(errors):.5g}{spread}")
 
@@ -855,13 +859,28 @@ def order_command(args: argparse.Namespace, progress: bool) -> None:
     print(f"Wrote {out}")
 
 
+def student_files(paths: Sequence[Path]) -> list[Path]:
+    """--trained_weights: the files given, a folder standing for its student_S.pt in the
+    order of S (what --pairs writes)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("student_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
+            if not found:
+                raise UsageError(f"--trained_weights {path} holds no student_*.pt")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
 def load_students(
     paths: Sequence[Path], teacher_path: Path | None
 ) -> list[tuple[M.Network, Teacher]]:
-    """The students of a sweep with their teachers, one world: the same N, M, v* and sigma
-    (UsageError else), each a network once."""
+    """The students of a sweep (student_files) with their teachers, one world: the same N,
+    M, v* and sigma (UsageError else), each a network once."""
     found = []
-    for path in paths:
+    for path in student_files(paths):
         student, meta = load_student(path)
         teacher, _ = student_teacher(path, student, meta, teacher_path)
         found.append((M.Network(path, student, M.weights_fingerprint(student)), teacher))

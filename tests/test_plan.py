@@ -124,6 +124,10 @@ BAD_PLANS = {
     "malformed file": (PLAN.replace("[tests]", "[tests"), "not valid TOML"),
     "unknown key": (PLAN.replace("alpha = 0.05", "alfa = 0.05"), "tests.alfa"),
     "missing margin": (PLAN.replace("margin = 1.0\n", ""), "tests.margin"),
+    "unknown check": (
+        PLAN.replace("alpha = 0.05", 'alpha = 0.05\nsensitivity_checks = ["S9"]'),
+        "tests.sensitivity_checks",
+    ),
     "unknown claim": (
         PLAN.replace('claim = "C"', 'claim = "Z"'),
         "primary.comparisons[1].claim",
@@ -168,6 +172,17 @@ def test_s4_is_the_exact_sign_flip_test_by_enumeration() -> None:
     means = [np.dot(s, d) / 3 for s in itertools.product((1, -1), repeat=3)]
     assert flip.one_sided_p(True) == sum(m >= np.mean(d) - 1e-12 for m in means) / 8 == 0.25
     assert flip.one_sided_p(False) == 7 / 8 and flip.smallest_p == 1 / 8
+
+
+def test_sensitivity_checks_a_plan_names_are_labelled_as_planned(tmp_path: Path) -> None:
+    text = PLAN.replace("alpha = 0.05", 'alpha = 0.05\nsensitivity_checks = ["S3", "S4"]')
+    plan = R.read_plan(write_plan(tmp_path, text))
+    assert plan.checks == ("S3", "S4")
+    statistics = R.statistics_markdown(study_rows(), R.claim_tests(study_rows(), plan), plan)
+    assert "## Sensitivity analyses\n" in statistics and "(not in the plan)" not in statistics
+    assert (
+        "S3, S4 named in the plan in advance, S2 chosen after the rows were seen" in statistics
+    )
 
 
 def test_the_post_hoc_tests_are_labelled_and_never_primary() -> None:

@@ -256,7 +256,7 @@ def test_a_sweep_of_pairs_writes_rows_with_the_exact_error_and_its_report(
         *("--input_dim", "60", "--out-dir", "pairs", "--no-progress"),
     )
     assert code == 0, err
-    students = ",".join(f"pairs/student_{seed}.pt" for seed in (1, 2, 3))
+    students = "pairs"  # its student_1.pt, student_2.pt, student_3.pt
     code, _, err = ts(
         *("--procedure", "sweep", "--trained_weights", students, "--num_masks", "2"),
         *("--methods", "dpp_node,random_node,dpp_edge,random_edge,importance_node"),
@@ -264,6 +264,9 @@ def test_a_sweep_of_pairs_writes_rows_with_the_exact_error_and_its_report(
     )
     assert code == 0, err
     rows = M.report.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert (
+        rows[0]["checkpoint"] == "pairs/student_1.pt" and len({r["network"] for r in rows}) == 3
+    )
     assert {r["accuracy"] for r in rows} == {""} and all(float(r["loss"]) > 0 for r in rows)
     assert {r["level"] for r in rows} == {str(lv) for lv in TS.node_levels(6)}
     assert "loss" in (tmp_path / "sweep" / "statistics.md").read_text()
