@@ -78,6 +78,9 @@ DEFAULT_HIDDEN_SIZE = 500
 QUALITY_FLOOR = 1e-4
 OBS_DAMPING = 0.01  # obs_edge's Hessian A^T A + lambda I: lambda is this x its mean diagonal
 OBS_NODES_AT_ONCE = 4  # rows whose inverse Hessians obs_edge updates together (the fastest)
+# greedy DPP MAP: a kernel's diagonal is raised by up to this times its largest, in the order
+# of preference, so that equal gains (a constant diagonal, uncoupled items) go by preference
+MAP_TIES = 1e-12
 # what a pruning method keeps: incoming edges, or hidden nodes
 METHOD_KINDS = ("edge", "node")
 # what a method is for the claims report.py tests: the paper's DPP, the quality-diversity DPP,
@@ -887,21 +890,32 @@ def thinet_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) 
     return Drawn([drop_first(order, H - k, H) for k, _ in draws])
 
 
-def greedy_map_order(L: torch.Tensor) -> torch.Tensor:
+def greedy_map_order(L: torch.Tensor, preference: torch.Tensor | None = None) -> torch.Tensor:
     """Greedy MAP inference of a DPP (Chen, Zhang & Zhou 2018, "Fast Greedy MAP Inference for
     Determinantal Point Process to Improve Recommendation Diversity"): from the empty set,
     add the item that most increases det(L_S), until all are added. Adding i to S multiplies
     det(L_S) by its Schur complement L_ii - L_iS L_SS^-1 L_Si, which is the pivot a Cholesky
     factorisation with diagonal pivoting takes next: LAPACK's dpstrf (Hammarling, Higham &
-    Lucas 2008) is that incremental Cholesky, blocked. Ties go to the lowest index; past the
-    kernel's rank every gain is 0 and the order is LAPACK's. The sets are nested, so one pass
-    serves every k. Its BLAS runs single-threaded: the same pivots on any machine.
-    L: (B, M, M) symmetric positive semi-definite -> (B, M) int64, the first added first.
+    Lucas 2008) is that incremental Cholesky, blocked. Equal gains (an RBF kernel's constant
+    diagonal at the first step; items whose couplings underflow to 0) go to the item of
+    larger preference, then the lower index: the diagonal is raised by up to MAP_TIES of its
+    largest, in that order, too little to reorder gains that differ by more than rounding.
+    The sets are nested, so one pass serves every k. Its BLAS runs single-threaded: the same
+    pivots on any machine.
+    L: (B, M, M) symmetric positive semi-definite, preference: (B, M) (None: the lower index
+    first) -> (B, M) int64, the first added first.
     """
-    order = torch.empty(L.shape[:2], dtype=torch.int64)
+    B, M = L.shape[:2]
+    if preference is None:
+        preference = -torch.arange(M, dtype=torch.float64).expand(B, M)
+    # each item's place in the order of preference, then of lower index (the last the first)
+    ascending = torch.argsort(preference.detach().cpu().flip(-1), dim=-1, stable=True)
+    rank = torch.argsort(M - 1 - ascending, dim=-1)
+    order = torch.empty(B, M, dtype=torch.int64)
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         for b, kernel in enumerate(L.detach().cpu().numpy()):
-            _, pivots, _, info = scipy.linalg.lapack.dpstrf(kernel, tol=0.0)
+            nudge = MAP_TIES * kernel.diagonal().max() * (rank[b].numpy() + 1) / M
+            _, pivots, _, info = scipy.linalg.lapack.dpstrf(kernel + np.diag(nudge), tol=0.0)
             if info < 0:
                 raise ValueError(f"dpstrf: argument {-info} is invalid")
             order[b] = torch.from_numpy(pivots.astype(np.int64) - 1)
@@ -911,24 +925,28 @@ def greedy_map_order(L: torch.Tensor) -> torch.Tensor:
 def dpp_map_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep per node the k incoming edges of the greedy MAP of its dpp_edge kernel (the mode
     of the k-DPP dpp_edge samples, found greedily: greedy_map_order), every k from one pass
-    over each kernel."""
+    over each kernel; where gains tie (an RBF kernel's first step: its diagonal is constant)
+    the edge of largest contribution |w_hi| ||a_i|| (edge_quality) goes first."""
     W, G = inputs.W, inputs.gram()
     order = torch.empty(W.shape, dtype=torch.int64, device=W.device)
     stats = dpp_sample.KernelStats()
-    for start, stop, L in edge_kernel_chunks(
-        W, G, setting.beta, inputs.num_images, stats=stats
-    ):
-        order[start:stop] = greedy_map_order(L)
+    length = edge_quality(inputs)  # the norm of each edge's vector w_hi a_i
+    chunks = edge_kernel_chunks(W, G, setting.beta, inputs.num_images, stats=stats)
+    for start, stop, L in chunks:
+        order[start:stop] = greedy_map_order(L, length[start:stop])
     return Drawn([keep_first(order, k) for k, _ in draws], stats)
 
 
 def dpp_map_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
     """Keep the k nodes of the greedy MAP of dpp_node's kernel (node_dpp_kernel, the same
-    setting), every k from one pass."""
+    setting), every k from one pass; where gains tie (an RBF kernel's first step, or all of
+    them where it is (1 + eps) I) the node whose vector is longest goes first."""
     L, beta_used = node_dpp_kernel(inputs, setting)
     stats = dpp_sample.KernelStats()
     stats.update(L, beta_used)
-    order = greedy_map_order(L)[0]
+    centered = setting.beta == LINEAR and inputs.has_bias_above
+    length = inputs.node_gram(setting.node_features, centered).diagonal()
+    order = greedy_map_order(L, length.unsqueeze(0))[0]
     return Drawn([keep_first(order, k) for k, _ in draws], stats)
 
 
@@ -942,7 +960,7 @@ def id_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> D
     diagonal, so its pivots are the greedy order of the Gram matrix (greedy_map_order) of
     the centred activations (the ones column first) or of the activations."""
     G = inputs.node_gram("activation", centered=inputs.has_bias_above)
-    order = greedy_map_order(G.unsqueeze(0))[0]
+    order = greedy_map_order(G.unsqueeze(0), G.diagonal().unsqueeze(0))[0]
     return Drawn([keep_first(order, k) for k, _ in draws])
 
 
@@ -958,15 +976,17 @@ def obs_node_removal_order(
 
     The layer above's squared error over the training images has the Hessian H = M + lambda I
     (M the Gram matrix of what the layer above reads, lambda = damping x the mean of M's
-    diagonal). Removing the nodes S costs tr(W_S [(H^-1)_SS]^-1 W_S^T), W_S the columns of
-    W_next; one node c at a time that is ||W_next[:, c]||^2 / [H^-1]_cc: the least goes
-    first, the other columns move by -W_next[:, c] H^-1[c, :] / [H^-1]_cc (the layer above
-    compensated), and H^-1 becomes the inverse over the nodes left. The first `fixed`
-    columns (an intercept: the bias's) are never removed.
+    diagonal over the removable columns). Removing the nodes S costs
+    tr(W_S [(H^-1)_SS]^-1 W_S^T), W_S the columns of W_next; one node c at a time that is
+    ||W_next[:, c]||^2 / [H^-1]_cc: the least goes first, the other columns move by
+    -W_next[:, c] H^-1[c, :] / [H^-1]_cc (the layer above compensated), and H^-1 becomes the
+    inverse over the nodes left. The first `fixed` columns (an intercept: the bias's) are
+    never removed.
     W_next: (H_next, m), M: (m, m) float64 -> (removals,) int64, of columns fixed ... m - 1,
     the first removed first."""
     m = len(M)
-    H = M + damping * M.diagonal().mean() * torch.eye(m, dtype=M.dtype, device=M.device)
+    scale = damping * M.diagonal()[fixed:].mean()  # of the nodes' diagonal, not the intercept's
+    H = M + scale * torch.eye(m, dtype=M.dtype, device=M.device)
     H_inv = torch.cholesky_inverse(torch.linalg.cholesky(H))
     W = W_next.to(torch.float64).clone()
     gone = torch.zeros(m, dtype=torch.bool, device=M.device)
@@ -999,14 +1019,14 @@ def obs_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> 
 
 def flap_scores(inputs: PruningInputs) -> torch.Tensor:
     """FLAP's fluctuation metric (An et al. 2024, "Fluctuation-based Adaptive Structured
-    Pruning for Large Language Models") of each node: the sample variance of its activation
-    over the training images times ||W_next[:, h]||^2, the squared norm of its outgoing
-    weights. (H,) float64."""
+    Pruning for Large Language Models") of each node: the variance of its activation over
+    the training images times ||W_next[:, h]||^2, the squared norm of its outgoing weights.
+    FLAP's sample variance is this times N / (N - 1), the same for every node: the same
+    ranking, and defined where the moments are exact (N 1). (H,) float64."""
     G = inputs.activation_gram()
     N = float(G[0, 0])
-    sums, squares = G[0, 1:], G[1:, 1:].diagonal()
-    variance = (squares - sums.square() / N) / (N - 1)
-    return variance * inputs.W_next.to(torch.float64).square().sum(0)
+    means, squares = G[0, 1:] / N, G[1:, 1:].diagonal() / N
+    return (squares - means.square()) * inputs.W_next.to(torch.float64).square().sum(0)
 
 
 def flap_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
@@ -1401,7 +1421,8 @@ def reweight_nodes(
         return W_next.clone(), None if b_next is None else b_next.clone()
     offset = 0 if b_next is None else 1  # the intercept's row and column come first
     kept = torch.nonzero(keep).squeeze(-1) + offset
-    S = kept if b_next is None else torch.cat([torch.zeros_like(kept[:1]), kept])
+    intercept = torch.zeros(1, dtype=kept.dtype, device=kept.device)
+    S = kept if b_next is None else torch.cat([intercept, kept])
     P = torch.nonzero(~keep).squeeze(-1) + offset
     coef = systems.solve(S.unsqueeze(0), systems.G[S][:, P].unsqueeze(0))[0]
     W64 = W_next.to(torch.float64)
@@ -1808,6 +1829,21 @@ def weights_fingerprint(model: MLP) -> str:
     return digest.hexdigest()[:16]
 
 
+def read_torch_file(path: Path, flag: str, missing: str) -> object:
+    """What torch.load(weights_only=True) reads from a file; UsageError, naming flag and path,
+    where it is missing (said with `missing`, e.g. how to make it), a folder or unreadable."""
+    if not path.is_file():
+        wrong = "is a directory, expected a .pt checkpoint file" if path.is_dir() else missing
+        raise UsageError(f"{flag} {path} {wrong}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - zip, pickle and I/O errors all mean "unreadable"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"{flag} {path} is not a readable PyTorch checkpoint ({first})"
+        ) from None
+
+
 def load_checkpoint(
     path: Path,
     flag: str = "--trained_weights",
@@ -1822,17 +1858,7 @@ def load_checkpoint(
     Returns (model, checkpoint metadata). Raises UsageError, naming flag and path, for
     anything that is not a loadable, finite MLP of the sizes required.
     """
-    if not path.is_file():
-        missing = "does not exist (train first with --procedure training)"
-        wrong = "is a directory, expected a .pt checkpoint file" if path.is_dir() else missing
-        raise UsageError(f"{flag} {path} {wrong}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - zip, pickle and I/O errors all mean "unreadable"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(
-            f"{flag} {path} is not a readable PyTorch checkpoint ({first})"
-        ) from None
+    obj = read_torch_file(path, flag, "does not exist (train first with --procedure training)")
     if not isinstance(obj, dict):
         raise UsageError(f"{flag} {path} holds a {type(obj).__name__}, not a checkpoint dict")
     if isinstance(obj.get("format"), str) and obj["format"] != CHECKPOINT_FORMAT:

@@ -62,9 +62,16 @@ MODES = ("normal", "soft_committee")  # v trained, or fixed at 1
 # erf whatever the flag); erf names it as it is
 NONLINEARITIES = ("sigmoid", "erf")
 SAMPLES_AT_ONCE = 1000  # online samples drawn per block, per pair
+# the world's flags a teacher has its own value of, and their values where none is given
+WORLD = {
+    "input_dim": INPUT_DIM,
+    "teacher_h_size": TEACHER_NODES,
+    "num_data": NUM_DATA,
+    "sig_w": 0.0,
+    "v_star": V_STAR,
+}
 TEACHER_FORMAT = "dpp-pruning-teacher"
 TEACHER_VERSION = 1
-NOISE_LEVELS_PLOTTED = 2  # the authors' figure: one panel per noise level
 
 
 # what each seed of a pair draws, kept apart: a teacher's weights, its stream, a student's
@@ -151,18 +158,10 @@ def save_teacher(path: Path, teacher: Teacher) -> None:
 
 def load_teacher(path: Path) -> Teacher:
     """The teacher of a checkpoint save_teacher wrote; UsageError naming --teacher_path for
-    anything else (a student's checkpoint included)."""
-    if not path.is_file():
-        raise UsageError(
-            f"--teacher_path {path} does not exist (make one: --procedure teacher)"
-        )
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - zip, pickle and I/O errors all mean "unreadable"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(
-            f"--teacher_path {path} is not a readable checkpoint ({first})"
-        ) from None
+    anything else (a student's checkpoint included) or a field out of place."""
+    record = M.read_torch_file(
+        path, "--teacher_path", "does not exist (make one: --procedure teacher)"
+    )
     if not isinstance(record, dict) or record.get("format") != TEACHER_FORMAT:
         kind = record.get("format") if isinstance(record, dict) else type(record).__name__
         student = " (a network's, e.g. a student's: pass it as --trained_weights)"
@@ -170,19 +169,31 @@ def load_teacher(path: Path) -> Teacher:
             f"--teacher_path {path} is not a teacher checkpoint: its format is {kind}"
             + (student if kind == M.CHECKPOINT_FORMAT else "")
         )
+    if record.get("version") != TEACHER_VERSION:
+        raise UsageError(
+            f"--teacher_path {path} is of version {record.get('version')}; this "
+            f"teacher_student.py reads version {TEACHER_VERSION}"
+        )
     w, v = record.get("w"), record.get("v")
     if not (isinstance(w, torch.Tensor) and isinstance(v, torch.Tensor)) or (
         w.ndim != 2 or v.shape != (w.shape[0],)
     ):
         raise UsageError(f"--teacher_path {path}: its weights are not (M, N) and (M,)")
-    return Teacher(
-        w.float(),
-        v.float(),
-        float(record["sigma"]),
-        str(record["mode"]),
-        int(record["data_seed"]),
-        int(record["num_data"]),
+    sigma, mode = record.get("sigma"), record.get("mode")
+    seed, num_data = record.get("data_seed"), record.get("num_data")
+    fields_ok = (
+        isinstance(sigma, float | int)
+        and sigma >= 0
+        and mode in MODES
+        and isinstance(seed, int)
+        and isinstance(num_data, int)
+        and num_data >= 1
     )
+    if not fields_ok:
+        raise UsageError(
+            f"--teacher_path {path}: sigma, mode, data_seed or num_data is missing or wrong"
+        )
+    return Teacher(w.float(), v.float(), float(sigma), str(mode), seed, num_data)
 
 
 def make_student(input_dim: int, nodes: int, mode: str, seed: int) -> M.MLP:
@@ -273,7 +284,7 @@ def sgd_step(
     is w -= (lr / sqrt N) v g' Delta x and the second-layer rate lr / N of Goldt et al.
     W: (S, K, N), v: (S, K), x: (S, 1, N), y: (S, 1)."""
     lam = (W * x).sum(-1)  # (S, K)
-    g = torch.erf(lam * (1 / math.sqrt(2)))
+    g = M.erf_activation(lam)
     delta = (v * g).sum(-1, keepdim=True) - y
     coefficient = lam.square_().mul_(-0.5).exp_().mul_(v).mul_(delta)
     coefficient.mul_(math.sqrt(2 / math.pi) * lr)
@@ -414,15 +425,6 @@ def budget_table(input_dim: int, nodes: int) -> str:
 def load_student(path: Path) -> tuple[M.MLP, dict]:
     """A student checkpoint: an erf MLP N -> K -> 1 without biases (UsageError naming
     --trained_weights for anything else, a teacher's included)."""
-    if path.is_file():
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - load_checkpoint says what is wrong
-            record = None
-        if isinstance(record, dict) and record.get("format") == TEACHER_FORMAT:
-            raise UsageError(
-                f"--trained_weights {path} is a teacher checkpoint: pass it as --teacher_path"
-            )
     model, meta = M.load_checkpoint(path, "--trained_weights", input_dim=None, outputs=1)
     if model.activation != "erf" or model.has_bias or len(model.hidden_sizes) != 1:
         raise UsageError(
@@ -438,16 +440,18 @@ def student_teacher(
     """The teacher of a student: --teacher_path, else the one its checkpoint names (beside
     it); UsageError where its N or M is not the student's teacher's."""
     named = meta.get("teacher")
-    if teacher_path is None and not isinstance(named, dict):
+    if not isinstance(named, dict) or not isinstance(named.get("file"), str):
+        named = None
+    if teacher_path is None and named is None:
         raise UsageError(f"--trained_weights {path} names no teacher: give --teacher_path")
-    where = teacher_path or path.parent / str(named["file"])  # type: ignore[index]
+    where = teacher_path or path.parent / named["file"]  # type: ignore[index]
     teacher = load_teacher(where)
     if teacher.input_dim != student.sizes[0]:
         raise UsageError(
             f"--teacher_path {where} has N {teacher.input_dim}, but --trained_weights {path} "
             f"has {student.sizes[0]} inputs"
         )
-    if isinstance(named, dict) and named.get("nodes") not in (None, teacher.nodes):
+    if named is not None and named.get("nodes") not in (None, teacher.nodes):
         raise UsageError(
             f"--teacher_path {where} has M {teacher.nodes}, but --trained_weights {path} was "
             f"trained on a teacher of M {named['nodes']}"
@@ -613,13 +617,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-progress", action="store_true", help="no progress bars (off without a terminal)")
 
     add = parser.add_argument_group("the world (the authors' flags)").add_argument
-    add("--input_dim", type=M.positive_int, default=INPUT_DIM, metavar="N", help="inputs")
-    add("--teacher_h_size", type=M.positive_int, default=TEACHER_NODES, metavar="M")
+    # a teacher's own (None: WORLD, or the teacher's when one is given)
+    add("--input_dim", type=M.positive_int, metavar="N", help=f"inputs ({INPUT_DIM})")
+    add(
+        "--teacher_h_size",
+        type=M.positive_int,
+        metavar="M",
+        help=f"teacher nodes ({TEACHER_NODES})",
+    )
     add("--student_h_size", type=M.positive_int, default=STUDENT_NODES, metavar="K")
-    add("--num_data", type=M.positive_int, default=NUM_DATA, help="online samples per epoch")
+    add("--num_data", type=M.positive_int, help=f"online samples per epoch ({NUM_DATA})")
     add("--mode", choices=MODES, default="normal", help="second layers trained, or all 1")
-    add("--sig_w", type=M.nonnegative_float, default=0.0, metavar="SIGMA", help="label noise")
-    add("--v_star", type=M.positive_float, default=V_STAR, help="the teacher's v (normal mode)")
+    add("--sig_w", type=M.nonnegative_float, metavar="SIGMA", help="label noise (0)")
+    add("--v_star", type=M.positive_float, help=f"the teacher's v, normal mode ({V_STAR:g})")
     add(
         "--nonlinearity",
         type=nonlinearity,
@@ -702,15 +712,17 @@ def validated(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argp
         parser.error("--trained_weights takes one student outside a sweep")
     if args.pairs is not None and procedure != "training":
         parser.error("--pairs only applies to --procedure training")
-    if (
-        procedure in ("test", "order")
-        and args.k > max(args.student_h_size, 1)
-        and (M.METHODS[args.pruning_choice].kind == "node")
-    ):
-        parser.error(f"--k {args.k} is larger than --student_h_size {args.student_h_size}")
-    return argparse.Namespace(
-        **{**vars(args), "procedure": procedure, "betas": args.betas or [args.beta]}
-    )
+    if args.pairs is not None and args.teacher_path is not None:
+        parser.error("--pairs makes its own teachers: omit --teacher_path")
+    given = {name: value for name in WORLD if (value := getattr(args, name)) is not None}
+    filled = {
+        **WORLD,
+        **given,
+        "given": given,
+        "procedure": procedure,
+        "betas": args.betas or [args.beta],
+    }
+    return argparse.Namespace(**{**vars(args), **filled})
 
 
 def check_k(k: int, method: M.Method, student: M.MLP, path: Path) -> None:
@@ -740,17 +752,31 @@ def teacher_command(args: argparse.Namespace, progress: bool) -> None:
     print(f"Saved {args.teacher_path}: {teacher.describe()}, {teacher.num_data} samples")
 
 
+def check_teacher_flags(teacher: Teacher, args: argparse.Namespace) -> None:
+    """The world's flags given beside --teacher_path must be its teacher's (UsageError)."""
+    own = {
+        "input_dim": teacher.input_dim,
+        "teacher_h_size": teacher.nodes,
+        "num_data": teacher.num_data,
+        "sig_w": teacher.sigma,
+        "v_star": float(teacher.v[0]),
+        "mode": teacher.mode,
+    }
+    given = {**args.given, "mode": args.mode}
+    for name, value in given.items():
+        if value != own[name] and not (name == "v_star" and teacher.mode == "soft_committee"):
+            raise UsageError(
+                f"--{name} {value} is not --teacher_path {args.teacher_path}'s, {own[name]}"
+            )
+
+
 def training_command(args: argparse.Namespace, progress: bool) -> None:
     """--procedure training: a student of --teacher_path (saved as --save-as, else the
     authors' student_K.pt); with --pairs P, P new pairs of seeds --seed ... --seed + P - 1
     into --out-dir (teacher_S.pt, student_S.pt), trained as one batch."""
     if args.pairs is None:
         teachers = [load_teacher(args.teacher_path)]
-        if teachers[0].mode != args.mode:
-            raise UsageError(
-                f"--teacher_path {args.teacher_path} is of --mode {teachers[0].mode}, not "
-                f"{args.mode}"
-            )
+        check_teacher_flags(teachers[0], args)
         teacher_paths = [args.teacher_path]
         student_paths = [args.save_as or Path(f"student_{args.student_h_size}.pt")]
         M.check_writable(student_paths[0])
@@ -825,9 +851,9 @@ def pruning_command(args: argparse.Namespace, progress: bool) -> None:
 
 
 def order_command(args: argparse.Namespace, progress: bool) -> None:
-    """--procedure order: the student's Q, R and the teacher's T, its eps_g; with
-    --num_masks > 1 or --pruning_choice given, Q and R of the pruned student averaged over its
-    masks; their heatmaps in --out-dir/order_parameters.png."""
+    """--procedure order: the student's Q, R and the teacher's T, its eps_g; Q and R of the
+    student pruned by --pruning_choice at --k, averaged over its --num_masks masks; their
+    heatmaps in --out-dir/order_parameters.png."""
     (path,) = args.trained_weights
     student, meta = load_student(path)
     teacher, _ = student_teacher(path, student, meta, args.teacher_path)
@@ -895,9 +921,9 @@ def sweep_command(args: argparse.Namespace, progress: bool) -> None:
     --levels x --num_masks, with and without reweighting, into --out-dir's sweep.csv
     (resumed), then its report (under --plan)."""
     plan = M.read_plan(args.plan)
+    pairs = load_students(args.trained_weights, args.teacher_path)
     M.prepare_out_dir(args.out_dir)
     sweep_csv = args.out_dir / report.SWEEP_CSV
-    pairs = load_students(args.trained_weights, args.teacher_path)
     dataset = pairs[0][1].describe()
     networks = [network for network, _ in pairs]
     rows = M.earlier_rows(sweep_csv, networks, dataset, args.seed)
@@ -924,7 +950,7 @@ def sweep_command(args: argparse.Namespace, progress: bool) -> None:
             raise UsageError(str(e)) from None
         todo = [c for c in cells if (network.fingerprint, *c.key) not in done]
         earlier = sum(row["network"] == network.fingerprint for row in rows) // 2
-        view = partial(ExactInputs, network.model, torch.empty(0, network.model.sizes[0]))
+        view = partial(exact_view, network.model)
         evaluation = GeneralisationError(teacher)
         M.run_sweep(network, view, evaluation, todo, sweep_csv, dataset, earlier, progress)
     try:

@@ -39,16 +39,25 @@ def layered() -> tuple[M.MLP, torch.Tensor]:
     return layered_mlp(12, 4)
 
 
-def naive_greedy_map(L: np.ndarray, steps: int) -> list[int]:
-    """Greedy MAP with every candidate's log det recomputed from scratch."""
+def naive_greedy_map(
+    L: np.ndarray, steps: int, preference: np.ndarray | None = None
+) -> list[int]:
+    """Greedy MAP with every candidate's gain det(L_{S+i}) / det(L_S) recomputed from
+    scratch; gains equal to rounding (1e-13 of the largest diagonal) go to the largest
+    preference (else the lower index)."""
     chosen: list[int] = []
+    preference = np.zeros(len(L)) if preference is None else preference
+    scale = L.diagonal().max()
     for _ in range(steps):
+        before = np.linalg.det(L[np.ix_(chosen, chosen)]) if chosen else 1.0
         gains = {
-            i: np.linalg.slogdet(L[np.ix_(chosen + [i], chosen + [i])])[1]
+            i: np.linalg.det(L[np.ix_(chosen + [i], chosen + [i])]) / before
             for i in range(len(L))
             if i not in chosen
         }
-        chosen.append(max(gains, key=gains.get))
+        best = max(gains.values())
+        tied = [i for i, gain in gains.items() if gain >= best - 1e-13 * scale]
+        chosen.append(max(tied, key=lambda i: (preference[i], -i)))
     return chosen
 
 
@@ -63,7 +72,7 @@ def test_greedy_map_is_greedy_log_det_and_within_its_bound_of_the_mode() -> None
     """On random kernels the order is greedy by log det recomputed afresh. Against brute force
     over all k-subsets: exact at k = 1 and on a diagonal kernel, and never below the known
     bound det(L_opt) / (k!)^2 (greedy volume is within k! of the largest: Civril &
-    Magdon-Ismail 2009)."""
+    Magdon-Ismail 2009). Ties go to the largest preference, then the lower index."""
     for seed, n in ((1, 8), (2, 9), (3, 12)):
         L = random_kernel(n, seed)
         order = M.greedy_map_order(torch.from_numpy(L)[None])[0].tolist()
@@ -78,6 +87,10 @@ def test_greedy_map_is_greedy_log_det_and_within_its_bound_of_the_mode() -> None
                 assert greedy == pytest.approx(best)
     diagonal = np.diag([0.5, 3.0, 1.0, 2.0, 0.1])
     assert M.greedy_map_order(torch.from_numpy(diagonal)[None])[0].tolist()[:3] == [1, 3, 2]
+    ties = torch.eye(4, dtype=torch.float64)[None]
+    assert M.greedy_map_order(ties)[0].tolist() == [0, 1, 2, 3]
+    preference = torch.tensor([[0.1, 0.7, 0.3, 0.7]])
+    assert M.greedy_map_order(ties, preference)[0].tolist() == [1, 3, 2, 0]
 
 
 @pytest.mark.parametrize("beta", [0.03, "auto", "linear"])
@@ -99,7 +112,8 @@ def test_dpp_map_edge_is_the_greedy_map_of_each_node_s_dpp_edge_kernel(
             upper = distances[np.triu_indices(12, 1)]
             value = 1.0 / np.sort(upper)[(len(upper) - 1) // 2] if beta == "auto" else beta
             L = direct_rbf(weighted, value, 0.01)
-        expected = naive_greedy_map(L, 9)
+        length = np.abs(W[h]) * np.sqrt((A**2).sum(0))  # ties: the longest w_hi a_i first
+        expected = naive_greedy_map(L, 9, length)
         for k in (1, 4, 9):
             mask = draw_one(M.METHODS["dpp_map_edge"], inputs, k, beta, seed=0)[h]
             np.testing.assert_array_equal(mask.numpy(), mask_of(expected[:k], 12))
@@ -128,7 +142,8 @@ def test_dpp_map_node_is_the_greedy_map_of_dpp_node_s_kernel(
         upper = distances[np.triu_indices(12, 1)]
         value = 1.0 / np.sort(upper)[(len(upper) - 1) // 2] if beta == "auto" else beta
         L = direct_rbf(Z.T, value, 0.01)
-    expected = naive_greedy_map(L, 10)
+    centred = Z - Z.mean(0) if beta == "linear" else Z
+    expected = naive_greedy_map(L, 10, (centred**2).sum(0))  # ties: the longest vector first
     for k in (1, 5, 10):
         mask = draw_one(M.METHODS["dpp_map_node"], inputs, k, beta, 0, node_features=features)
         np.testing.assert_array_equal(mask.numpy(), mask_of(expected[:k], 12))
@@ -187,7 +202,7 @@ def test_obs_node_is_greedy_structured_obs_recomputed_naively(
         Y = numpy_layer_inputs(model, X, layer + 1)
         ones_Y = np.hstack([np.ones((len(Y), 1)), Y])
         gram = ones_Y.T @ ones_Y
-        H = gram + M.OBS_DAMPING * np.diag(gram).mean() * np.eye(len(gram))
+        H = gram + M.OBS_DAMPING * np.diag(gram)[1:].mean() * np.eye(len(gram))
         above = model.layers[layer]
         W = np.hstack(
             [
@@ -217,7 +232,8 @@ def test_obs_node_is_greedy_structured_obs_recomputed_naively(
 def test_flap_node_keeps_the_largest_fluctuations_and_compensates_the_bias(
     layered: tuple[M.MLP, torch.Tensor],
 ) -> None:
-    """Score: the activation's sample variance times the outgoing weights' squared norm.
+    """Score: the activation's variance times the outgoing weights' squared norm (FLAP's
+    sample variance up to N / (N - 1), the same for every node).
     Without reweighting the pruned network is the kept nodes plus, in the bias above, each
     pruned node's mean activation times its outgoing weights: the layer above's
     pre-activations by hand."""
@@ -226,7 +242,7 @@ def test_flap_node_keeps_the_largest_fluctuations_and_compensates_the_bias(
     Y = numpy_layer_inputs(model, X, 2)
     W_next = model.w2.weight.detach().double().numpy()
     b_next = model.w2.bias.detach().double().numpy()
-    scores = Y.var(0, ddof=1) * (W_next**2).sum(0)
+    scores = Y.var(0) * (W_next**2).sum(0)
     np.testing.assert_allclose(M.flap_scores(inputs).numpy(), scores, rtol=1e-6)
     for k in (2, 6, 11):
         keep = draw_one(M.METHODS["flap_node"], inputs, k, 0.3, seed=0).numpy()

@@ -166,6 +166,20 @@ def test_the_exact_view_is_the_limit_of_sampled_moments() -> None:
         assert float((exact - approximate).abs().max()) < 0.01 * scale
 
 
+def test_flap_ranks_the_students_nodes_by_their_exact_fluctuation() -> None:
+    """In the exact view (moments of one 'sample') FLAP's score is E[g_h^2] v_h^2: the
+    activations have mean 0."""
+    _, student = small_pair()
+    view = TS.exact_view(student)
+    G = view.activation_gram()
+    expected = G[1:, 1:].diagonal() * student.w2.weight.detach()[0].double() ** 2
+    torch.testing.assert_close(M.flap_scores(view), expected)
+    keep = M.draw_masks(M.METHODS["flap_node"], view, [(2, 0)], M.Setting()).masks[0]
+    assert set(torch.nonzero(keep).squeeze(-1).tolist()) == set(
+        expected.argsort()[-2:].tolist()
+    )
+
+
 def test_the_budgets_beside_the_authors() -> None:
     table = TS.budget_table(500, 6)
     for row in ("| 1 | 501 | 82 | 498 | 83 | 504 |", "| 3 | 1503 | 249 | 1500 | 250 | 1506 |"):
@@ -296,6 +310,25 @@ BAD = {
         ["--teacher_path", "teacher.pt", "--nonlinearity", "relu"],
         "--nonlinearity",
     ),
+    "a teacher missing a field": (
+        [
+            "--procedure",
+            "pruning",
+            "--trained_weights",
+            "student_6.pt",
+            "--teacher_path",
+            "broken.pt",
+        ],
+        "--teacher_path broken.pt",
+    ),
+    "a flag another than the teacher's": (
+        ["--teacher_path", "teacher.pt", "--num_data", "99"],
+        "--num_data 99",
+    ),
+    "pairs with a teacher": (
+        ["--procedure", "training", "--pairs", "2", "--teacher_path", "teacher.pt"],
+        "--pairs",
+    ),
     "sigma below 0": (
         ["--procedure", "teacher", "--teacher_path", "t.pt", "--sig_w", "-0.1"],
         "--sig_w",
@@ -335,7 +368,7 @@ BAD = {
     ),
     "a teacher as the student": (
         ["--procedure", "pruning", "--trained_weights", "teacher.pt"],
-        "is a teacher checkpoint",
+        "dpp-pruning-teacher",
     ),
 }
 
@@ -348,6 +381,10 @@ def test_bad_input_exits_2_in_one_line_and_writes_nothing(
     TS.save_teacher(tmp_path / "teacher.pt", teacher)
     TS.save_teacher(tmp_path / "wide.pt", TS.make_teacher(80, 2, 4.0, 0.0, "normal", 1, 100))
     TS.save_teacher(tmp_path / "three.pt", TS.make_teacher(60, 3, 4.0, 0.0, "normal", 1, 100))
+    broken = torch.load(tmp_path / "teacher.pt", weights_only=True)
+    torch.save(
+        {key: value for key, value in broken.items() if key != "sigma"}, tmp_path / "broken.pt"
+    )
     student = TS.make_student(60, 6, "normal", 1)
     TS.save_student(
         tmp_path / "student_6.pt", student, teacher, tmp_path / "teacher.pt", 0.5, 1
