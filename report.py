@@ -1141,12 +1141,16 @@ class SignFlip(Comparison):
     per_network: tuple[float, ...] = ()
 
     @property
+    def exact(self) -> bool:
+        return len(self.per_network) <= EXACT_NETWORKS
+
+    @property
     def smallest_p(self) -> float:
-        return 2.0 ** -len(self.per_network)
+        return 2.0 ** -len(self.per_network) if self.exact else 1 / SIGN_SAMPLES
 
     def one_sided_p(self, positive: bool) -> float:
         d = np.array(self.per_network)
-        if len(d) <= EXACT_NETWORKS:
+        if self.exact:
             signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
         else:  # a random sample of the sign patterns, the same for the same differences
             rng = np.random.default_rng(len(d))
@@ -1470,8 +1474,9 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
         return []
     primary = {t.pair: t for t in tests if t.analysis == "primary"}
     differing = changed(tests)
-    named = [name for name in POSTHOC if name in plan.checks]
-    later = [name for name in POSTHOC if name not in plan.checks]
+    ran = [name for name in POSTHOC if any(t.analysis.split(":")[0] == name for t in found)]
+    named = [name for name in ran if name in plan.checks]
+    later = [name for name in ran if name not in plan.checks]
     if named:
         title = "Sensitivity analyses"
         when = f"{', '.join(named)} named in the plan in advance" + (
@@ -1491,6 +1496,7 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
     lines += [
         f"* **{name}**{' (in the plan)' if name in plan.checks else ''}: {text}."
         for name, text in POSTHOC.items()
+        if name in ran
     ]
     head = "part | claim | first − second | reweighting"
     s2 = [t for t in found if t.analysis == "S2"]
@@ -1533,8 +1539,10 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
                 f"{t.verdict}{differs} |"
             )
     s4 = [t for t in found if t.analysis == "S4"]
+    flips = [t.comparison for t in s4 if isinstance(t.comparison, SignFlip)]
+    sampled = not all(f.exact for f in flips)
     if s4:
-        lines += ["", "### S4: exact sign-flip test", ""]
+        lines += ["", f"### S4: {'' if sampled else 'exact '}sign-flip test", ""]
         threshold = plan.alpha / (2 * len(s4))
         lines.append(
             "The paired t-tests rest on the per-network differences being normal; this test "
@@ -1542,19 +1550,27 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
             "and the one-sided p is the share of the 2^n sign patterns whose mean reaches the "
             f"observed one (statistics.csv: two-sided). Its smallest attainable p is 2^-n; "
             f"Holm's first step needs {threshold:.3g} here, which n networks reach only when "
-            "2^-n ≤ it.\n"
+            "2^-n ≤ it."
+            + (
+                f" Beyond {EXACT_NETWORKS} networks {SIGN_SAMPLES:,} random sign patterns "
+                "(the observed one among them) stand for the 2^n, and the smallest p is "
+                f"1/{SIGN_SAMPLES:,}."
+                if sampled
+                else ""
+            )
+            + "\n"
         )
+        kind = "p" if sampled else "exact p"
         lines += table_head(
-            f"{head} | difference | networks | one-sided exact p (smallest) | Holm p | verdict"
+            f"{head} | difference | networks | one-sided {kind} (smallest) | Holm p | verdict"
         )
         for t in s4:
             c = t.comparison
             one_sided = c.one_sided_p(c.difference >= 0)
             differs = " (differs)" if (t, primary[t.pair]) in differing else ""
-            smallest = 2.0**-c.networks
             lines.append(
                 f"{test_cells(t)} | {c.difference:+.2f} | {c.networks} | {one_sided:.3g} "
-                f"({smallest:.3g}) | {t.adjusted_p:.3g} | {t.verdict}{differs} |"
+                f"({c.smallest_p:.3g}) | {t.adjusted_p:.3g} | {t.verdict}{differs} |"
             )
     lines += ["", "### Where they change a primary verdict", ""]
     lines.append(
@@ -1565,15 +1581,22 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
     for name in POSTHOC:
         mine = [(t, p) for t, p in differing if t.analysis.split(":")[0] == name]
         if name == "S4" and s4:
-            flips = [t.comparison for t in s4 if isinstance(t.comparison, SignFlip)]
-            floor = sum(f.one_sided_p(f.difference >= 0) <= f.smallest_p for f in flips)
-            lines.append(
+            exact = [f for f in flips if f.exact]
+            floor = sum(f.one_sided_p(f.difference >= 0) <= f.smallest_p for f in exact)
+            shown = sum(direction(t.verdict) != "not" for t in s4)
+            test = "sign-flip" if sampled else "exact"
+            line = (
                 f"* **S4**: {len(mine)} of {len(s4)} primary verdicts lose their direction: "
-                f"{sum(direction(t.verdict) != 'not' for t in s4)} directions are shown by the "
-                f"exact test after Holm. In {floor} of the {len(s4)} comparisons every network "
-                "differs in the same direction (the exact p is its smallest), which with so "
-                "few networks is as far as an exact test can go."
+                f"{shown} directions are shown by the {test} test after Holm."
             )
+            if exact:
+                line += (
+                    f" In {floor} of the {len(exact)} comparisons"
+                    f"{' tested exactly' if sampled else ''} every network "
+                    "differs in the same direction (the exact p is its smallest), which with "
+                    "so few networks is as far as an exact test can go."
+                )
+            lines.append(line)
             continue
         if not mine and any(t.analysis.split(":")[0] == name for t in found):
             lines.append(f"* **{name}**: nowhere.")

@@ -104,6 +104,23 @@ def test_a_plan_names_its_endpoint_levels_and_direction(tmp_path: Path) -> None:
     assert "second − first in nats of loss" in R.statistics_markdown(rows, [primary], plan)
 
 
+def test_a_loss_endpoint_neither_runs_nor_lists_s2(tmp_path: Path) -> None:
+    """S2 resamples test images, which a loss such as the exact error of a teacher-student
+    sweep has none of: the report must not name it among the analyses."""
+    loss = PLAN.replace('column = "accuracy"', 'column = "loss"\nhigher_is_better = false')
+    loss = loss.replace("alpha = 0.05", 'alpha = 0.05\nsensitivity_checks = ["S3", "S4"]')
+    plan = R.read_plan(write_plan(tmp_path, loss.replace('levels = "all"', "scale = 1")))
+    rows = study_rows()
+    for row in rows:
+        row["loss"] = str(1 - float(row["accuracy"]) / 100)
+        row["accuracy"] = ""
+    tests = R.claim_tests(rows, plan)
+    assert {t.analysis.split(":")[0] for t in tests} >= {"S3", "S4"}
+    statistics = R.statistics_markdown(rows, tests, plan)
+    assert "S3, S4 named in the plan in advance, on the" in statistics
+    assert "S2" not in statistics
+
+
 BAD_PLANS = {
     "unknown method label": (
         PLAN.replace('second = "random_node"', 'second = "random_nod"'),
@@ -172,6 +189,20 @@ def test_s4_is_the_exact_sign_flip_test_by_enumeration() -> None:
     means = [np.dot(s, d) / 3 for s in itertools.product((1, -1), repeat=3)]
     assert flip.one_sided_p(True) == sum(m >= np.mean(d) - 1e-12 for m in means) / 8 == 0.25
     assert flip.one_sided_p(False) == 7 / 8 and flip.smallest_p == 1 / 8
+
+
+def test_s4_beyond_exact_networks_samples_sign_patterns_around_the_exact_p() -> None:
+    """17 networks: the 2^17 patterns enumerated here give the exact p, which the 2^16 sampled
+    ones must estimate within 4 of their standard errors; the smallest p is then 1/2^16."""
+    n = R.EXACT_NETWORKS + 1
+    d = np.random.default_rng(0).normal(0.3, 1.0, n)
+    flip = R.SignFlip(float(d.mean()), 1.0, 2.0, n, tuple(d))
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    exact = np.mean(signs @ d / n >= d.mean() - 1e-12)
+    assert 0.01 < exact < 0.5 and not flip.exact and flip.smallest_p == 1 / R.SIGN_SAMPLES
+    sampled = flip.one_sided_p(True)
+    assert abs(sampled - exact) < 4 * np.sqrt(exact * (1 - exact) / R.SIGN_SAMPLES)
+    assert sampled == flip.one_sided_p(True)  # the same differences, the same patterns
 
 
 def test_sensitivity_checks_a_plan_names_are_labelled_as_planned(tmp_path: Path) -> None:
