@@ -1493,10 +1493,18 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
         "family of its own (S3: one per regime), verdicts as the primary ones'. They qualify "
         "the primary verdicts and replace none; (differs): not the primary verdict.\n"
     )
+    s4 = [t for t in found if t.analysis == "S4"]
+    flips = [t.comparison for t in s4 if isinstance(t.comparison, SignFlip)]
+    sampled = not all(f.exact for f in flips)
+    texts = dict(POSTHOC)
+    if sampled:
+        texts["S4"] = (
+            f"a sign-flip permutation test over networks, exact up to {EXACT_NETWORKS} of them "
+            f"and on {SIGN_SAMPLES:,} sampled sign patterns beyond"
+        )
     lines += [
-        f"* **{name}**{' (in the plan)' if name in plan.checks else ''}: {text}."
-        for name, text in POSTHOC.items()
-        if name in ran
+        f"* **{name}**{' (in the plan)' if name in plan.checks else ''}: {texts[name]}."
+        for name in ran
     ]
     head = "part | claim | first − second | reweighting"
     s2 = [t for t in found if t.analysis == "S2"]
@@ -1538,9 +1546,6 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
                 f"{test_cells(t)} | {t.endpoint} | {bounds(t)} | {t.adjusted_p:.3g} | "
                 f"{t.verdict}{differs} |"
             )
-    s4 = [t for t in found if t.analysis == "S4"]
-    flips = [t.comparison for t in s4 if isinstance(t.comparison, SignFlip)]
-    sampled = not all(f.exact for f in flips)
     if s4:
         lines += ["", f"### S4: {'' if sampled else 'exact '}sign-flip test", ""]
         threshold = plan.alpha / (2 * len(s4))
