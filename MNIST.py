@@ -41,7 +41,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -535,8 +535,12 @@ class PruningInputs:
     def activation_systems(self) -> GramSystems:
         """What reweighting nodes needs of activation_gram(): all of it (the intercept first)
         where the layer above has a bias to take the intercept, else the activations' part."""
-        G = self.activation_gram() if self.has_bias_above else self.activation_gram()[1:, 1:]
-        return self._cached("activation_systems", lambda: GramSystems.of(G))
+
+        def systems() -> GramSystems:
+            G = self.activation_gram()
+            return GramSystems.of(G if self.has_bias_above else G[1:, 1:])
+
+        return self._cached("activation_systems", systems)
 
     @property
     def has_bias_above(self) -> bool:
@@ -717,15 +721,20 @@ def dpp_edge(
     return Drawn(masks, stats)
 
 
+def node_kernel_gram(inputs: PruningInputs, setting: Setting) -> torch.Tensor:
+    """Z^T Z of the vectors dpp_node's kernel compares at setting (PruningInputs.node_gram):
+    the linear kernel takes them without their means where the layer above has a bias, which
+    absorbs a constant (then the kernel is their covariance). (H, H) float64."""
+    centered = setting.beta == LINEAR and inputs.has_bias_above
+    return inputs.node_gram(setting.node_features, centered)
+
+
 def node_dpp_kernel(
     inputs: PruningInputs, setting: Setting, quality: Quality | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel of dpp_node at setting (node_kernel over setting.node_features); with a
-    quality (qdpp_node), its quality_kernel. The linear kernel compares the nodes' vectors
-    without their means where the layer above has a bias, which absorbs a constant: then it
-    is their covariance. -> (L: (1, H, H), its beta: (1,))."""
-    centered = setting.beta == LINEAR and inputs.has_bias_above
-    cross = inputs.node_gram(setting.node_features, centered)
+    """The kernel of dpp_node at setting (node_kernel over node_kernel_gram); with a quality
+    (qdpp_node), its quality_kernel. -> (L: (1, H, H), its beta: (1,))."""
+    cross = node_kernel_gram(inputs, setting)
     L, beta_used = node_kernel(cross, setting.beta, inputs.num_images)
     if quality is not None:
         quality_kernel(L, quality(inputs).unsqueeze(0))
@@ -938,15 +947,15 @@ def dpp_map_edge(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting)
 
 
 def dpp_map_node(inputs: PruningInputs, draws: Sequence[Draw], setting: Setting) -> Drawn:
-    """Keep the k nodes of the greedy MAP of dpp_node's kernel (node_dpp_kernel, the same
-    setting), every k from one pass; where gains tie (an RBF kernel's first step, or all of
-    them where it is (1 + eps) I) the node whose vector is longest goes first."""
-    L, beta_used = node_dpp_kernel(inputs, setting)
+    """Keep the k nodes of the greedy MAP of dpp_node's kernel at the same setting
+    (node_kernel over node_kernel_gram, as node_dpp_kernel), every k from one pass; where
+    gains tie (an RBF kernel's first step, or all of them where it is (1 + eps) I) the node
+    whose vector is longest goes first."""
+    cross = node_kernel_gram(inputs, setting)
+    L, beta_used = node_kernel(cross, setting.beta, inputs.num_images)
     stats = dpp_sample.KernelStats()
     stats.update(L, beta_used)
-    centered = setting.beta == LINEAR and inputs.has_bias_above
-    length = inputs.node_gram(setting.node_features, centered).diagonal()
-    order = greedy_map_order(L, length.unsqueeze(0))[0]
+    order = greedy_map_order(L, cross.diagonal().unsqueeze(0))[0]
     return Drawn([keep_first(order, k) for k, _ in draws], stats)
 
 
@@ -1022,7 +1031,8 @@ def flap_scores(inputs: PruningInputs) -> torch.Tensor:
     Pruning for Large Language Models") of each node: the variance of its activation over
     the training images times ||W_next[:, h]||^2, the squared norm of its outgoing weights.
     FLAP's sample variance is this times N / (N - 1), the same for every node: the same
-    ranking, and defined where the moments are exact (N 1). (H,) float64."""
+    ranking, and defined where the moments are exact (num_images 1, where N / (N - 1) is
+    not). (H,) float64."""
     G = inputs.activation_gram()
     N = float(G[0, 0])
     means, squares = G[0, 1:] / N, G[1:, 1:].diagonal() / N
@@ -3004,6 +3014,29 @@ def read_plan(path: Path | None) -> report.Plan:
         raise UsageError(str(e)) from None
 
 
+def check_sweep_plan(
+    plan: report.Plan, rows: Sequence[dict[str, str]], cells: Iterable[Cell]
+) -> None:
+    """UsageError unless every method label the plan names is one of this sweep's: of its
+    earlier rows or of its cells."""
+    labels = {report.group_label(row) for row in rows} | {
+        report.setting_label(cell.method.name, *cell.recorded_setting) for cell in cells
+    }
+    try:
+        report.check_plan_labels(plan, labels, "this sweep")
+    except report.PlanError as e:
+        raise UsageError(str(e)) from None
+
+
+def write_sweep_report(out_dir: Path, plan: report.Plan) -> report.Report:
+    """A finished sweep's report under the plan (report.write_report), into out_dir;
+    UsageError, saying where the rows are, where the plan cannot use them."""
+    try:
+        return report.write_report([out_dir], plan=plan)
+    except report.PlanError as e:
+        raise UsageError(f"{e}; the rows are in {out_dir / report.SWEEP_CSV}") from None
+
+
 def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool) -> None:
     """--procedure sweep: every network of --trained_weights x --prune-layer x --methods x
     their settings x --levels x --num-masks (--shard: one part of them), resumed from
@@ -3028,15 +3061,7 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
         )
         for network in networks
     }
-    labels = {report.group_label(row) for row in rows} | {
-        report.setting_label(cell.method.name, *cell.recorded_setting)
-        for mine in cells.values()
-        for cell in mine
-    }
-    try:
-        report.check_plan_labels(plan, labels, "this sweep")
-    except report.PlanError as e:
-        raise UsageError(str(e)) from None
+    check_sweep_plan(plan, rows, itertools.chain.from_iterable(cells.values()))
     in_shard = shard_cells(cells, args.shard)
     train_x, evaluation = data.train_images.to(device), test_evaluation(args, data, device)
     for network in networks:
@@ -3055,10 +3080,7 @@ def sweep_command(args: argparse.Namespace, device: torch.device, progress: bool
             "parts are done: python3 report.py PART_DIR_1 ... PART_DIR_N --out-dir DIR"
         )
         return
-    try:
-        written = report.write_report([args.out_dir], plan=plan)
-    except report.PlanError as e:
-        raise UsageError(f"{e}; the rows are in {sweep_csv}") from None
+    written = write_sweep_report(args.out_dir, plan)
     print(written.table)
     print(written.statistics)
     print("Wrote " + ", ".join(str(path) for path in [sweep_csv, *written.written]))

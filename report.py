@@ -691,16 +691,14 @@ def sweep_markdown(rows: Sequence[Row], endpoint: Endpoint = NO_PLAN.endpoint) -
         levels = sorted({float(row["level"]) for row in mine})
         unpruned = unpruned_values(mine, endpoint)
         several = len(networks) > 1
+        percent = "%" if endpoint.column == "accuracy" else ""
         if unpruned is None:
             base = ""
         elif several:
             low, high = f"{unpruned.min():.2f}", f"{unpruned.max():.2f}"
-            percent = "%" if endpoint.column == "accuracy" else ""
             base = f"; unpruned: {unpruned.mean():.2f}{percent} ({low}–{high}{percent})"
         else:
-            base = (
-                f"; unpruned: {unpruned[0]:.2f}{'%' if endpoint.column == 'accuracy' else ''}"
-            )
+            base = f"; unpruned: {unpruned[0]:.2f}{percent}"
         header = (
             f"{name} of {len(networks)} networks ({part_label(part)}): each network's mean "
             f"over its masks, then their mean ± SD{base}."
@@ -1080,15 +1078,15 @@ def claim_tests(rows: Sequence[Row], plan: Plan = NO_PLAN) -> list[Test]:
         present = {(group, level) for _, group, _, level in cells}
         networks = {row["network"] for row in mine}
         for claim, first, second in all_comparisons(mine, plan):
-            levels = sorted(lv for g, lv in present if g == first and (second, lv) in present)
+            all_levels = sorted(
+                lv for g, lv in present if g == first and (second, lv) in present
+            )
+            levels = all_levels
             if endpoint.levels:
                 levels = list(endpoint.levels) if set(endpoint.levels) <= set(levels) else []
             if not levels:  # never at the same level: nothing to compare
                 continue
             primary = plan.planned(claim, first, second, part)
-            all_levels = sorted(
-                lv for g, lv in present if g == first and (second, lv) in present
-            )
             # (endpoint, its levels, analysis, the networks it is over: None for all)
             endpoints = [(endpoint.label, levels, "primary" if primary else "secondary", None)]
             endpoints += [(f"{lv:g}%", [lv], "secondary", None) for lv in all_levels]
@@ -1264,8 +1262,9 @@ def posthoc_tests(rows: Sequence[Row], tests: Sequence[Test], plan: Plan) -> lis
     if not primary:
         return []
     endpoint = plan.endpoint
-    by_part = {part: cells_of(mine) for part, mine in parts(rows).items()}
-    unpruned = {part: unpruned_values(mine, endpoint) for part, mine in parts(rows).items()}
+    rows_of = parts(rows)
+    by_part = {part: cells_of(mine) for part, mine in rows_of.items()}
+    unpruned = {part: unpruned_values(mine, endpoint) for part, mine in rows_of.items()}
     found: list[Test] = []
     if endpoint.column == "accuracy":
         for t in primary:
@@ -1398,6 +1397,14 @@ def bounds(test: Test) -> str:
     return f"{test.comparison.difference:+.2f} {low}, {high}"
 
 
+TEST_HEAD = "part | claim | first − second | reweighting"  # the columns test_cells fills
+
+
+def interval_head(plan: Plan) -> str:
+    """The column of a Holm family's differences and simultaneous intervals."""
+    return f"difference [simultaneous {1 - plan.alpha:.0%}]"
+
+
 def test_cells(t: Test) -> str:
     """The cells a table row of a test starts with: part, claim, comparison, reweighting."""
     yes = "yes" if t.reweighting else "no"
@@ -1506,7 +1513,7 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
         f"* **{name}**{' (in the plan)' if name in plan.checks else ''}: {texts[name]}."
         for name in ran
     ]
-    head = "part | claim | first − second | reweighting"
+    head, interval = TEST_HEAD, interval_head(plan)
     s2 = [t for t in found if t.analysis == "S2"]
     if s2:
         lines += ["", "### S2: test images resampled", ""]
@@ -1518,9 +1525,7 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
             "the per-image difference, n the images), exactly, with the t-test's degrees of "
             "freedom. SE: of the primary t-test, then with the images.\n"
         )
-        lines += table_head(
-            f"{head} | SE, primary → S2 | difference [simultaneous 95%] | Holm p | verdict"
-        )
+        lines += table_head(f"{head} | SE, primary → S2 | {interval} | Holm p | verdict")
         for t in s2:
             se = f"{primary[t.pair].comparison.se:.3f} → {t.comparison.se:.3f}"
             differs = " (differs)" if (t, primary[t.pair]) in differing else ""
@@ -1537,9 +1542,7 @@ def posthoc_markdown(tests: Sequence[Test], plan: Plan) -> list[str]:
             f"levels from {UPPER_LEVELS:g}% up (where the mean over levels would let the most "
             "damaged level dominate).\n"
         )
-        lines += table_head(
-            f"{head} | regime | difference [simultaneous 95%] | Holm p | verdict"
-        )
+        lines += table_head(f"{head} | regime | {interval} | Holm p | verdict")
         for t in s3:
             differs = " (differs)" if (t, primary[t.pair]) in differing else ""
             lines.append(
@@ -1635,7 +1638,7 @@ def statistics_markdown(
         lines.append(unit_line(part, {row["network"] for row in mine}, plan))
     if plan.source:
         lines += ["", "## The primary tests", ""]
-        head = "part | claim | first − second | reweighting | difference [simultaneous 95%]"
+        head = f"{TEST_HEAD} | {interval_head(plan)}"
         if primary:
             lines += table_head(f"{head} | Holm p | detectable | verdict")
         else:
@@ -1682,7 +1685,7 @@ def statistics_markdown(
             f"{2 * len(sensitivity)} one-sided hypotheses); (differs): not the primary "
             "verdict.\n"
         )
-        head = "part | claim | first − second | reweighting | difference [simultaneous 95%]"
+        head = f"{TEST_HEAD} | {interval_head(plan)}"
         lines += table_head(f"{head} | Holm p | networks | verdict")
         primary_verdicts = {t.pair: t.verdict.split(";")[0] for t in primary}
         for t in sensitivity:
@@ -1923,7 +1926,7 @@ def endpoint_panel(
 def sweep_figure(rows: Sequence[Row], plan: Plan = NO_PLAN) -> Figure:
     """The endpoint (test error for accuracy; log scale) against weights kept, without / with
     reweighting, a row of panels per part (endpoint_panel): per method (at the plan's
-    setting) the mean over networks and its per-method 95% band, each method its own style
+    setting) the mean over networks and its per-method 1 - alpha band, each method its own style
     (method_styles); the unpruned networks' mean a grey line."""
     endpoint = plan.endpoint
     by_part = parts(rows)

@@ -32,6 +32,7 @@ figures), then the command line. It imports MNIST.py and report.py; nothing impo
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -466,9 +467,7 @@ def save_student(
     extra = {
         "teacher": {"file": teacher_file.name, "nodes": teacher.nodes},
         "train_args": {"lr": lr, "epoch": epochs, "num_data": teacher.num_data},
-        "generalisation_error": generalisation_error(
-            student.w1.weight.detach(), student.w2.weight.detach()[0], teacher
-        ),
+        "generalisation_error": GeneralisationError(teacher).evaluate(student)[0],
     }
     M.save_checkpoint(path, student, extra)
 
@@ -530,8 +529,8 @@ def loss_figure(folders: Sequence[Path], plan: report.Plan) -> Figure:
     """The authors' "Noiseless / Noise 0_25 Average Test Loss" of sweep folders (one noise
     level each), a row of panels each, without / with reweighting (report.endpoint_panel, as
     sweep.png): eps_g against the parameters kept (k nodes : e edges per node), every
-    method at the plan's setting, the mean over students and each method's own 95% band; the
-    unpruned students' mean a grey line."""
+    method at the plan's setting, the mean over students and each method's own 1 - alpha
+    band; the unpruned students' mean a grey line."""
     fig, axes = report.panels(len(folders), (16, 5.2 * len(folders) + 1.0))
     every = [report.read_csv(folder / report.SWEEP_CSV) for folder in folders]
     shown = list(dict.fromkeys(g for rows in every for g in report.shown_groups(rows, plan)))
@@ -554,8 +553,8 @@ def loss_figure(folders: Sequence[Path], plan: report.Plan) -> Figure:
     report.figure_title(
         fig,
         "The pruned students' generalisation error eps_g (the authors' Average Test Loss; "
-        "lower is better), mean over students; bands: each method's own 95% t interval over "
-        "students, not paired; edge methods solid, node methods dashed",
+        f"lower is better), mean over students; bands: each method's own {1 - plan.alpha:.0%} "
+        "t interval over students, not paired; edge methods solid, node methods dashed",
         11,
     )
     return fig
@@ -736,18 +735,23 @@ def check_k(k: int, method: M.Method, student: M.MLP, path: Path) -> None:
         )
 
 
-def teacher_command(args: argparse.Namespace, progress: bool) -> None:
-    """--procedure teacher: a teacher of --teacher_h_size nodes on --input_dim inputs."""
-    M.check_writable(args.teacher_path)
-    teacher = make_teacher(
+def teacher_of_flags(args: argparse.Namespace, seed: int) -> Teacher:
+    """The teacher of the world's flags (make_teacher) and this seed."""
+    return make_teacher(
         args.input_dim,
         args.teacher_h_size,
         args.v_star,
         args.sig_w,
         args.mode,
-        args.seed,
+        seed,
         args.num_data,
     )
+
+
+def teacher_command(args: argparse.Namespace, progress: bool) -> None:
+    """--procedure teacher: a teacher of --teacher_h_size nodes on --input_dim inputs."""
+    M.check_writable(args.teacher_path)
+    teacher = teacher_of_flags(args, args.seed)
     save_teacher(args.teacher_path, teacher)
     print(f"Saved {args.teacher_path}: {teacher.describe()}, {teacher.num_data} samples")
 
@@ -785,18 +789,7 @@ def training_command(args: argparse.Namespace, progress: bool) -> None:
         seeds = range(args.seed, args.seed + args.pairs)
         teacher_paths = [args.out_dir / f"teacher_{seed}.pt" for seed in seeds]
         student_paths = [args.out_dir / f"student_{seed}.pt" for seed in seeds]
-        teachers = [
-            make_teacher(
-                args.input_dim,
-                args.teacher_h_size,
-                args.v_star,
-                args.sig_w,
-                args.mode,
-                seed,
-                args.num_data,
-            )
-            for seed in seeds
-        ]
+        teachers = [teacher_of_flags(args, seed) for seed in seeds]
         for path, teacher in zip(teacher_paths, teachers):
             save_teacher(path, teacher)
     students = [
@@ -928,11 +921,10 @@ def sweep_command(args: argparse.Namespace, progress: bool) -> None:
     networks = [network for network, _ in pairs]
     rows = M.earlier_rows(sweep_csv, networks, dataset, args.seed)
     done = {report.cell_key(row) for row in rows}
-    for network, teacher in pairs:
-        levels = args.levels or node_levels(network.model.sizes[1])
-        cells = M.sweep_cells(
+    cells = {
+        network.fingerprint: M.sweep_cells(
             args.methods,
-            levels,
+            args.levels or node_levels(network.model.sizes[1]),
             args.num_masks,
             args.seed,
             network.model.sizes,
@@ -941,22 +933,17 @@ def sweep_command(args: argparse.Namespace, progress: bool) -> None:
             [args.node_features],
             args.node_settings,
         )
-        labels = {report.setting_label(c.method.name, *c.recorded_setting) for c in cells}
-        try:
-            report.check_plan_labels(
-                plan, labels | {report.group_label(r) for r in rows}, "this sweep"
-            )
-        except report.PlanError as e:
-            raise UsageError(str(e)) from None
-        todo = [c for c in cells if (network.fingerprint, *c.key) not in done]
+        for network in networks
+    }
+    M.check_sweep_plan(plan, rows, itertools.chain.from_iterable(cells.values()))
+    for network, teacher in pairs:
+        mine = cells[network.fingerprint]
+        todo = [c for c in mine if (network.fingerprint, *c.key) not in done]
         earlier = sum(row["network"] == network.fingerprint for row in rows) // 2
         view = partial(exact_view, network.model)
         evaluation = GeneralisationError(teacher)
         M.run_sweep(network, view, evaluation, todo, sweep_csv, dataset, earlier, progress)
-    try:
-        written = report.write_report([args.out_dir], plan=plan)
-    except report.PlanError as e:
-        raise UsageError(f"{e}; the rows are in {sweep_csv}") from None
+    written = M.write_sweep_report(args.out_dir, plan)
     print(written.statistics)
     print("Wrote " + ", ".join(str(path) for path in [sweep_csv, *written.written]))
 

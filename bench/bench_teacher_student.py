@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import teacher_student as TS
 
 TARGET_MINUTES = 20.0
+N, M, K = TS.INPUT_DIM, TS.TEACHER_NODES, TS.STUDENT_NODES  # the authors' setting
 
 
 class AuthorsStudent(nn.Module):
@@ -89,9 +90,9 @@ def ours(students: int, num_data: int, lr: float) -> tuple[float, float]:
     """Seconds of training `students` pairs on num_data samples each as one batch, and their
     mean generalisation error."""
     teachers = [
-        TS.make_teacher(500, 2, 4.0, 0.0, "normal", s, num_data) for s in range(students)
+        TS.make_teacher(N, M, TS.V_STAR, 0.0, "normal", s, num_data) for s in range(students)
     ]
-    models = [TS.make_student(500, 6, "normal", s) for s in range(students)]
+    models = [TS.make_student(N, K, "normal", s) for s in range(students)]
     start = time.perf_counter()
     TS.train_students(teachers, models, lr)
     seconds = time.perf_counter() - start
@@ -102,8 +103,8 @@ def ours(students: int, num_data: int, lr: float) -> tuple[float, float]:
 def same_first_steps(lr: float, samples: int = 50) -> float:
     """The largest weight difference after `samples` steps of one student, ours against
     the authors' loop (float32 rounding only)."""
-    teacher = TS.make_teacher(500, 2, 4.0, 0.0, "normal", 0, samples)
-    student = TS.make_student(500, 6, "normal", 0)
+    teacher = TS.make_teacher(N, M, TS.V_STAR, 0.0, "normal", 0, samples)
+    student = TS.make_student(N, K, "normal", 0)
     _, theirs = authors_loop(teacher, student, samples, lr)
     TS.train_students([teacher], [student], lr)
     return float((student.w1.weight - theirs.w1.weight).detach().abs().max())
@@ -125,9 +126,9 @@ def main() -> int:
     )
     difference = same_first_steps(args.lr)
     print(f"ours and the authors' loop after 50 steps: max |w1 difference| {difference:.2e}")
-    teacher = TS.make_teacher(500, 2, 4.0, 0.0, "normal", 1, args.their_samples)
+    teacher = TS.make_teacher(N, M, TS.V_STAR, 0.0, "normal", 1, args.their_samples)
     seconds, _ = authors_loop(
-        teacher, TS.make_student(500, 6, "normal", 1), args.their_samples, args.lr
+        teacher, TS.make_student(N, K, "normal", 1), args.their_samples, args.lr
     )
     theirs = seconds * (args.num_data / args.their_samples) * args.students
     mine, error = ours(args.students, args.num_data, args.lr)
